@@ -1,0 +1,157 @@
+"""CIS throughput: bare ONNX Runtime vs the whole pipeline, on the same model and 1920x1080 JPEGs.
+
+Bare: preprocess + run + postprocess on frames already decoded in memory.
+Pipeline: JPEG files -> capture thread -> inference (unbounded rate) -> annotated + raw images and DB rows.
+Prints one JSON object; ``ratio`` is pipeline fps / bare fps for each model.
+
+    python benchmarks/cis_pipeline.py edge_assets/models/demo-defects/1 [MODEL_DIR ...] --frames 120
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from mfgvision.cis.pipeline import CisPipeline
+from mfgvision.inference import RuntimeOptions, load_model
+from mfgvision.settings import CisSettings
+from mfgvision.store.database import Database
+from mfgvision.synthetic import generate_sample
+
+
+def make_frames(folder: Path, count: int, size: tuple[int, int] = (1920, 1080)) -> list[Path]:
+    """Generated line images at full HD, JPEG quality 90."""
+    rng = np.random.default_rng(7)
+    paths = []
+    for i in range(count):
+        image, _ = generate_sample(rng, size=size)
+        path = folder / f"frame_{i:04d}.jpg"
+        cv2.imwrite(str(path), image, [cv2.IMWRITE_JPEG_QUALITY, 90])
+        paths.append(path)
+    return paths
+
+
+def bare(model_dir: Path, frames: list[np.ndarray], n: int, threads: int | None) -> dict:
+    model = load_model(model_dir, RuntimeOptions(intra_op_threads=threads))
+    model.warmup()
+    times = []
+    start = time.perf_counter()
+    for i in range(n):
+        t0 = time.perf_counter()
+        model.detect(frames[i % len(frames)], 0.25, 0.45)
+        times.append((time.perf_counter() - t0) * 1000)
+    elapsed = time.perf_counter() - start
+    info = {
+        "family": model.family,
+        "input_size": list(model.input_size),
+        "providers": model.providers,
+    }
+    model.close()
+    return {
+        "fps": round(n / elapsed, 2),
+        "ms_p50": round(float(np.percentile(times, 50)), 2),
+        "ms_p99": round(float(np.percentile(times, 99)), 2),
+        **info,
+    }
+
+
+def pipeline(model_dir: Path, frames_dir: Path, n: int, threads: int | None, work: Path) -> dict:
+    settings = CisSettings(
+        camera_type="folder",
+        camera_uri=str(frames_dir),
+        camera_fps=0,
+        inference_fps=0,
+        model_name=model_dir.parent.name,
+        model_version=model_dir.name,
+        prob_threshold=0.25,
+        store_raw_frames=True,
+        store_all_inferences=True,
+        retrain_interval_s=0,
+    )
+    db = Database(f"sqlite:///{work / 'bench.db'}")
+    db.create_schema()
+    pipe = CisPipeline(
+        settings,
+        work,
+        model_dir.parent.parent,
+        work / "images",
+        db,
+        lambda _o, _b: None,
+        intra_op_threads=threads,
+    )
+    pipe.start()
+    if not pipe.models.wait_ready(120):
+        raise SystemExit(f"model did not load: {pipe.models.error}")
+    warm = 5
+    while pipe.metrics.counters["rows_written"] < warm:
+        time.sleep(0.01)
+    start_rows, start = pipe.metrics.counters["rows_written"], time.perf_counter()
+    while pipe.metrics.counters["rows_written"] < start_rows + n:
+        time.sleep(0.005)
+    elapsed = time.perf_counter() - start
+    rows = pipe.metrics.counters["rows_written"] - start_rows
+    stages = pipe.metrics.summary()
+    pipe.stop()
+    db.close()
+    latency = stages.pop("frame_to_row", {})
+    return {
+        "fps": round(rows / elapsed, 2),
+        "stages_ms": {k: {"mean": v["mean"], "p50": v["p50"]} for k, v in stages.items()},
+        "frame_to_row_ms": {"p50": latency.get("p50"), "p99": latency.get("p99")},
+        "dropped": pipe.metrics.counters.get("dropped_outcomes", 0),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("models", nargs="+", type=Path)
+    parser.add_argument("--frames", type=int, default=120, help="timed frames per measurement")
+    parser.add_argument("--distinct", type=int, default=24, help="distinct JPEG files")
+    parser.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        frames_dir = work / "frames"
+        frames_dir.mkdir()
+        paths = make_frames(frames_dir, args.distinct)
+        decoded = [cv2.imread(str(p)) for p in paths]
+        runs = []
+        for model_dir in args.models:
+            b = bare(model_dir, decoded, args.frames, args.threads)
+            p = pipeline(model_dir, frames_dir, args.frames, args.threads, work / f"run{len(runs)}")
+            runs.append(
+                {
+                    "model": str(model_dir),
+                    "bare": b,
+                    "pipeline": p,
+                    "ratio": round(p["fps"] / b["fps"], 3),
+                }
+            )
+    print(
+        json.dumps(
+            {
+                "machine": {
+                    "cpu": platform.processor() or platform.machine(),
+                    "cores": os.cpu_count(),
+                    "python": platform.python_version(),
+                },
+                "frame": "1920x1080 JPEG q90",
+                "runs": runs,
+            },
+            indent=2,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,3 @@
+from mfgvision.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,66 @@
+"""What every frame source is and what it hands out."""
+
+from __future__ import annotations
+
+import re
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+
+
+class SourceError(RuntimeError):
+    """A source that cannot open or read right now (missing camera, stream down, folder gone)."""
+
+
+@dataclass
+class Frame:
+    """One captured frame: the encoded bytes when the source had them, else the decoded image.
+
+    ``width``/``height`` are the original frame size; ``captured_at`` is timezone-aware UTC.
+    """
+
+    seq: int
+    captured_at: datetime
+    name: str
+    width: int
+    height: int
+    jpeg: bytes | None = None
+    image: np.ndarray | None = None
+
+
+class FrameSource(ABC):
+    """A blocking reader of frames. The capture thread owns it; nothing else calls it."""
+
+    #: True when the source delivers in real time by itself (a live stream); False for files,
+    #: which the capture thread paces at the configured camera fps.
+    live: bool = True
+
+    @property
+    @abstractmethod
+    def description(self) -> str:
+        """A name safe for logs (no credentials)."""
+
+    @abstractmethod
+    def open(self) -> None:
+        """Open the source; raise SourceError when it cannot be had."""
+
+    @abstractmethod
+    def read(self) -> tuple[str, bytes | None, np.ndarray | None] | None:
+        """The next frame as (name, jpeg bytes or None, image or None); None at the end of a file.
+
+        Raises SourceError when the source fails (the capture thread then reconnects).
+        """
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release the device or stream; safe to call twice."""
+
+
+_CREDENTIALS = re.compile(r"(?<=://)[^/@\s]+@")
+
+
+def mask_credentials(uri: str) -> str:
+    """``rtsp://user:pw@host/x`` -> ``rtsp://***@host/x``."""
+    return _CREDENTIALS.sub("***@", uri)

@@ -1,0 +1,78 @@
+"""The messages the CIS module sends: one per stored inference, one per stored image.
+
+Field names keep the original system's contract where it had one (``model_name``, ``object_detected``,
+``camera_id``, ``camera_name``, ``raw_image_name``, ``annotated_image_name``, ``inferencing_time``,
+``created``, ``unique_id``, ``detected_objects``), with fixed semantics: ``created`` is ISO-8601 UTC,
+probabilities are 0..1 and every box is x1, y1, x2, y2 in original-frame pixels plus normalised.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from mfgvision.store.records import InferenceRecord
+
+INFERENCE_OUTPUT = "inference"
+IMAGE_UPLOAD_OUTPUT = "imageUpload"
+SCHEMA = "mfgvision.inference/1"
+
+CONTAINERS = {
+    "annotated": "images-annotated",
+    "raw": "images-frame",
+    "retrain": "images-retraining",
+}
+
+
+def iso_utc(when: datetime) -> str:
+    """ISO-8601 in UTC with a ``Z`` suffix."""
+    return when.astimezone(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def inference_message(
+    record: InferenceRecord, location: str, position: str, timings: dict[str, float]
+) -> dict[str, Any]:
+    """The body sent on the ``inference`` output (routed upstream)."""
+    return {
+        "schema": SCHEMA,
+        "unique_id": record.unique_id,
+        "created": iso_utc(record.created),
+        "camera_id": record.camera_id,
+        "camera_name": record.camera_name,
+        "location": location,
+        "position": position,
+        "model_name": record.model_name,
+        "model_version": record.model_version,
+        "object_detected": record.object_detected,
+        "detected_objects": [d.to_dict() for d in record.detections],
+        "inferencing_time": round(record.inferencing_time_ms, 3),
+        "timings_ms": {k: round(v, 3) for k, v in timings.items()},
+        "frame": {"width": record.frame_width, "height": record.frame_height},
+        "raw_image_name": record.raw_image_name,
+        "annotated_image_name": record.annotated_image_name,
+    }
+
+
+def blob_name(location: str, position: str, when: datetime, image_name: str) -> str:
+    """``<location>/<position>/<yyyy>/<mm>/<dd>/<file>`` (UTC date)."""
+    return f"{location}/{position}/{when.astimezone(timezone.utc):%Y/%m/%d}/{image_name}"
+
+
+def upload_message(
+    kind: str, image_name: str, path: str, record: InferenceRecord, location: str, position: str
+) -> dict[str, Any]:
+    """The body sent on the ``imageUpload`` output for one stored image."""
+    return {
+        "kind": kind,
+        "container": CONTAINERS[kind],
+        "img_name": image_name,
+        "path": path,
+        "blob_name": blob_name(location, position, record.created, image_name),
+        "location": location,
+        "position": position,
+        "camera_id": record.camera_id,
+        "model_name": record.model_name,
+        "model_version": record.model_version,
+        "unique_id": record.unique_id,
+        "created": iso_utc(record.created),
+    }

@@ -1,0 +1,53 @@
+"""Per-stage timings and counters of the CIS pipeline, cheap enough to keep on the hot path."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter, deque
+
+import numpy as np
+
+
+class PipelineMetrics:
+    """Rolling per-stage milliseconds (last ``window`` samples each) and monotonic counters."""
+
+    def __init__(self, window: int = 4096) -> None:
+        self._window = window
+        self._stages: dict[str, deque[float]] = {}
+        self.counters: Counter[str] = Counter()
+        self._events: deque[float] = deque(maxlen=window)
+        self._lock = threading.Lock()
+
+    def time(self, stage: str, ms: float) -> None:
+        with self._lock:
+            self._stages.setdefault(stage, deque(maxlen=self._window)).append(ms)
+
+    def count(self, name: str, n: int = 1) -> None:
+        with self._lock:
+            self.counters[name] += n
+            if name == "inferences":
+                self._events.append(time.monotonic())
+
+    def fps(self, horizon: float = 10.0) -> float:
+        """Inferences per second over the last ``horizon`` seconds."""
+        now = time.monotonic()
+        with self._lock:
+            recent = [t for t in self._events if now - t <= horizon]
+        if len(recent) < 2:
+            return 0.0
+        return (len(recent) - 1) / max(recent[-1] - recent[0], 1e-6)
+
+    def summary(self) -> dict[str, dict[str, float]]:
+        """Mean, p50 and p99 milliseconds per stage."""
+        with self._lock:
+            stages = {k: np.array(v) for k, v in self._stages.items() if v}
+        return {
+            k: {
+                "mean": round(float(v.mean()), 3),
+                "p50": round(float(np.percentile(v, 50)), 3),
+                "p99": round(float(np.percentile(v, 99)), 3),
+                "n": len(v),
+            }
+            for k, v in stages.items()
+        }

@@ -1,0 +1,31 @@
+"""What the inference thread hands to the writer for one inferred frame."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from mfgvision.capture.base import Frame
+from mfgvision.inference.types import InferenceResult
+from mfgvision.settings import CisSettings
+
+
+@dataclass
+class Outcome:
+    """One inferred frame.
+
+    ``image`` is the decoded frame the model saw (possibly decoded at reduced size) and ``image_result``
+    has boxes in its pixels, for drawing; ``result`` has boxes in original-frame pixels, for storage.
+    """
+
+    unique_id: str
+    frame: Frame
+    image: np.ndarray
+    image_result: InferenceResult
+    result: InferenceResult
+    settings: CisSettings
+    model_name: str
+    model_version: str
+    retrain: str | None
+    inferred_at: float

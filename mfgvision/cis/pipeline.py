@@ -1,0 +1,247 @@
+"""The CIS pipeline: capture thread -> sampler -> inference thread -> writer thread.
+
+Settings apply live: thresholds, rates and storage flags take effect on the next frame, a new camera
+restarts only the capture thread, a new model is swapped in between frames.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any
+
+from mfgvision.capture.base import Frame, SourceError
+from mfgvision.capture.factory import build_source
+from mfgvision.capture.grabber import FrameGrabber
+from mfgvision.capture.jpeg import decode, reduction_for
+from mfgvision.cis.metrics import PipelineMetrics
+from mfgvision.cis.models import ModelManager, ModelRequest
+from mfgvision.cis.outcome import Outcome
+from mfgvision.cis.sampler import RetrainSampler, Sampler
+from mfgvision.cis.writer import Emit, OutcomeWriter
+from mfgvision.inference import Model
+from mfgvision.settings import CisSettings
+from mfgvision.store.database import Database
+
+log = logging.getLogger(__name__)
+
+_CAMERA_KEYS = ("camera_type", "camera_uri", "camera_fps", "camera_loop", "camera_trigger")
+
+
+def model_request(s: CisSettings, intra_op_threads: int | None) -> ModelRequest:
+    return ModelRequest(
+        s.model_name,
+        s.model_version,
+        tuple(s.providers) if s.providers else None,
+        s.fp16,
+        intra_op_threads,
+    )
+
+
+class CisPipeline:
+    """Runs one camera through one model into storage and messages."""
+
+    def __init__(
+        self,
+        settings: CisSettings,
+        assets_dir: Path,
+        models_dir: Path,
+        images_dir: Path,
+        db: Database,
+        emit: Emit,
+        intra_op_threads: int | None = None,
+    ) -> None:
+        self.settings = settings
+        self.assets_dir = assets_dir
+        self.intra_op_threads = intra_op_threads
+        self.metrics = PipelineMetrics()
+        self.models = ModelManager(models_dir)
+        self.writer = OutcomeWriter(images_dir, db, emit, self.metrics)
+        self.grabber: FrameGrabber | None = None
+        self.camera_error: str | None = None
+        self._sampler = Sampler(settings.inference_fps)
+        self._retrain = RetrainSampler(
+            settings.retrain_interval_s, settings.retrain_below_probability
+        )
+        self._capture_requests: list[Future[dict[str, Any]]] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="inference", daemon=True)
+
+    def start(self) -> None:
+        self.models.start(model_request(self.settings, self.intra_op_threads))
+        self.writer.start()
+        self._start_camera()
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop capture, finish the frame in flight, write what is queued, release the model."""
+        if self.grabber is not None:
+            self.grabber.stop()
+        self._stop.set()
+        self._thread.join(timeout=10)
+        self.writer.stop()
+        self.models.stop()
+
+    def apply(self, new: CisSettings) -> None:
+        """Switch to new settings without a restart."""
+        old, self.settings = self.settings, new
+        if any(getattr(old, k) != getattr(new, k) for k in _CAMERA_KEYS):
+            log.info("camera settings changed, reopening", extra={"camera_id": new.camera_id})
+            if self.grabber is not None:
+                self.grabber.stop()
+            self._start_camera()
+        if old.inference_fps != new.inference_fps:
+            self._sampler = Sampler(new.inference_fps)
+        if (old.retrain_interval_s, old.retrain_below_probability) != (
+            new.retrain_interval_s,
+            new.retrain_below_probability,
+        ):
+            self._retrain = RetrainSampler(new.retrain_interval_s, new.retrain_below_probability)
+        if model_request(old, self.intra_op_threads) != model_request(new, self.intra_op_threads):
+            self.models.request(model_request(new, self.intra_op_threads))
+
+    def capture_now(self, timeout: float = 10.0) -> dict[str, Any]:
+        """Infer the next frame regardless of the sampler and return the result."""
+        future: Future[dict[str, Any]] = Future()
+        with self._lock:
+            self._capture_requests.append(future)
+        return future.result(timeout)
+
+    def status(self) -> dict[str, Any]:
+        """State, rates, counters and errors, for reported properties and health."""
+        model = self.models.current
+        capture = self.grabber.stats if self.grabber is not None else None
+        if self.camera_error:
+            state = "camera_error"
+        elif self.models.error and model is None:
+            state = "model_error"
+        elif capture is not None and capture.state in ("reconnecting", "connecting"):
+            state = capture.state
+        elif capture is not None and capture.state == "ended":
+            state = "idle"
+        else:
+            state = "running" if model is not None else "loading_model"
+        counters = dict(self.metrics.counters)
+        return {
+            "state": state,
+            "fps": round(self.metrics.fps(), 3),
+            "camera": {
+                "source": capture.source if capture else None,
+                "state": capture.state if capture else "stopped",
+                "frames": capture.frames if capture else 0,
+                "dropped": capture.dropped if capture else 0,
+                "reconnects": capture.reconnects if capture else 0,
+                "error": self.camera_error or (capture.last_error if capture else None),
+            },
+            "model": {
+                "name": self.settings.model_name,
+                "version": self.settings.model_version,
+                "serving": f"{model.name}/{model.version}" if model else None,
+                "family": model.family if model else None,
+                "providers": model.providers if model else [],
+                "warnings": model.warnings if model else [],
+                "error": self.models.error,
+            },
+            "counters": counters,
+            "pending_rows": self.writer.pending_rows,
+            "last_error": self.writer.last_error or self.models.error or self.camera_error,
+        }
+
+    def _start_camera(self) -> None:
+        s = self.settings
+        try:
+            source = build_source(s, self.assets_dir)
+        except SourceError as exc:
+            self.camera_error, self.grabber = str(exc), None
+            log.error("camera not available", extra={"camera_id": s.camera_id, "error": str(exc)})
+            return
+        self.camera_error = None
+        self.grabber = FrameGrabber(source, s.camera_fps, keep=16 if s.camera_trigger else 1)
+        self.grabber.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            grabber = self.grabber
+            if grabber is None:
+                self._stop.wait(0.2)
+                continue
+            frame = grabber.next_frame(timeout=0.2)
+            if frame is None:
+                continue
+            with self._lock:
+                forced, self._capture_requests = self._capture_requests, []
+            model = self.models.current
+            if model is None:
+                self.metrics.count("frames_without_model")
+                for f in forced:
+                    f.set_exception(RuntimeError(f"no model serving: {self.models.error}"))
+                continue
+            s = self.settings
+            if not (forced or s.camera_trigger or self._sampler.admit(time.monotonic())):
+                continue
+            try:
+                outcome = self._infer(frame, model, s)
+            except Exception as exc:
+                self.metrics.count("inference_errors")
+                log.exception("inference failed", extra={"frame": frame.name})
+                for f in forced:
+                    f.set_exception(exc)
+                continue
+            if outcome is None:
+                for f in forced:
+                    f.set_exception(RuntimeError(f"frame {frame.name} could not be decoded"))
+                continue
+            self.writer.submit(outcome)
+            for f in forced:
+                f.set_result(_summary(outcome))
+
+    def _infer(self, frame: Frame, model: Model, s: CisSettings) -> Outcome | None:
+        t0 = time.perf_counter()
+        if frame.jpeg is not None:
+            reduction = reduction_for(frame.width, frame.height, max(model.input_size))
+            image = decode(frame.jpeg, reduction)
+            if image is None:
+                self.metrics.count("undecodable_frames")
+                log.warning("frame not decodable, skipped", extra={"frame": frame.name})
+                return None
+        else:
+            assert frame.image is not None
+            image = frame.image
+        self.metrics.time("decode", (time.perf_counter() - t0) * 1000)
+        image_result = model.detect(image, s.prob_threshold, s.iou_threshold)
+        scale = frame.width / image.shape[1]
+        result = (
+            image_result if scale == 1 else image_result.scaled(scale, frame.width, frame.height)
+        )
+        for stage, ms in result.timings_ms.items():
+            self.metrics.time(stage, ms)
+        self.metrics.count("inferences")
+        best = max((d.probability for d in result.detections), default=None)
+        now = time.monotonic()
+        return Outcome(
+            unique_id=str(uuid.uuid4()),
+            frame=frame,
+            image=image,
+            image_result=image_result,
+            result=result,
+            settings=s,
+            model_name=model.name,
+            model_version=model.version,
+            retrain=self._retrain.pick(now, best),
+            inferred_at=now,
+        )
+
+
+def _summary(outcome: Outcome) -> dict[str, Any]:
+    return {
+        "unique_id": outcome.unique_id,
+        "frame": outcome.frame.name,
+        "model": f"{outcome.model_name}/{outcome.model_version}",
+        "detections": [d.to_dict() for d in outcome.result.detections],
+        "timings_ms": outcome.result.timings_ms,
+    }

@@ -1,0 +1,109 @@
+"""Running the dashboard: the ``mfgvision dashboard`` command and the dashboard service."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import threading
+from pathlib import Path
+
+from sqlalchemy.exc import SQLAlchemyError
+from waitress import create_server
+from waitress.server import BaseWSGIServer, MultiSocketServer
+
+from mfgvision.dashboard.app import create_app
+from mfgvision.logs import configure_logging
+from mfgvision.runtime import Paths, run_until_signalled
+from mfgvision.store.database import Database, database_url_from_env
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 23000
+SERVER_THREADS = 4
+
+
+def add_dashboard_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``mfgvision dashboard``."""
+    parser.add_argument(
+        "--db-url",
+        default=None,
+        help="database URL (default: $MFGVISION_DB_URL, else SQLite in $MFGVISION_DATA)",
+    )
+    parser.add_argument(
+        "--images-dir",
+        type=Path,
+        default=None,
+        help="folder holding the stored images (default: $MFGVISION_DATA/images)",
+    )
+    parser.add_argument("--host", default=DEFAULT_HOST, help="bind address (default: %(default)s)")
+    parser.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help="port (default: %(default)s)"
+    )
+    parser.add_argument("--title", default="mfgvision", help="page title (default: %(default)s)")
+
+
+def dashboard_main(args: argparse.Namespace) -> int:
+    """Serve the dashboard until SIGINT or SIGTERM; returns the process exit code."""
+    if not logging.getLogger().handlers:
+        configure_logging("dashboard")
+    paths = Paths.from_env()
+    db = Database(args.db_url or database_url_from_env(paths.default_db_path))
+    server = DashboardServer(db, args.images_dir or paths.images, args.host, args.port, args.title)
+    return run_until_signalled([server])
+
+
+class DashboardServer:
+    """The dashboard as a service: waitress on its own thread; ``port=0`` picks a free port."""
+
+    def __init__(
+        self,
+        db: Database,
+        images_dir: Path,
+        host: str = DEFAULT_HOST,
+        port: int = DEFAULT_PORT,
+        title: str = "mfgvision",
+        threads: int = SERVER_THREADS,
+    ) -> None:
+        self.db = db
+        self.images_dir = images_dir
+        self.host = host
+        self.port = port
+        self.title = title
+        self.threads = threads
+        self._server: BaseWSGIServer | MultiSocketServer | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        host = "localhost" if self.host in ("127.0.0.1", "0.0.0.0") else self.host
+        return f"http://{host}:{self.port}/"
+
+    def start(self) -> None:
+        _prepare_schema(self.db)
+        app = create_app(self.db, self.images_dir, title=self.title)
+        self._server = create_server(app, host=self.host, port=self.port, threads=self.threads)
+        if isinstance(self._server, BaseWSGIServer):
+            self.port = int(self._server.effective_port)
+        self._thread = threading.Thread(target=self._server.run, name="dashboard", daemon=True)
+        self._thread.start()
+        print(f"mfgvision dashboard on {self.url}", flush=True)
+        logger.info("dashboard serving", extra={"url": self.url, "threads": self.threads})
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.task_dispatcher.shutdown(timeout=5)  # finish requests in flight
+            self._server.close()
+        if self._thread is not None:
+            self._thread.join(timeout=2)
+        self.db.close()
+        logger.info("dashboard stopped")
+
+
+def _prepare_schema(db: Database) -> None:
+    """Create missing tables so a fresh install shows its empty state; an unreachable database
+    is logged and left to ``/healthz`` so the page still comes up."""
+    try:
+        db.create_schema()
+    except SQLAlchemyError as exc:
+        logger.warning("database not ready at start", extra={"error": type(exc).__name__})

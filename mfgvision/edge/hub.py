@@ -1,0 +1,104 @@
+"""The one way a module talks to the world: outputs, inputs, twin properties and direct methods.
+
+It mirrors the IoT Edge module client of ``azure-iot-device`` so the same module code runs on a device
+(through edgeHub) and in a single process (through the in-process hub).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class HubMessage:
+    """A message between modules: a body plus string properties (as IoT Hub messages carry)."""
+
+    body: bytes
+    properties: dict[str, str] = field(default_factory=dict)
+    content_type: str = "application/json"
+    input_name: str | None = None
+
+    @classmethod
+    def from_json(cls, obj: Any, properties: dict[str, str] | None = None) -> HubMessage:
+        return cls(json.dumps(obj, separators=(",", ":")).encode(), dict(properties or {}))
+
+    def json(self) -> Any:
+        """The body parsed as JSON; raises ValueError for a broken body."""
+        return json.loads(self.body.decode("utf-8"))
+
+
+class MethodError(Exception):
+    """Raised by a direct-method handler to answer with a status other than 200."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+InputHandler = Callable[[HubMessage], None]
+PatchHandler = Callable[[dict[str, Any]], None]
+MethodHandler = Callable[[Any], Any]
+
+
+class Hub(ABC):
+    """Base of every hub: keeps the method table and answers calls safely."""
+
+    def __init__(self, module_id: str) -> None:
+        self.module_id = module_id
+        self._methods: dict[str, MethodHandler] = {}
+
+    @abstractmethod
+    def connect(self) -> None:
+        """Open the connection."""
+
+    @abstractmethod
+    def disconnect(self) -> None:
+        """Close the connection; pending outgoing messages are sent first."""
+
+    @abstractmethod
+    def send_to_output(self, output: str, message: HubMessage) -> None:
+        """Send a message on a named output; the hub's routes decide where it goes."""
+
+    @abstractmethod
+    def on_input(self, input_name: str, handler: InputHandler) -> None:
+        """Call ``handler`` for each message that arrives on ``input_name``."""
+
+    @abstractmethod
+    def get_twin(self) -> dict[str, Any]:
+        """The whole twin: ``{"desired": {...}, "reported": {...}}``."""
+
+    @abstractmethod
+    def on_desired_patch(self, handler: PatchHandler) -> None:
+        """Call ``handler`` with each desired-properties patch (it carries ``$version``)."""
+
+    @abstractmethod
+    def patch_reported(self, patch: dict[str, Any]) -> None:
+        """Merge ``patch`` into the reported properties."""
+
+    def on_method(self, name: str, handler: MethodHandler) -> None:
+        """Answer direct method ``name`` with ``handler(payload)``."""
+        self._methods[name] = handler
+
+    def call_method(self, name: str, payload: Any) -> tuple[int, Any]:
+        """Run a direct method: 404 when unknown, 400 for a bad payload, 500 on failure; never raises."""
+        handler = self._methods.get(name)
+        if handler is None:
+            return 404, {"error": f"unknown method '{name}'", "methods": sorted(self._methods)}
+        try:
+            return 200, handler(payload)
+        except MethodError as exc:
+            return exc.status, {"error": str(exc)}
+        except (ValidationError, ValueError, TypeError) as exc:
+            return 400, {"error": f"bad payload: {exc}"}
+        except Exception as exc:
+            log.exception("direct method failed", extra={"method": name})
+            return 500, {"error": f"{type(exc).__name__}: {exc}"}

@@ -1,0 +1,153 @@
+"""A loaded model: its session, its family's adapter and its labels behind one ``detect`` call."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from types import TracebackType
+
+import numpy as np
+import onnxruntime as ort
+
+from mfgvision.inference.adapters import Adapter, create_adapter, detect_family
+from mfgvision.inference.card import load_card
+from mfgvision.inference.errors import ModelLoadError
+from mfgvision.inference.labels import load_labels
+from mfgvision.inference.nms import MAX_DETECTIONS
+from mfgvision.inference.session import RuntimeOptions, SessionInfo, create_session
+from mfgvision.inference.types import InferenceResult
+
+MODEL_FILE = "model.onnx"
+
+log = logging.getLogger(__name__)
+
+
+class Model:
+    """One model version, ready to run on BGR frames. Build it with :func:`load_model`."""
+
+    def __init__(
+        self, name: str, version: str, family: str, adapter: Adapter, session: SessionInfo
+    ) -> None:
+        self.name = name
+        self.version = version
+        self.family = family
+        self.requested_providers = session.requested_providers
+        self.warnings: list[str] = list(session.warnings)
+        self._adapter = adapter
+        self._session: ort.InferenceSession | None = session.session
+        self._providers = session.providers
+
+    @property
+    def adapter(self) -> Adapter:
+        """The family adapter: how frames become input tensors and outputs become detections."""
+        return self._adapter
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self._adapter.labels)
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        """(width, height) of the model input."""
+        return self._adapter.image_input.size
+
+    @property
+    def providers(self) -> list[str]:
+        """The execution providers ONNX Runtime actually uses for this model."""
+        return list(self._providers)
+
+    def detect(
+        self,
+        frame: np.ndarray,
+        prob_threshold: float = 0.5,
+        iou_threshold: float = 0.45,
+        max_detections: int = MAX_DETECTIONS,
+    ) -> InferenceResult:
+        """Run the model on one BGR uint8 frame; boxes come back in that frame's pixels."""
+        if self._session is None:
+            raise RuntimeError(f"model {self.name}/{self.version} is closed")
+        for name, value in (("prob_threshold", prob_threshold), ("iou_threshold", iou_threshold)):
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be within 0..1, got {value}")
+        start = time.perf_counter()
+        feeds, transform = self._adapter.preprocess(frame)
+        preprocessed = time.perf_counter()
+        outputs = self._session.run(self._adapter.output_names, feeds)
+        inferred = time.perf_counter()
+        detections = self._adapter.postprocess(
+            outputs, transform, prob_threshold, iou_threshold, max_detections
+        )
+        done = time.perf_counter()
+        return InferenceResult(
+            detections=detections,
+            frame_width=transform.frame_width,
+            frame_height=transform.frame_height,
+            timings_ms={
+                "preprocess": (preprocessed - start) * 1000,
+                "infer": (inferred - preprocessed) * 1000,
+                "postprocess": (done - inferred) * 1000,
+            },
+        )
+
+    def warmup(self) -> None:
+        """One run on a blank frame of the input size, so the first real frame is not slow."""
+        width, height = self.input_size
+        self.detect(np.zeros((height, width, 3), dtype=np.uint8))
+
+    def close(self) -> None:
+        """Release the session; ``detect`` fails afterwards."""
+        self._session = None
+
+    def __enter__(self) -> Model:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (
+            f"Model({self.name}/{self.version}, family={self.family}, "
+            f"input={self.input_size}, providers={self._providers})"
+        )
+
+
+def load_model(model_dir: Path | str, options: RuntimeOptions | None = None) -> Model:
+    """Load ``<name>/<version>/`` (``model.onnx``, labels, optional ``model.yaml``).
+
+    Raises ModelLoadError with the file and the reason when anything is missing or inconsistent.
+    """
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        raise ModelLoadError(f"{model_dir}: not a model folder (expected <name>/<version>/)")
+    card = load_card(model_dir)
+    labels = load_labels(model_dir)
+    session = create_session(model_dir / MODEL_FILE, options or RuntimeOptions())
+    try:
+        family = card.family or detect_family(session.graph)
+        adapter = create_adapter(family, session.graph, card, labels)
+    except ModelLoadError as exc:
+        raise ModelLoadError(f"{model_dir / MODEL_FILE}: {exc}") from exc
+    if adapter.num_classes is not None and adapter.num_classes != len(adapter.labels):
+        raise ModelLoadError(
+            f"{model_dir}: the graph has {adapter.num_classes} classes but the labels list "
+            f"{len(adapter.labels)} ({', '.join(adapter.labels)})"
+        )
+    model = Model(model_dir.parent.name, model_dir.name, family, adapter, session)
+    model.warnings.extend(f"model.yaml: unknown key {key!r} ignored" for key in card.unknown_keys)
+    for warning in model.warnings:
+        log.warning("model %s/%s: %s", model.name, model.version, warning)
+    log.info(
+        "loaded model %s/%s family=%s input=%sx%s providers=%s",
+        model.name,
+        model.version,
+        family,
+        *model.input_size,
+        ",".join(model.providers),
+    )
+    return model

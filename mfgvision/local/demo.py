@@ -1,0 +1,95 @@
+"""Run a deployment manifest on this machine, in one process.
+
+Every module of the manifest that this package provides runs over the in-process hub with its desired
+properties and the manifest's routes. SQLite stands in for MySQL and a local folder for Blob storage
+unless real ones are configured (``MFGVISION_DB_URL``); everything written goes under one data folder.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from mfgvision.edge.inprocess import InProcessBroker
+from mfgvision.edge.manifest import load_manifest
+from mfgvision.local.modules import ModuleContext, build_module
+from mfgvision.runtime import REPO_ASSETS, Paths, Service, run_until_signalled
+from mfgvision.store.database import database_url_from_env
+
+log = logging.getLogger(__name__)
+
+
+def free_port(preferred: int, host: str = "127.0.0.1") -> int:
+    """``preferred`` when it is free on ``host``, else any free port."""
+    for port in (preferred, 0):
+        with socket.socket() as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+            return sock.getsockname()[1]
+    raise OSError("no free port")
+
+
+def demo_main(manifest_path: Path, data_dir: Path, duration: float | None, port: int) -> int:
+    """Run the manifest's modules until Ctrl-C or ``duration`` seconds, then print a summary."""
+    data_dir = data_dir.resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    manifest = load_manifest(manifest_path, variables=dict(os.environ))
+    paths = Paths(assets=REPO_ASSETS, models=REPO_ASSETS / "models", data=data_dir)
+    db_url = database_url_from_env(paths.default_db_path)
+    broker = InProcessBroker(manifest.routes, upstream_file=data_dir / "upstream.jsonl")
+    dashboard_port = free_port(port)
+    services: list[Service] = []
+    dashboard_url = None
+    for name, spec in manifest.modules.items():
+        ctx = ModuleContext(
+            broker.hub(name, spec.desired), paths, db_url, "127.0.0.1", dashboard_port
+        )
+        service = build_module(spec.command, ctx)
+        if service is None:
+            log.info(
+                "module not run locally",
+                extra={
+                    "module_name": name,
+                    "image": spec.image,
+                    "reason": "not a mfgvision module; SQLite and a local folder stand in for it",
+                },
+            )
+            continue
+        services.append(service)
+        if spec.command[0] == "dashboard":
+            dashboard_url = f"http://localhost:{dashboard_port}/"
+    print(f"mfgvision demo: {len(services)} modules running, data in {data_dir}", flush=True)
+    if dashboard_url:
+        print(f"Dashboard: {dashboard_url}", flush=True)
+    print(
+        "Press Ctrl-C to stop." if duration is None else f"Stopping after {duration:g} s.",
+        flush=True,
+    )
+    code = run_until_signalled(services, duration)
+    print(json.dumps(summary(data_dir, paths), indent=2), flush=True)
+    return code
+
+
+def summary(data_dir: Path, paths: Paths) -> dict[str, Any]:
+    """What the run left behind: rows, images, uploaded copies, upstream messages."""
+    out: dict[str, Any] = {"data_dir": str(data_dir)}
+    if paths.default_db_path.is_file():
+        with sqlite3.connect(paths.default_db_path) as conn:
+            out["inferences"] = conn.execute("SELECT COUNT(*) FROM inference_data").fetchone()[0]
+            out["detections"] = conn.execute("SELECT COUNT(*) FROM detection_data").fetchone()[0]
+    images = list(paths.images.glob("*.jpg")) if paths.images.is_dir() else []
+    out["images"] = {
+        kind: sum(1 for p in images if p.stem.endswith(kind))
+        for kind in ("annotated", "raw", "retrain")
+    }
+    out["uploaded"] = sum(1 for p in paths.blobs.rglob("*.jpg")) if paths.blobs.is_dir() else 0
+    upstream = data_dir / "upstream.jsonl"
+    out["upstream_messages"] = len(upstream.read_text().splitlines()) if upstream.is_file() else 0
+    return out

@@ -1,0 +1,80 @@
+"""What every module process shares: where its files live and how it runs until told to stop."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+log = logging.getLogger(__name__)
+
+REPO_ASSETS = Path(__file__).resolve().parent.parent / "edge_assets"
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Folders a module reads and writes (the binds of its container on a device)."""
+
+    assets: Path
+    models: Path
+    data: Path
+
+    @property
+    def images(self) -> Path:
+        return self.data / "images"
+
+    @property
+    def blobs(self) -> Path:
+        return self.data / "blobs"
+
+    @property
+    def default_db_path(self) -> Path:
+        return self.data / "mfgvision.db"
+
+    @classmethod
+    def from_env(cls) -> Paths:
+        """``MFGVISION_ASSETS``, ``MFGVISION_MODELS`` and ``MFGVISION_DATA``, with local defaults."""
+        default_assets = Path("/edge_assets") if Path("/edge_assets").is_dir() else REPO_ASSETS
+        assets = Path(os.environ.get("MFGVISION_ASSETS", default_assets))
+        models = Path(os.environ.get("MFGVISION_MODELS", assets / "models"))
+        data = Path(os.environ.get("MFGVISION_DATA", "data"))
+        return cls(assets=assets, models=models, data=data)
+
+
+class Service(Protocol):
+    """A long-lived module: start, then stop cleanly when asked."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+def run_until_signalled(services: list[Service], duration: float | None = None) -> int:
+    """Start services, wait for SIGTERM/SIGINT (or ``duration`` seconds), stop them in reverse order."""
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        log.info("stop requested", extra={"signal": signal.Signals(signum).name})
+        stop.set()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        for service in services:
+            service.start()
+        stop.wait(duration)
+    finally:
+        for service in reversed(services):
+            try:
+                service.stop()
+            except Exception:
+                log.exception(
+                    "service did not stop cleanly", extra={"service": type(service).__name__}
+                )
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    log.info("stopped")
+    return 0

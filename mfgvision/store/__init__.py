@@ -1,0 +1,1 @@
+"""Edge storage: the inference database and the image files."""

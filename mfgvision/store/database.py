@@ -1,0 +1,292 @@
+"""The edge database: batched writes from the CIS and the reads the dashboard needs.
+
+SQLite (one file, WAL) for a single box, or MySQL/MariaDB for a shared server. The URL decides.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Integer,
+    Row,
+    Select,
+    case,
+    create_engine,
+    event,
+    func,
+    insert,
+    select,
+    text,
+)
+from sqlalchemy.engine import URL, make_url
+
+from mfgvision.inference.types import Box, Detection
+from mfgvision.store.records import InferenceRecord
+from mfgvision.store.schema import detection_data, inference_data, metadata
+
+logger = logging.getLogger(__name__)
+
+DB_URL_ENV = "MFGVISION_DB_URL"
+MYSQL_BACKENDS = ("mysql", "mariadb")
+MYSQL_POOL_RECYCLE_S = 1800
+MYSQL_CONNECT_TIMEOUT_S = 5
+
+
+@dataclass(frozen=True)
+class Camera:
+    """A camera that has stored at least one inference."""
+
+    camera_id: str
+    camera_name: str
+    last_seen: datetime
+
+
+@dataclass(frozen=True)
+class Counts:
+    """Inference counts: ``ok`` had no detection, ``ng`` had at least one."""
+
+    total: int = 0
+    ok: int = 0
+    ng: int = 0
+
+    @property
+    def yield_pct(self) -> float | None:
+        """Share of OK inferences in percent, ``None`` when there is nothing to count."""
+        return None if self.total == 0 else 100.0 * self.ok / self.total
+
+
+def database_url_from_env(default_sqlite_path: Path | str) -> str:
+    """``$MFGVISION_DB_URL`` when set, else a SQLite file at ``default_sqlite_path``."""
+    url = os.environ.get(DB_URL_ENV, "").strip()
+    return url or f"sqlite:///{Path(default_sqlite_path)}"
+
+
+class Database:
+    """Connection pool plus the queries of the product; safe to share between threads."""
+
+    def __init__(self, url: str) -> None:
+        parsed = make_url(url)
+        self.engine: Engine = _create_engine(parsed)
+        logger.info(
+            "database configured",
+            extra={"db_url": self.safe_url, "dialect": self.engine.dialect.name},
+        )
+
+    @property
+    def safe_url(self) -> str:
+        """The URL with its password masked, fit for logs."""
+        return self.engine.url.render_as_string(hide_password=True)
+
+    def create_schema(self) -> None:
+        """Create missing tables and indexes; existing ones are left alone."""
+        metadata.create_all(self.engine, checkfirst=True)
+        logger.info("database schema ready", extra={"db_url": self.safe_url})
+
+    def ping(self) -> None:
+        """Run a trivial query; raises when the database cannot be reached."""
+        with self.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+
+    def write(self, records: Sequence[InferenceRecord]) -> None:
+        """Insert a batch of records and their detections in one transaction (all or nothing)."""
+        if not records:
+            return
+        detections = [row for record in records for row in _detection_rows(record)]
+        with self.engine.begin() as conn:
+            conn.execute(insert(inference_data), [_inference_row(r) for r in records])
+            if detections:
+                conn.execute(insert(detection_data), detections)
+        logger.debug(
+            "records stored", extra={"records": len(records), "detections": len(detections)}
+        )
+
+    def cameras(self) -> list[Camera]:
+        """Every camera with stored data, ordered by camera id."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(_latest_per_camera_query()).all()
+        return [Camera(r.camera_id, r.camera_name, r.created) for r in _first_per_camera(rows)]
+
+    def latest_per_camera(self) -> list[InferenceRecord]:
+        """The latest inference of each camera with its detections, ordered by camera id."""
+        with self.engine.connect() as conn:
+            rows = _first_per_camera(conn.execute(_latest_per_camera_query()).all())
+            return _with_detections(conn, rows)
+
+    def counts(self, since: datetime | None = None) -> dict[str, Counts]:
+        """Per camera id: total, OK and NG inferences created at or after ``since`` (None: all)."""
+        t = inference_data
+        ng = func.sum(case((t.c.object_detected, 1), else_=0), type_=Integer)
+        query = select(t.c.camera_id, func.count().label("total"), ng.label("ng"))
+        if since is not None:
+            query = query.where(t.c.created >= since)
+        query = query.group_by(t.c.camera_id).order_by(t.c.camera_id)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        return {
+            r.camera_id: Counts(r.total, r.total - int(r.ng or 0), int(r.ng or 0)) for r in rows
+        }
+
+    def recent(self, limit: int, camera_id: str | None = None) -> list[InferenceRecord]:
+        """The newest ``limit`` inferences (optionally of one camera), newest first."""
+        t = inference_data
+        query = select(t).order_by(t.c.created.desc(), t.c.id.desc()).limit(max(limit, 0))
+        if camera_id is not None:
+            query = query.where(t.c.camera_id == camera_id)
+        with self.engine.connect() as conn:
+            return _with_detections(conn, conn.execute(query).all())
+
+    def close(self) -> None:
+        """Close every pooled connection."""
+        self.engine.dispose()
+
+
+def _create_engine(url: URL) -> Engine:
+    """An engine tuned for the backend named by ``url``."""
+    backend = url.get_backend_name()
+    if backend == "sqlite":
+        return _create_sqlite_engine(url)
+    if backend in MYSQL_BACKENDS:
+        connect_args: dict[str, Any] = {}
+        if url.get_driver_name() == "mysqlconnector" and "connection_timeout" not in url.query:
+            connect_args["connection_timeout"] = MYSQL_CONNECT_TIMEOUT_S
+        return create_engine(
+            url, pool_pre_ping=True, pool_recycle=MYSQL_POOL_RECYCLE_S, connect_args=connect_args
+        )
+    raise ValueError(f"unsupported database backend {backend!r}: use sqlite or mysql/mariadb")
+
+
+def _create_sqlite_engine(url: URL) -> Engine:
+    """SQLite with its folder created, WAL journaling and enforced foreign keys."""
+    if url.database and url.database != ":memory:" and not url.database.startswith("file:"):
+        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url)
+    event.listen(engine, "connect", _configure_sqlite_connection)
+    return engine
+
+
+def _configure_sqlite_connection(dbapi_connection: Any, _record: Any) -> None:
+    """Per-connection pragmas: WAL lets the dashboard read while the CIS writes."""
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+    finally:
+        cursor.close()
+
+
+def _inference_row(record: InferenceRecord) -> dict[str, Any]:
+    """One ``inference_data`` row."""
+    return {
+        "unique_id": record.unique_id,
+        "camera_id": record.camera_id,
+        "camera_name": record.camera_name,
+        "model_name": record.model_name,
+        "model_version": record.model_version,
+        "object_detected": record.object_detected,
+        "detection_count": len(record.detections),
+        "inferencing_time": float(record.inferencing_time_ms),
+        "frame_width": record.frame_width,
+        "frame_height": record.frame_height,
+        "created": record.created,
+        "raw_image_name": record.raw_image_name,
+        "raw_image_path": record.raw_image_path,
+        "annotated_image_name": record.annotated_image_name,
+        "annotated_image_path": record.annotated_image_path,
+    }
+
+
+def _detection_rows(record: InferenceRecord) -> Iterable[dict[str, Any]]:
+    """The ``detection_data`` rows of one record."""
+    for d in record.detections:
+        yield {
+            "unique_id": record.unique_id,
+            "tag_name": d.label,
+            "tag_id": d.label_id,
+            "probability": float(d.probability),
+            "x1": float(d.box.x1),
+            "y1": float(d.box.y1),
+            "x2": float(d.box.x2),
+            "y2": float(d.box.y2),
+            "nx1": float(d.box_norm.x1),
+            "ny1": float(d.box_norm.y1),
+            "nx2": float(d.box_norm.x2),
+            "ny2": float(d.box_norm.y2),
+        }
+
+
+def _latest_per_camera_query() -> Select[Any]:
+    """Rows holding each camera's newest ``created``; ties come newest id first."""
+    t = inference_data
+    newest = (
+        select(t.c.camera_id, func.max(t.c.created).label("created"))
+        .group_by(t.c.camera_id)
+        .subquery()
+    )
+    return (
+        select(t)
+        .join(newest, (t.c.camera_id == newest.c.camera_id) & (t.c.created == newest.c.created))
+        .order_by(t.c.camera_id, t.c.id.desc())
+    )
+
+
+def _first_per_camera(rows: Sequence[Row[Any]]) -> list[Row[Any]]:
+    """Keep the first row of each camera (rows come grouped by camera id)."""
+    seen: set[str] = set()
+    kept = []
+    for row in rows:
+        if row.camera_id not in seen:
+            seen.add(row.camera_id)
+            kept.append(row)
+    return kept
+
+
+def _with_detections(conn: Connection, rows: Sequence[Row[Any]]) -> list[InferenceRecord]:
+    """Turn inference rows into records, loading all their detections with one query."""
+    ids = [r.unique_id for r in rows]
+    by_id: dict[str, list[Detection]] = {uid: [] for uid in ids}
+    if ids:
+        d = detection_data
+        query = select(d).where(d.c.unique_id.in_(ids)).order_by(d.c.id)
+        for det in conn.execute(query):
+            by_id[det.unique_id].append(_detection(det))
+    return [_record(r, by_id[r.unique_id]) for r in rows]
+
+
+def _detection(row: Row[Any]) -> Detection:
+    """A ``detection_data`` row as a ``Detection``."""
+    return Detection(
+        label_id=row.tag_id,
+        label=row.tag_name,
+        probability=row.probability,
+        box=Box(row.x1, row.y1, row.x2, row.y2),
+        box_norm=Box(row.nx1, row.ny1, row.nx2, row.ny2),
+    )
+
+
+def _record(row: Row[Any], detections: list[Detection]) -> InferenceRecord:
+    """An ``inference_data`` row with its detections as an ``InferenceRecord``."""
+    return InferenceRecord(
+        unique_id=row.unique_id,
+        created=row.created,
+        camera_id=row.camera_id,
+        camera_name=row.camera_name,
+        model_name=row.model_name,
+        model_version=row.model_version,
+        inferencing_time_ms=row.inferencing_time,
+        frame_width=row.frame_width,
+        frame_height=row.frame_height,
+        detections=detections,
+        raw_image_name=row.raw_image_name,
+        raw_image_path=row.raw_image_path,
+        annotated_image_name=row.annotated_image_name,
+        annotated_image_path=row.annotated_image_path,
+    )

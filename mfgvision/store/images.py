@@ -1,0 +1,101 @@
+"""Image files on the edge: sortable names, JPEG encoding and crash-safe writes."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Literal, get_args
+
+import cv2
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+ImageKind = Literal["annotated", "raw", "retrain"]
+IMAGE_KINDS: frozenset[str] = frozenset(get_args(ImageKind))
+NAME_PART_MAX = 64
+FILE_MODE = 0o644
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.]")
+_DOT_HAZARD = re.compile(r"^\.|\.(?=\.)")
+
+
+def sanitise_name_part(value: str) -> str:
+    """Replace every character outside ``[A-Za-z0-9_.]`` with ``_`` and cap the length.
+
+    A leading dot and ``..`` are replaced too, so that names are never hidden files and pass the
+    dashboard's file-name checks.
+    """
+    cleaned = _DOT_HAZARD.sub("_", _UNSAFE.sub("_", value.strip()))[:NAME_PART_MAX]
+    if not cleaned:
+        raise ValueError("an image name part must not be empty")
+    return cleaned
+
+
+def image_name(location: str, position: str, when_utc: datetime, kind: ImageKind) -> str:
+    """``<location>-<position>-<yyyymmddTHHMMSSffffff>-<kind>.jpg`` with the time in UTC.
+
+    For one location and position, sorting the names sorts the images by time.
+    """
+    if kind not in IMAGE_KINDS:
+        raise ValueError(f"unknown image kind {kind!r}; expected one of {sorted(IMAGE_KINDS)}")
+    if when_utc.tzinfo is None or when_utc.utcoffset() is None:
+        raise ValueError("when_utc must be timezone-aware")
+    stamp = when_utc.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%S%f")
+    return f"{sanitise_name_part(location)}-{sanitise_name_part(position)}-{stamp}-{kind}.jpg"
+
+
+def encode_jpeg(image: np.ndarray, quality: int = 90) -> bytes:
+    """Encode a BGR or greyscale image as JPEG bytes."""
+    if not 0 <= quality <= 100:
+        raise ValueError(f"JPEG quality must be 0..100, got {quality}")
+    ok, buffer = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    if not ok:
+        raise ValueError(f"JPEG encoding failed for an image of shape {image.shape}")
+    return buffer.tobytes()
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers see either the old file or the whole new one.
+
+    The bytes go to a hidden temporary file in the same folder, are flushed to disk, then the
+    temporary file is renamed over ``path``. On any failure the temporary file is removed.
+    """
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        try:
+            _write_all(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.chmod(tmp_name, FILE_MODE)
+        os.replace(tmp_name, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp_name)
+        logger.warning("atomic write failed", extra={"path": str(path)})
+        raise
+    _fsync_folder(path.parent)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """``os.write`` until every byte is written."""
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Persist the rename itself (POSIX); a no-op where folders cannot be opened."""
+    if os.name != "posix":
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,207 @@
+import json
+import re
+import shutil
+import threading
+from pathlib import Path
+
+import pytest
+
+from mfgvision.cis.models import ModelManager, ModelRequest
+from mfgvision.cis.service import CisService
+from mfgvision.edge.inprocess import InProcessBroker
+from mfgvision.edge.routes import parse_route
+from mfgvision.image_upload.service import ImageUploadService, LocalFolderTarget
+from mfgvision.runtime import Paths
+from mfgvision.store.database import Database
+from tests.cis.conftest import (
+    CLASSES,
+    FRAME_BOXES,
+    FRAME_H,
+    FRAME_W,
+    LABELS,
+    SCORES,
+    wait_for,
+    yolo_model_bytes,
+)
+
+ROUTES = [
+    parse_route("up", "FROM /messages/modules/cam/outputs/inference INTO $upstream"),
+    parse_route(
+        "img",
+        'FROM /messages/modules/cam/outputs/imageUpload INTO BrokeredEndpoint("/modules/upload/inputs/imageUpload")',
+    ),
+]
+NAME = re.compile(r"^line9-left-\d{8}T\d{12}-(annotated|raw|retrain)\.jpg$")
+
+
+def _desired(frames_dir: Path, **extra) -> dict:
+    return {
+        "camera_type": "folder",
+        "camera_uri": str(frames_dir),
+        "camera_id": "cam-9",
+        "camera_location": "line9",
+        "camera_position": "left",
+        "camera_fps": 20,
+        "inference_fps": 0,
+        "model_name": "const",
+        "model_version": "1",
+        "prob_threshold": 0.5,
+        "retrain_interval_s": 3600,
+        **extra,
+    }
+
+
+def _rows(db: Database) -> int:
+    return len(db.recent(1000))
+
+
+@pytest.fixture
+def running(tmp_path, models_dir, frames_dir):
+    paths = Paths(assets=tmp_path, models=models_dir, data=tmp_path / "data")
+    broker = InProcessBroker(ROUTES)
+    db_url = f"sqlite:///{tmp_path / 'data' / 'cis.db'}"
+    cis = CisService(
+        broker.hub("cam", _desired(frames_dir)), paths, Database(db_url), report_every_s=0.2
+    )
+    upload = ImageUploadService(broker.hub("upload"), paths.images, LocalFolderTarget(paths.blobs))
+    upload.start()
+    cis.start()
+    reader = Database(db_url)
+    yield cis, broker, reader, paths
+    cis.stop()
+    upload.stop()
+    reader.close()
+
+
+def test_frames_flow_to_rows_images_messages_and_uploads(running):
+    cis, broker, db, paths = running
+    assert wait_for(lambda: _rows(db) >= 3)
+    record = db.recent(1)[0]
+    assert (record.frame_width, record.frame_height) == (FRAME_W, FRAME_H)
+    assert record.camera_id == "cam-9" and record.model_name == "const"
+    got = sorted(record.detections, key=lambda d: d.label_id)
+    assert [d.label for d in got] == [LABELS[c] for c in CLASSES]
+    for det, box, score in zip(got, FRAME_BOXES, SCORES, strict=True):
+        assert det.probability == pytest.approx(score, abs=1e-3)
+        assert det.box.as_list() == pytest.approx(box, abs=1.0)  # original-frame pixels
+        assert det.box_norm.x2 == pytest.approx(box[2] / FRAME_W, abs=1e-3)
+    # images: annotated (drawn at reduced size) and the raw JPEG bytes, named by UTC time
+    assert record.annotated_image_name and NAME.match(record.annotated_image_name)
+    assert record.raw_image_name.endswith("-raw.jpg")
+    raw = (paths.images / record.raw_image_name).read_bytes()
+    assert raw in {p.read_bytes() for p in Path(cis.pipeline.settings.camera_uri).glob("*.jpg")}
+    # upstream message with the contract's fields
+    assert wait_for(lambda: len(broker.upstream) >= 3)
+    body = broker.upstream[0][2].json()
+    assert body["created"].endswith("Z") and body["object_detected"] is True
+    assert {d["label"] for d in body["detected_objects"]} == {"scratch", "hole"}
+    assert all(0 <= d["probability"] <= 1 for d in body["detected_objects"])
+    # the image upload route delivered copies to <container>/<location>/<position>/<yyyy>/<mm>/<dd>/
+    assert wait_for(lambda: any(paths.blobs.glob("images-annotated/line9/left/*/*/*/*.jpg")))
+    assert any(paths.blobs.glob("images-frame/line9/left/*/*/*/*-raw.jpg"))
+    assert any(paths.blobs.glob("images-retraining/line9/left/*/*/*/*-retrain.jpg"))
+    assert not list(paths.images.glob(".*.tmp"))
+
+
+def test_status_is_reported_and_patches_apply_live(running, frames_dir):
+    cis, broker, db, _ = running
+    hub = broker.hub("cam")
+    assert wait_for(lambda: hub.get_twin()["reported"].get("status", {}).get("state") == "running")
+    version = broker.patch_desired("cam", {"prob_threshold": 0.95})
+    assert wait_for(lambda: hub.get_twin()["reported"]["config"]["applied_version"] == version)
+    assert hub.get_twin()["reported"]["config"]["settings"]["prob_threshold"] == 0.95
+    n = _rows(db)
+    assert wait_for(lambda: _rows(db) >= n + 3)
+    assert db.recent(1)[0].detections == []  # both scores are below the new threshold
+
+    bad = broker.patch_desired("cam", {"prob_threshold": "high", "inference_fps": 2})
+    assert wait_for(
+        lambda: (hub.get_twin()["reported"]["config"].get("error") or {}).get("version") == bad
+    )
+    reported = hub.get_twin()["reported"]["config"]
+    assert "prob_threshold" in reported["error"]["message"]
+    assert reported["applied_version"] == version
+    assert cis.pipeline.settings.prob_threshold == 0.95 and cis.pipeline.settings.inference_fps == 0
+
+
+def test_direct_methods(running):
+    cis, broker, _, _ = running
+    hub = broker.hub("cam")
+    assert cis.pipeline.models.wait_ready(20)
+    status, result = hub.call_method("capture_now", {"timeout_s": 10})
+    assert status == 200 and {d["label"] for d in result["detections"]} == {"scratch", "hole"}
+    assert hub.call_method("status", None)[1]["status"]["model"]["serving"] == "const/1"
+    assert hub.call_method("reload_model", None)[0] == 200
+    assert hub.call_method("capture_now", "not-a-dict")[0] == 200
+    assert hub.call_method("explode", None)[0] == 404
+
+
+def test_unreadable_images_are_skipped(tmp_path, models_dir, frames_dir):
+    (frames_dir / "f1.jpg").write_bytes(b"\xff\xd8 this is not a jpeg")
+    (frames_dir / "f2.jpg").write_bytes((frames_dir / "f3.jpg").read_bytes()[:2000])  # truncated
+    paths = Paths(assets=tmp_path, models=models_dir, data=tmp_path / "data")
+    broker = InProcessBroker([])
+    db = Database(f"sqlite:///{tmp_path / 'c.db'}")
+    cis = CisService(broker.hub("cam", _desired(frames_dir)), paths, db, report_every_s=0.2)
+    cis.start()
+    try:
+        assert wait_for(lambda: cis.pipeline.metrics.counters["rows_written"] >= 4)
+        assert cis.pipeline.status()["state"] == "running"
+    finally:
+        cis.stop()
+
+
+def test_missing_then_corrupt_then_good_model(tmp_path):
+    models = tmp_path / "models"
+    manager = ModelManager(models, retry_s=0.1)
+    manager.start(ModelRequest("const", "1"))
+    assert wait_for(lambda: manager.error is not None)
+    assert "const" in manager.error and manager.current is None
+    folder = models / "const" / "1"
+    folder.mkdir(parents=True)
+    (folder / "labels.json").write_text(json.dumps(LABELS))
+    (folder / "model.onnx").write_bytes(b"corrupt bytes")
+    assert wait_for(lambda: manager.error is not None and "model.onnx" in manager.error)
+    good = yolo_model_bytes()
+    tmp = folder / "model.onnx.part"
+    tmp.write_bytes(good)
+    tmp.replace(folder / "model.onnx")
+    assert wait_for(lambda: manager.current is not None)
+    assert manager.error is None and manager.current.labels == LABELS
+    manager.stop()
+
+
+def test_failed_swap_keeps_the_old_model_serving(tmp_path, models_dir):
+    manager = ModelManager(models_dir, retry_s=0.1)
+    manager.start(ModelRequest("const", "1"))
+    assert manager.wait_ready(20)
+    serving = manager.current
+    manager.request(ModelRequest("const", "2"))
+    assert wait_for(lambda: manager.error is not None)
+    assert manager.current is serving
+    shutil.copytree(models_dir / "const" / "1", models_dir / "const" / "2")
+    assert wait_for(lambda: manager.current is not serving and manager.error is None)
+    assert manager.current.version == "2"
+    manager.stop()
+
+
+def test_module_stays_up_without_a_model(tmp_path, frames_dir):
+    paths = Paths(assets=tmp_path, models=tmp_path / "no-models", data=tmp_path / "data")
+    broker = InProcessBroker([])
+    cis = CisService(
+        broker.hub("cam", _desired(frames_dir)),
+        paths,
+        Database(f"sqlite:///{tmp_path / 'c.db'}"),
+        report_every_s=0.1,
+    )
+    cis.start()
+    try:
+        hub = broker.hub("cam")
+        assert wait_for(
+            lambda: hub.get_twin()["reported"].get("status", {}).get("state") == "model_error"
+        )
+        reported = hub.get_twin()["reported"]["status"]
+        assert "const" in reported["model"]["error"]
+        assert threading.active_count() > 1
+    finally:
+        cis.stop()

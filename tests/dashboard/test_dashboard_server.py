@@ -1,0 +1,69 @@
+"""The dashboard command: serves over HTTP and exits 0 on SIGTERM or SIGINT."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from mfgvision.dashboard.server import DEFAULT_HOST, DEFAULT_PORT, add_dashboard_arguments
+
+LAUNCH = """
+import argparse, sys
+from mfgvision.dashboard.server import add_dashboard_arguments, dashboard_main
+parser = argparse.ArgumentParser()
+add_dashboard_arguments(parser)
+sys.exit(dashboard_main(parser.parse_args(sys.argv[1:])))
+"""
+
+
+def test_arguments_and_defaults() -> None:
+    parser = argparse.ArgumentParser()
+    add_dashboard_arguments(parser)
+    args = parser.parse_args([])
+    assert (args.host, args.port, args.db_url, args.images_dir) == (
+        DEFAULT_HOST,
+        DEFAULT_PORT,
+        None,
+        None,
+    )
+    args = parser.parse_args(["--db-url", "sqlite:///x.db", "--images-dir", "imgs", "--port", "1"])
+    assert (args.db_url, args.images_dir, args.port) == ("sqlite:///x.db", Path("imgs"), 1)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
+def test_dashboard_serves_and_stops_cleanly(tmp_path: Path, stop_signal: signal.Signals) -> None:
+    env = {**os.environ, "MFGVISION_DATA": str(tmp_path), "MFGVISION_DB_URL": ""}
+    args = ["--port", "0", "--images-dir", str(tmp_path / "images"), "--db-url"]
+    args.append(f"sqlite:///{tmp_path / 'edge.db'}")
+    proc = subprocess.Popen(
+        [sys.executable, "-c", LAUNCH, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        line = proc.stdout.readline() if proc.stdout else ""
+        assert line.startswith("mfgvision dashboard on http://localhost:"), line
+        url = line.split(" on ", 1)[1].strip()
+        with urllib.request.urlopen(url + "healthz", timeout=10) as response:
+            assert response.status == 200
+            assert json.load(response) == {"status": "ok", "db": "ok"}
+        proc.send_signal(stop_signal)
+        assert proc.wait(timeout=15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    stderr = proc.stderr.read() if proc.stderr else ""
+    assert "Traceback" not in stderr
+    assert "dashboard stopped" in stderr

@@ -1,0 +1,69 @@
+"""InferenceResult.scaled and annotation drawing."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mfgvision.inference.annotate import class_colour, draw_detections
+from mfgvision.inference.types import Box, Detection, InferenceResult
+
+
+def detection(label_id: int, box: tuple[float, float, float, float], width: int, height: int):
+    b = Box(*box)
+    return Detection(label_id, f"class{label_id}", 0.876, b, b.normalised(width, height))
+
+
+def test_scaled_multiplies_boxes_and_renormalises() -> None:
+    result = InferenceResult(
+        [detection(0, (10, 20, 110, 220), 480, 270), detection(1, (400, 200, 480, 270), 480, 270)],
+        480,
+        270,
+        {"infer": 5.0},
+    )
+
+    full = result.scaled(4.0, 1920, 1080)
+
+    assert (full.frame_width, full.frame_height) == (1920, 1080)
+    assert full.detections[0].box.as_list() == [40, 80, 440, 880]
+    assert full.detections[0].box_norm.as_list() == pytest.approx(
+        [40 / 1920, 80 / 1080, 440 / 1920, 880 / 1080]
+    )
+    assert full.detections[1].box.as_list() == [1600, 800, 1920, 1080]
+    assert full.detections[1].box_norm.as_list() == pytest.approx([1600 / 1920, 800 / 1080, 1, 1])
+    assert [d.label for d in full.detections] == ["class0", "class1"]
+    assert full.timings_ms == {"infer": 5.0}
+    assert result.detections[0].box.as_list() == [10, 20, 110, 220]  # original untouched
+
+
+def test_scaled_clips_rounding_overshoot() -> None:
+    result = InferenceResult([detection(0, (0, 0, 481, 271), 481, 271)], 481, 271)
+    (det,) = result.scaled(2.0, 960, 540).detections
+    assert det.box.as_list() == [0, 0, 960, 540]
+    with pytest.raises(ValueError):
+        result.scaled(0, 960, 540)
+
+
+def test_draw_detections_draws_on_a_copy() -> None:
+    image = np.zeros((720, 1280, 3), np.uint8)
+    dets = [
+        detection(0, (100, 100, 400, 300), 1280, 720),
+        detection(3, (0, 0, 1280, 720), 1280, 720),
+    ]
+
+    drawn = draw_detections(image, dets)
+
+    assert not image.any()
+    assert drawn.shape == image.shape
+    # box outline in the class colour, interior untouched
+    assert tuple(int(v) for v in drawn[200, 100]) == class_colour(0)
+    assert not drawn[200, 250].any()
+    # label background above the first box
+    assert tuple(int(v) for v in drawn[95, 102]) == class_colour(0)
+    # the whole-frame box gets its label inside the frame
+    assert drawn[5:30, 0:80].any()
+
+
+def test_class_colours_differ() -> None:
+    colours = {class_colour(i) for i in range(10)}
+    assert len(colours) == 10

@@ -1,0 +1,81 @@
+"""The embedded default, as a user runs it: ``mfgvision demo`` as a subprocess."""
+
+import json
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow
+
+
+def _demo(data_dir: Path, *args: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mfgvision",
+            "demo",
+            "--data-dir",
+            str(data_dir),
+            "--port",
+            "0",
+            *args,
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_demo_runs_every_module_and_leaves_data(tmp_path):
+    proc = _demo(tmp_path, "--duration", "20")
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err[-3000:]
+    summary = json.loads(out[out.index("{") :])
+    assert summary["inferences"] >= 5, (summary, err[-3000:])
+    with sqlite3.connect(tmp_path / "mfgvision.db") as conn:
+        inferences = conn.execute("SELECT COUNT(*) FROM inference_data").fetchone()[0]
+        detections = conn.execute("SELECT COUNT(*) FROM detection_data").fetchone()[0]
+        times = [r[0] for r in conn.execute("SELECT created FROM inference_data")]
+    assert inferences == summary["inferences"] and detections >= 1
+    assert all(t for t in times)
+    assert list((tmp_path / "images").glob("line1-top-*-annotated.jpg"))
+    assert list((tmp_path / "images").glob("line1-top-*-raw.jpg"))
+    assert list((tmp_path / "blobs" / "images-annotated").rglob("*.jpg"))
+    assert summary["upstream_messages"] >= inferences
+    lines = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    assert lines and all({"ts", "level", "module", "event"} <= set(line) for line in lines)
+
+
+def test_demo_serves_the_dashboard_and_stops_on_sigterm(tmp_path):
+    proc = _demo(tmp_path)
+    try:
+        url = None
+        deadline = time.monotonic() + 60
+        while url is None and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if line.startswith("Dashboard: "):
+                url = line.split(": ", 1)[1].strip()
+        assert url, "the demo never printed its dashboard URL"
+        for _ in range(100):
+            try:
+                with urllib.request.urlopen(url + "healthz", timeout=5) as resp:
+                    assert resp.status == 200
+                    break
+            except OSError:
+                time.sleep(0.2)
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            assert "text/html" in resp.headers["Content-Type"]
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()

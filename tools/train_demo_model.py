@@ -1,0 +1,604 @@
+"""Train the demo defect detector on generated images and export it as a YOLOv8-layout ONNX model.
+
+The network is a small conv-BN-SiLU residual CNN: backbone to stride 32, FPN-style neck down to a
+single stride-8 head, plus a stride-4 detail branch merged into that head so 1-3 px scratches keep
+their signal. Boxes are decoded inside the graph, so the ONNX output is ``[1, 4 + C, N]``: cx, cy,
+w, h in input pixels followed by sigmoid class scores (no objectness), which is what the product's
+YOLOv8 adapter reads. Input: ``images`` float32 ``[1, 3, S, S]``, RGB / 255, letterboxed with 114.
+
+Training: centre sampling (cells within 1.5 strides of a box centre), quality focal loss on IoU
+targets + 2 x GIoU + 0.5 x L1, dihedral flips/rotations, gain/offset/tint/noise jitter, AdamW with
+warm-up then cosine over a wall-clock budget, EMA weights. Runs on CPU (bf16 autocast where the CPU
+has native bf16) and uses CUDA when present.
+
+    python tools/train_demo_model.py --minutes 25 --out edge_assets/models/demo-defects/1/
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import multiprocessing as mp
+import os
+import platform
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+import cv2
+import numpy as np
+import onnxruntime as ort
+import torch
+import torch.nn.functional as F
+import yaml
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from mfgvision.evaluation import Prediction, load_dataset, mean_ap, read_labels
+from mfgvision.synthetic import (
+    CLASS_NAMES,
+    SPLIT_SEEDS,
+    generate_sample,
+    sample_rng,
+    write_yolo_dataset,
+)
+
+STRIDE = 8
+PAD_VALUE = 114
+TRAIN_ASPECTS = ((1.0, 0.7), (0.75, 0.15), (0.5625, 0.15))
+"""(height / width, share) of the training images; wide frames are letterboxed like the product."""
+
+
+# --- data -------------------------------------------------------------------------------------
+
+
+def letterbox(image: np.ndarray, size: int) -> tuple[np.ndarray, float, tuple[float, float]]:
+    """Scale to fit ``size`` (never up), pad evenly with 114; returns image, ratio, (dw, dh)."""
+    h, w = image.shape[:2]
+    r = min(size / h, size / w, 1.0)
+    nw, nh = round(w * r), round(h * r)
+    if (nw, nh) != (w, h):
+        image = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR)
+    dw, dh = (size - nw) / 2, (size - nh) / 2
+    top, bottom = round(dh - 0.1), round(dh + 0.1)
+    left, right = round(dw - 0.1), round(dw + 0.1)
+    pad = (PAD_VALUE, PAD_VALUE, PAD_VALUE)
+    out = cv2.copyMakeBorder(image, top, bottom, left, right, cv2.BORDER_CONSTANT, value=pad)
+    return out, r, (dw, dh)
+
+
+def _make_item(job: tuple[int, int, int, int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """One letterboxed RGB training image and its boxes ``[n, 5]`` (class, x1, y1, x2, y2)."""
+    seed, index, size, w, h = job
+    img, boxes = generate_sample(sample_rng(seed, index), (w, h))
+    lb, r, (dw, dh) = letterbox(img, size)
+    arr = np.array(boxes, np.float32).reshape(-1, 5)
+    arr[:, [1, 3]] = arr[:, [1, 3]] * r + dw
+    arr[:, [2, 4]] = arr[:, [2, 4]] * r + dh
+    return cv2.cvtColor(lb, cv2.COLOR_BGR2RGB), arr
+
+
+def build_split(
+    seed: int, count: int, size: int, cache: Path, mixed: bool
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Generate (or load from ``cache``) a split as uint8 RGB ``[N, S, S, 3]`` plus boxes."""
+    stem = cache / f"split_{seed}_{count}_{size}_{int(mixed)}"
+    if stem.with_suffix(".npy").exists() and stem.with_suffix(".npz").exists():
+        boxes = np.load(stem.with_suffix(".npz"))
+        return np.load(stem.with_suffix(".npy")), [boxes[f"b{i}"] for i in range(count)]
+    rng = np.random.default_rng(seed)
+    ratios, shares = zip(*TRAIN_ASPECTS, strict=True)
+    jobs = []
+    for i in range(count):
+        ratio = float(rng.choice(ratios, p=shares)) if mixed else 1.0
+        w, h = (size, round(size * ratio)) if rng.random() < 0.5 else (round(size * ratio), size)
+        jobs.append((seed, i, size, w, h))
+    with mp.get_context("fork").Pool(max(1, os.cpu_count() or 1)) as pool:
+        items = pool.map(_make_item, jobs, chunksize=32)
+    images = np.stack([im for im, _ in items])
+    boxes = [b for _, b in items]
+    cache.mkdir(parents=True, exist_ok=True)
+    np.save(stem.with_suffix(".npy"), images)
+    np.savez(stem.with_suffix(".npz"), **{f"b{i}": b for i, b in enumerate(boxes)})
+    return images, boxes
+
+
+def dihedral(image: np.ndarray, boxes: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Apply one of the 8 square symmetries (k in 0..7) to an image and its xyxy boxes."""
+    s = image.shape[0]
+    b = boxes.copy()
+    if k & 4:
+        image = image[:, ::-1]
+        b[:, [1, 3]] = s - boxes[:, [3, 1]]
+    for _ in range(k & 3):
+        image = np.rot90(image)
+        x1, y1, x2, y2 = b[:, 1].copy(), b[:, 2].copy(), b[:, 3].copy(), b[:, 4].copy()
+        b[:, 1], b[:, 2], b[:, 3], b[:, 4] = y1, s - x2, y2, s - x1
+    return np.ascontiguousarray(image), b
+
+
+def make_batch(
+    images: np.ndarray, boxes: list[np.ndarray], idx: np.ndarray, rng: np.random.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Augmented float batch ``[B, 3, S, S]`` and padded targets ``[B, M, 5]`` (class -1 = none)."""
+    ims, tgts = [], []
+    for i in idx:
+        im, b = dihedral(images[i], boxes[i], int(rng.integers(8)))
+        ims.append(im)
+        tgts.append(b)
+    x = torch.from_numpy(np.stack(ims)).permute(0, 3, 1, 2).float().div_(255.0)
+    n = len(idx)
+    gain = torch.from_numpy(rng.uniform(0.7, 1.3, (n, 1, 1, 1)).astype(np.float32))
+    offset = torch.from_numpy(rng.uniform(-0.1, 0.1, (n, 1, 1, 1)).astype(np.float32))
+    tint = torch.from_numpy(rng.uniform(0.93, 1.07, (n, 3, 1, 1)).astype(np.float32))
+    sigma = torch.from_numpy(rng.uniform(0.0, 0.03, (n, 1, 1, 1)).astype(np.float32))
+    x = x * gain * tint + offset + torch.randn_like(x[:, :1]) * sigma
+    m = max(1, max(len(b) for b in tgts))
+    t = torch.full((n, m, 5), -1.0)
+    for j, b in enumerate(tgts):
+        if len(b):
+            t[j, : len(b)] = torch.from_numpy(b)
+    return x.clamp_(0.0, 1.0), t
+
+
+# --- model ------------------------------------------------------------------------------------
+
+
+class ConvBN(nn.Sequential):
+    """Conv2d without bias, BatchNorm, SiLU."""
+
+    def __init__(self, cin: int, cout: int, k: int = 3, s: int = 1) -> None:
+        super().__init__(
+            nn.Conv2d(cin, cout, k, s, k // 2, bias=False), nn.BatchNorm2d(cout), nn.SiLU()
+        )
+
+
+class Residual(nn.Module):
+    """Two 3x3 ConvBN with an identity shortcut."""
+
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(ConvBN(c, c), ConvBN(c, c))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+def stage(cin: int, cout: int, blocks: int) -> nn.Sequential:
+    """A stride-2 ConvBN followed by ``blocks`` residual blocks."""
+    return nn.Sequential(ConvBN(cin, cout, 3, 2), *[Residual(cout) for _ in range(blocks)])
+
+
+class DefectNet(nn.Module):
+    """Backbone to stride 32, FPN neck to stride 8, stride-4 detail branch, decoupled head."""
+
+    def __init__(self, num_classes: int, width: int = 48) -> None:
+        super().__init__()
+        c = width
+        self.stem = nn.Sequential(ConvBN(3, c // 4, 3, 2), ConvBN(c // 4, c // 2, 3, 2))
+        self.c4 = Residual(c // 2)
+        self.c8 = stage(c // 2, c, 2)
+        self.c16 = stage(c, 2 * c, 2)
+        self.c32 = stage(2 * c, 3 * c, 1)
+        self.lat32 = ConvBN(3 * c, 2 * c, 1)
+        self.fuse16 = nn.Sequential(ConvBN(4 * c, 2 * c, 1), Residual(2 * c))
+        self.lat16 = ConvBN(2 * c, c, 1)
+        self.detail = ConvBN(c // 2, c, 3, 2)
+        self.fuse8 = nn.Sequential(ConvBN(3 * c, c, 1), Residual(c))
+        self.cls_head = nn.Sequential(ConvBN(c, c), nn.Conv2d(c, num_classes, 1))
+        self.reg_head = nn.Sequential(ConvBN(c, c), nn.Conv2d(c, 4, 1))
+        prior = -math.log((1 - 0.01) / 0.01)
+        nn.init.constant_(self.cls_head[-1].bias, prior)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Raw class logits ``[B, C, H, W]`` and box offsets ``[B, 4, H, W]`` at stride 8."""
+        f4 = self.c4(self.stem(x))
+        f8 = self.c8(f4)
+        f16 = self.c16(f8)
+        p32 = self.lat32(self.c32(f16))
+        p16 = self.fuse16(torch.cat([F.interpolate(p32, scale_factor=2.0), f16], 1))
+        up = F.interpolate(self.lat16(p16), scale_factor=2.0)
+        p8 = self.fuse8(torch.cat([up, f8, self.detail(f4)], 1))
+        return self.cls_head(p8), self.reg_head(p8)
+
+
+def grid_centres(h: int, w: int, device: torch.device) -> torch.Tensor:
+    """Cell centres ``[H * W, 2]`` in input pixels, row-major."""
+    ys, xs = torch.meshgrid(
+        torch.arange(h, device=device), torch.arange(w, device=device), indexing="ij"
+    )
+    return (torch.stack([xs, ys], -1).reshape(-1, 2).float() + 0.5) * STRIDE
+
+
+def decode(reg: torch.Tensor) -> torch.Tensor:
+    """Box offsets ``[B, 4, H, W]`` to cx, cy, w, h ``[B, N, 4]`` in input pixels."""
+    h, w = reg.shape[2:]
+    r = reg.float().flatten(2).transpose(1, 2)
+    centre = grid_centres(h, w, reg.device) + r[..., :2] * STRIDE
+    size = torch.exp(r[..., 2:].clamp(-6.0, 6.0)) * STRIDE
+    return torch.cat([centre, size], -1)
+
+
+class ExportWrapper(nn.Module):
+    """Adds in-graph decoding: output ``[1, 4 + C, N]`` as a YOLOv8 export would give."""
+
+    def __init__(self, net: DefectNet) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        cls, reg = self.net(images)
+        scores = torch.sigmoid(cls.flatten(2))
+        return torch.cat([decode(reg).transpose(1, 2), scores], 1)
+
+
+# --- loss -------------------------------------------------------------------------------------
+
+
+def xyxy(b: torch.Tensor) -> torch.Tensor:
+    """cx, cy, w, h to x1, y1, x2, y2."""
+    return torch.cat([b[..., :2] - b[..., 2:] / 2, b[..., :2] + b[..., 2:] / 2], -1)
+
+
+def box_iou_giou(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Element-wise IoU and GIoU of xyxy boxes ``[K, 4]``."""
+    lt, rb = torch.max(a[:, :2], b[:, :2]), torch.min(a[:, 2:], b[:, 2:])
+    inter = (rb - lt).clamp(min=0).prod(1)
+    area_a = (a[:, 2:] - a[:, :2]).clamp(min=0).prod(1)
+    area_b = (b[:, 2:] - b[:, :2]).clamp(min=0).prod(1)
+    union = area_a + area_b - inter + 1e-7
+    iou = inter / union
+    hull = (torch.max(a[:, 2:], b[:, 2:]) - torch.min(a[:, :2], b[:, :2])).prod(1) + 1e-7
+    return iou, iou - (hull - union) / hull
+
+
+def assign(targets: torch.Tensor, centres: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Centre sampling: each cell within 1.5 strides of a box centre takes the smallest such box.
+
+    Returns the positive mask ``[B, N]`` and the chosen target index ``[B, N]``.
+    """
+    valid = targets[..., 0] >= 0
+    ctr = (targets[..., 1:3] + targets[..., 3:5]) / 2
+    delta = (centres[None, None] - ctr[:, :, None]).abs()
+    near = (delta < 1.5 * STRIDE).all(-1) & valid[..., None]
+    area = (targets[..., 3] - targets[..., 1]) * (targets[..., 4] - targets[..., 2])
+    cost = torch.where(near, area[..., None], torch.full_like(area[..., None], float("inf")))
+    best, index = cost.min(1)
+    return torch.isfinite(best), index
+
+
+def detection_loss(
+    cls: torch.Tensor, reg: torch.Tensor, targets: torch.Tensor
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Quality focal loss on IoU targets + 2 x GIoU + 0.5 x L1 (in strides), per positive."""
+    h, w = cls.shape[2:]
+    logits = cls.float().flatten(2).transpose(1, 2)
+    boxes = xyxy(decode(reg))
+    pos, index = assign(targets, grid_centres(h, w, cls.device))
+    chosen = torch.gather(targets, 1, index[..., None].expand(-1, -1, 5))
+    num_pos = max(int(pos.sum()), 1)
+    pred_pos, gt_pos = boxes[pos], chosen[pos][:, 1:]
+    iou, giou = box_iou_giou(pred_pos, gt_pos)
+    score = torch.zeros_like(logits)
+    score[pos, chosen[pos][:, 0].long()] = iou.detach().clamp(min=0.0)
+    modulator = (logits.sigmoid() - score).abs().pow(2)
+    qfl = (F.binary_cross_entropy_with_logits(logits, score, reduction="none") * modulator).sum()
+    l_qfl = qfl / num_pos
+    l_giou = (1.0 - giou).sum() / num_pos
+    l_l1 = (pred_pos - gt_pos).abs().sum() / STRIDE / num_pos
+    total = l_qfl + 2.0 * l_giou + 0.5 * l_l1
+    parts = {"qfl": l_qfl.item(), "giou": l_giou.item(), "l1": l_l1.item()}
+    return total, parts
+
+
+# --- training ---------------------------------------------------------------------------------
+
+
+class Ema:
+    """Exponential moving average of weights and buffers, with a warm-up on the decay."""
+
+    def __init__(self, model: nn.Module, decay: float = 0.998, tau: float = 200.0) -> None:
+        self.model = copy.deepcopy(model).eval()
+        self.decay, self.tau, self.updates = decay, tau, 0
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        self.updates += 1
+        d = self.decay * (1 - math.exp(-self.updates / self.tau))
+        live = model.state_dict()
+        for k, v in self.model.state_dict().items():
+            if v.dtype.is_floating_point:
+                v.mul_(d).add_(live[k].detach(), alpha=1 - d)
+            else:
+                v.copy_(live[k])
+
+
+def pick_device_and_precision(choice: str) -> tuple[torch.device, torch.dtype | None]:
+    """CUDA when present; bf16 autocast when asked or, on ``auto``, when the CPU has native bf16."""
+    if torch.cuda.is_available():
+        return torch.device("cuda"), torch.bfloat16 if choice != "fp32" else None
+    native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    use = choice == "bf16" or (choice == "auto" and native)
+    return torch.device("cpu"), torch.bfloat16 if use else None
+
+
+def learning_rate(base: float, frac: float, step: int, warmup_steps: int) -> float:
+    """Linear warm-up over the first steps, then cosine to 5% over the time budget."""
+    warm = min(1.0, (step + 1) / warmup_steps)
+    return base * warm * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0))))
+
+
+def postprocess(
+    out: np.ndarray,
+    conf: float,
+    iou_thr: float,
+    ratio: float,
+    pad: tuple[float, float],
+    frame_size: tuple[int, int],
+) -> list[Prediction]:
+    """``[4 + C, N]`` output to per-class-NMS predictions in original frame pixels."""
+    scores = out[4:].T
+    cls = scores.argmax(1)
+    best = scores[np.arange(len(cls)), cls]
+    keep = best > conf
+    boxes, cls, best = out[:4].T[keep], cls[keep], best[keep]
+    if not len(best):
+        return []
+    xywh = np.concatenate([boxes[:, :2] - boxes[:, 2:] / 2, boxes[:, 2:]], 1)
+    kept = cv2.dnn.NMSBoxesBatched(xywh.tolist(), best.tolist(), cls.tolist(), conf, iou_thr)
+    w, h = frame_size
+    preds: list[Prediction] = []
+    for k in np.array(kept).reshape(-1):
+        x1 = float(np.clip((xywh[k, 0] - pad[0]) / ratio, 0, w))
+        y1 = float(np.clip((xywh[k, 1] - pad[1]) / ratio, 0, h))
+        x2 = float(np.clip((xywh[k, 0] + xywh[k, 2] - pad[0]) / ratio, 0, w))
+        y2 = float(np.clip((xywh[k, 1] + xywh[k, 3] - pad[1]) / ratio, 0, h))
+        preds.append((int(cls[k]), float(best[k]), x1, y1, x2, y2))
+    return preds
+
+
+@torch.no_grad()
+def evaluate_torch(
+    model: nn.Module, images: np.ndarray, boxes: list[np.ndarray], device: torch.device
+) -> dict:
+    """mAP50 of the in-memory model on letterboxed images (conf 0.25, NMS IoU 0.45)."""
+    wrapper = ExportWrapper(model).eval()
+    preds = []
+    size = images.shape[1]
+    for start in range(0, len(images), 16):
+        chunk = torch.from_numpy(images[start : start + 16]).permute(0, 3, 1, 2).float() / 255
+        outs = wrapper(chunk.to(device)).cpu().numpy()
+        preds += [postprocess(o, 0.25, 0.45, 1.0, (0.0, 0.0), (size, size)) for o in outs]
+    gts = [[(int(r[0]), *map(float, r[1:])) for r in b] for b in boxes]
+    return mean_ap(preds, gts, CLASS_NAMES)
+
+
+def evaluate_onnx(model_path: Path, dataset_dir: Path, threads: int = 2) -> dict:
+    """mAP50 of an exported model over a YOLO dataset on disk, with ONNX Runtime on CPU."""
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    session = ort.InferenceSession(str(model_path), opts, providers=["CPUExecutionProvider"])
+    size = session.get_inputs()[0].shape[2]
+    names, pairs = load_dataset(dataset_dir)
+    preds, gts, elapsed = [], [], 0.0
+    for image_path, label_path in pairs:
+        frame = cv2.imread(str(image_path))
+        start = time.perf_counter()
+        lb, r, pad = letterbox(frame, size)
+        blob = cv2.cvtColor(lb, cv2.COLOR_BGR2RGB).transpose(2, 0, 1)[None].astype(np.float32)
+        out = session.run(None, {"images": blob / 255.0})[0][0]
+        preds.append(postprocess(out, 0.25, 0.45, r, pad, (frame.shape[1], frame.shape[0])))
+        elapsed += time.perf_counter() - start
+        gts.append(read_labels(label_path, frame.shape[1], frame.shape[0]))
+    report = mean_ap(preds, gts, names)
+    report["images"] = len(pairs)
+    report["ms_per_image"] = round(1000 * elapsed / max(len(pairs), 1), 2)
+    return report
+
+
+def export_onnx(model: nn.Module, path: Path, size: int) -> None:
+    """Export the fp32 network with in-graph decoding (opset 17, static 1x3xSxS ``images``)."""
+    wrapper = ExportWrapper(copy.deepcopy(model).float().cpu()).eval()
+    dummy = torch.zeros(1, 3, size, size)
+    torch.onnx.export(
+        wrapper,
+        (dummy,),
+        str(path),
+        dynamo=False,
+        opset_version=17,
+        input_names=["images"],
+        output_names=["output0"],
+    )
+
+
+def train(args: argparse.Namespace) -> tuple[nn.Module, dict]:
+    """Generate data, train for ``args.minutes`` of wall clock; return the EMA model and stats."""
+    torch.manual_seed(args.seed)
+    rng = np.random.default_rng(args.seed)
+    device, amp = pick_device_and_precision(args.precision)
+    t0 = time.time()
+    cache = Path(args.cache_dir)
+    images, boxes = build_split(
+        SPLIT_SEEDS["train"], args.train_images, args.input_size, cache, True
+    )
+    val_images, val_boxes = build_split(
+        SPLIT_SEEDS["val"], args.val_images, args.input_size, cache, False
+    )
+    gen_minutes = (time.time() - t0) / 60
+    print(
+        f"data ready: {len(images)} train / {len(val_images)} val in {gen_minutes:.1f} min",
+        flush=True,
+    )
+    model = DefectNet(len(CLASS_NAMES), args.width).to(device)
+    ema = Ema(model)
+    params = sum(p.numel() for p in model.parameters())
+    decay, no_decay = [], []
+    for p in model.parameters():
+        (decay if p.ndim > 1 else no_decay).append(p)
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": 0.05}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=args.lr,
+    )
+    budget = args.minutes * 60.0
+    start, step, next_eval = time.time(), 0, args.eval_every * 60.0
+    history = []
+    while (elapsed := time.time() - start) < budget:
+        lr = learning_rate(args.lr, elapsed / budget, step, args.warmup_steps)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        idx = rng.integers(0, len(images), args.batch)
+        x, t = make_batch(images, boxes, idx, rng)
+        model.train()
+        with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
+            cls, reg = model(x.to(device))
+        loss, parts = detection_loss(cls, reg, t.to(device))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), 10.0)
+        opt.step()
+        ema.update(model)
+        step += 1
+        if step % 25 == 0:
+            print(
+                f"step {step} {elapsed / 60:.1f} min lr {lr:.2e} loss {float(loss):.3f} "
+                + " ".join(f"{k} {v:.3f}" for k, v in parts.items()),
+                flush=True,
+            )
+        if elapsed >= next_eval:
+            next_eval += args.eval_every * 60.0
+            report = evaluate_torch(ema.model, val_images, val_boxes, device)
+            history.append({"minutes": round(elapsed / 60, 1), "step": step, **report})
+            print(f"val {json.dumps(history[-1])}", flush=True)
+            torch.save(ema.model.state_dict(), cache / "last_checkpoint.pt")
+    train_minutes = (time.time() - start) / 60
+    final = evaluate_torch(ema.model, val_images, val_boxes, device)
+    history.append({"minutes": round(train_minutes, 1), "step": step, **final})
+    print(f"val {json.dumps(history[-1])}", flush=True)
+    stats = {
+        "parameters": params,
+        "steps": step,
+        "train_minutes": round(train_minutes, 1),
+        "data_minutes": round(gen_minutes, 1),
+        "precision": "bf16" if amp else "fp32",
+        "device": str(device),
+        "val_history": history,
+    }
+    return ema.model, stats
+
+
+def machine_description() -> str:
+    """CPU model and core count, for the model card."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, {platform.machine()}"
+
+
+def write_model_card(out: Path, args: argparse.Namespace, stats: dict, accuracy: dict) -> None:
+    """Write ``model.yaml`` beside the model."""
+    n = (args.input_size // STRIDE) ** 2
+    card = {
+        "name": args.name,
+        "version": str(args.version),
+        "family": "yolov8",
+        "task": "object-detection",
+        "classes": list(CLASS_NAMES),
+        "input_size": args.input_size,
+        "input": {
+            "name": "images",
+            "shape": [1, 3, args.input_size, args.input_size],
+            "dtype": "float32",
+            "colour": "RGB",
+            "normalisation": "pixel / 255",
+            "letterbox": "fit without upscaling, centred, pad value 114",
+        },
+        "output": {
+            "shape": [1, 4 + len(CLASS_NAMES), n],
+            "layout": "cx, cy, w, h in input pixels, then one sigmoid score per class; "
+            "no objectness",
+        },
+        "files": {"model": "model.onnx", "labels": "labels.json"},
+        "architecture": f"residual conv-BN-SiLU CNN, stride-8 head with stride-4 detail branch, "
+        f"{stats['parameters']} parameters",
+        "training": {
+            "data": f"{args.train_images} images from mfgvision.synthetic "
+            f"(seed {SPLIT_SEEDS['train']}), letterboxed to {args.input_size}",
+            "command": "python tools/train_demo_model.py " + " ".join(sys.argv[1:]),
+            "minutes": stats["train_minutes"],
+            "steps": stats["steps"],
+            "precision": stats["precision"],
+            "machine": machine_description(),
+            "torch": torch.__version__,
+        },
+        "accuracy": {
+            "dataset": f"{accuracy['images']} held-out generated images "
+            f"(mfgvision.synthetic test seed {SPLIT_SEEDS['test']}, "
+            f"{args.input_size}x{args.input_size})",
+            "prob_threshold": 0.25,
+            "iou_threshold": 0.45,
+            "mAP50": accuracy["mAP50"],
+            "per_class_AP50": accuracy["per_class"],
+            "ms_per_image_onnxruntime_cpu": accuracy["ms_per_image"],
+        },
+        "licence": "MIT",
+        "date": date.today().isoformat(),
+    }
+    (out / "model.yaml").write_text(yaml.safe_dump(card, sort_keys=False, width=100))
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Command-line options."""
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--minutes", type=float, default=25.0, help="training wall-clock budget")
+    p.add_argument("--input-size", type=int, default=320)
+    p.add_argument("--export-size", type=int, default=None, help="also export at this size")
+    p.add_argument("--out", type=Path, default=Path("edge_assets/models/demo-defects/1"))
+    p.add_argument("--name", default="demo-defects")
+    p.add_argument("--version", default="1")
+    p.add_argument("--train-images", type=int, default=6000)
+    p.add_argument("--val-images", type=int, default=200)
+    p.add_argument("--test-images", type=int, default=300)
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--warmup-steps", type=int, default=60)
+    p.add_argument("--width", type=int, default=48, help="channels at stride 8")
+    p.add_argument("--eval-every", type=float, default=5.0, help="minutes between val checks")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto")
+    p.add_argument("--cache-dir", default="/tmp/mfgvision-train-cache")
+    p.add_argument("--seed", type=int, default=0)
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Train, export, measure on the held-out split and write the model folder."""
+    args = parse_args(argv)
+    model, stats = train(args)
+    args.out.mkdir(parents=True, exist_ok=True)
+    export_onnx(model, args.out / "model.onnx", args.input_size)
+    if args.export_size:
+        export_onnx(model, args.out / f"model-{args.export_size}.onnx", args.export_size)
+    (args.out / "labels.json").write_text(json.dumps(list(CLASS_NAMES)) + "\n")
+    test_dir = Path(args.cache_dir) / f"test_{args.test_images}_{args.input_size}"
+    if not (test_dir / "labels.json").exists():
+        size = (args.input_size, args.input_size)
+        write_yolo_dataset(test_dir, args.test_images, SPLIT_SEEDS["test"], size)
+    accuracy = evaluate_onnx(args.out / "model.onnx", test_dir)
+    write_model_card(args.out, args, stats, accuracy)
+    size_mb = (args.out / "model.onnx").stat().st_size / 1e6
+    print(json.dumps({"test": accuracy, "onnx_mb": round(size_mb, 2), **stats}), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
