@@ -6,6 +6,7 @@ import logging
 import os
 import signal
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -53,7 +54,11 @@ class Service(Protocol):
     def stop(self) -> None: ...
 
 
-def run_until_signalled(services: list[Service], duration: float | None = None) -> int:
+def run_until_signalled(
+    services: list[Service],
+    duration: float | None = None,
+    on_started: Callable[[], None] | None = None,
+) -> int:
     """Start services, wait for SIGTERM/SIGINT (or ``duration`` seconds), stop them in reverse order."""
     stop = threading.Event()
 
@@ -65,6 +70,8 @@ def run_until_signalled(services: list[Service], duration: float | None = None) 
     try:
         for service in services:
             service.start()
+        if on_started is not None:
+            on_started()
         stop.wait(duration)
     finally:
         for service in reversed(services):

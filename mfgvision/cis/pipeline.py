@@ -16,6 +16,7 @@ from typing import Any
 
 from mfgvision.capture.base import Frame, SourceError
 from mfgvision.capture.factory import build_source
+from mfgvision.capture.features import CAMERA_FEATURE_KEYS
 from mfgvision.capture.grabber import FrameGrabber
 from mfgvision.capture.jpeg import decode, reduction_for
 from mfgvision.cis.metrics import PipelineMetrics
@@ -29,7 +30,19 @@ from mfgvision.store.database import Database
 
 log = logging.getLogger(__name__)
 
-_CAMERA_KEYS = ("camera_type", "camera_uri", "camera_fps", "camera_loop", "camera_trigger")
+# Frames are decoded no smaller than this (long side), so annotated images stay legible.
+ANNOTATED_MIN_SIDE = 960
+_CAMERA_KEYS = (
+    "camera_type",
+    "camera_uri",
+    "camera_fps",
+    "camera_loop",
+    "camera_trigger",
+    "camera_gentl_producer",
+    "camera_rtsp_transport",
+)
+#: A read blocked this many times the camera timeout counts as a hung camera (grabber watchdog).
+_STALL_FACTOR = 3.0
 
 
 def model_request(s: CisSettings, intra_op_threads: int | None) -> ModelRequest:
@@ -90,7 +103,11 @@ class CisPipeline:
     def apply(self, new: CisSettings) -> None:
         """Switch to new settings without a restart."""
         old, self.settings = self.settings, new
-        if any(getattr(old, k) != getattr(new, k) for k in _CAMERA_KEYS):
+        if (
+            any(getattr(old, k) != getattr(new, k) for k in _CAMERA_KEYS)
+            or old.trigger_paced != new.trigger_paced
+            or not self._configure_camera(old, new)
+        ):
             log.info("camera settings changed, reopening", extra={"camera_id": new.camera_id})
             if self.grabber is not None:
                 self.grabber.stop()
@@ -104,6 +121,20 @@ class CisPipeline:
             self._retrain = RetrainSampler(new.retrain_interval_s, new.retrain_below_probability)
         if model_request(old, self.intra_op_threads) != model_request(new, self.intra_op_threads):
             self.models.request(model_request(new, self.intra_op_threads))
+
+    def _configure_camera(self, old: CisSettings, new: CisSettings) -> bool:
+        """Camera features changed: apply them to the running camera; False = reopen it."""
+        if all(getattr(old, k) == getattr(new, k) for k in CAMERA_FEATURE_KEYS):
+            return True
+        grabber = self.grabber
+        return grabber is not None and grabber.configure(new)
+
+    def trigger(self) -> None:
+        """Fire the camera's software trigger; SourceError when it cannot."""
+        grabber = self.grabber
+        if grabber is None:
+            raise SourceError(self.camera_error or "camera not running")
+        grabber.trigger()
 
     def capture_now(self, timeout: float = 10.0) -> dict[str, Any]:
         """Infer the next frame regardless of the sampler and return the result."""
@@ -161,7 +192,13 @@ class CisPipeline:
             log.error("camera not available", extra={"camera_id": s.camera_id, "error": str(exc)})
             return
         self.camera_error = None
-        self.grabber = FrameGrabber(source, s.camera_fps, keep=16 if s.camera_trigger else 1)
+        self.grabber = FrameGrabber(
+            source,
+            s.camera_fps,
+            keep=16 if s.trigger_paced else 1,
+            stall_timeout=_STALL_FACTOR * s.camera_timeout_s,
+            reopen=lambda: build_source(self.settings, self.assets_dir),
+        )
         self.grabber.start()
 
     def _run(self) -> None:
@@ -182,7 +219,7 @@ class CisPipeline:
                     f.set_exception(RuntimeError(f"no model serving: {self.models.error}"))
                 continue
             s = self.settings
-            if not (forced or s.camera_trigger or self._sampler.admit(time.monotonic())):
+            if not (forced or s.trigger_paced or self._sampler.admit(time.monotonic())):
                 continue
             try:
                 outcome = self._infer(frame, model, s)
@@ -203,7 +240,8 @@ class CisPipeline:
     def _infer(self, frame: Frame, model: Model, s: CisSettings) -> Outcome | None:
         t0 = time.perf_counter()
         if frame.jpeg is not None:
-            reduction = reduction_for(frame.width, frame.height, max(model.input_size))
+            target = max(*model.input_size, ANNOTATED_MIN_SIDE)
+            reduction = reduction_for(frame.width, frame.height, target)
             image = decode(frame.jpeg, reduction)
             if image is None:
                 self.metrics.count("undecodable_frames")

@@ -50,7 +50,9 @@ def dashboard_main(args: argparse.Namespace) -> int:
     paths = Paths.from_env()
     db = Database(args.db_url or database_url_from_env(paths.default_db_path))
     server = DashboardServer(db, args.images_dir or paths.images, args.host, args.port, args.title)
-    return run_until_signalled([server])
+    return run_until_signalled(
+        [server], on_started=lambda: print(f"mfgvision dashboard on {server.url}", flush=True)
+    )
 
 
 class DashboardServer:
@@ -87,7 +89,6 @@ class DashboardServer:
             self.port = int(self._server.effective_port)
         self._thread = threading.Thread(target=self._server.run, name="dashboard", daemon=True)
         self._thread.start()
-        print(f"mfgvision dashboard on {self.url}", flush=True)
         logger.info("dashboard serving", extra={"url": self.url, "threads": self.threads})
 
     def stop(self) -> None:

@@ -1,5 +1,9 @@
 """Object detection and classification with ONNX Runtime, one adapter per model family.
 
+A model folder is ``<name>/<version>/`` holding ``model.onnx``, the labels (``labels.json`` or
+``labels.txt``, here or one level up) and an optional ``model.yaml`` card (see ``card``). The
+family comes from the card, else from the graph's outputs (see ``adapters.detect_family``).
+
 Every family reports the same thing: probabilities 0..1 and boxes in pixels of the frame passed in.
 """
 

@@ -20,11 +20,31 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from mfgvision.inference.errors import ModelLoadError
 
 CARD_FILE = "model.yaml"
+# Keys a model card carries for people (provenance, accuracy, licence); they configure nothing.
+DESCRIPTIVE_KEYS = frozenset(
+    {
+        "name",
+        "version",
+        "task",
+        "description",
+        "classes",
+        "input",
+        "output",
+        "files",
+        "architecture",
+        "training",
+        "accuracy",
+        "licence",
+        "license",
+        "date",
+        "authors",
+    }
+)
 
 PositiveInt = Annotated[int, Field(gt=0)]
 PositiveFloat = Annotated[float, Field(gt=0)]
@@ -55,9 +75,16 @@ class ModelCard(BaseModel):
     resize: Literal["letterbox", "stretch"] | None = None
     scores: Literal["probabilities", "logits"] | None = None
 
+    @field_validator("input_size", mode="before")
+    @classmethod
+    def _square(cls, value: object) -> object:
+        """A single number means a square input."""
+        return (value, value) if isinstance(value, int) else value
+
     @property
     def unknown_keys(self) -> list[str]:
-        return sorted(self.model_extra or {})
+        """Keys that neither configure the model nor are one of the card's descriptive keys."""
+        return sorted(set(self.model_extra or {}) - DESCRIPTIVE_KEYS)
 
 
 def load_card(model_dir: Path) -> ModelCard:

@@ -36,7 +36,11 @@ def add_infer_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def infer_main(args: argparse.Namespace) -> int:
-    """Run the model on every input image; 0 when it ran, 1 when the model cannot load."""
+    """Run the model on every input image.
+
+    Unreadable or missing images are reported on stderr and skipped. Returns 0 when the run
+    completed, 1 when the model cannot load or the ``--save`` folder cannot be created.
+    """
     try:
         model = load_model(Path(args.model_dir))
     except ModelLoadError as exc:
@@ -46,7 +50,11 @@ def infer_main(args: argparse.Namespace) -> int:
         print(f"warning: {warning}", file=sys.stderr)
     save_dir = Path(args.save) if args.save else None
     if save_dir:
-        save_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            save_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            print(f"error: cannot create {save_dir}: {exc}", file=sys.stderr)
+            return 1
     with model:
         for path in _image_paths(args.inputs):
             image = cv2.imread(str(path), cv2.IMREAD_COLOR)

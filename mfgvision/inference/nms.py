@@ -26,10 +26,15 @@ def nms(
     xywh = np.asarray(boxes, dtype=np.float64).reshape(-1, 4).copy()
     xywh[:, 2:] -= xywh[:, :2]
     scores = np.asarray(scores, dtype=np.float32).reshape(-1)
-    keep = cv2.dnn.NMSBoxesBatched(
-        xywh, scores, np.asarray(class_ids, dtype=np.int32).reshape(-1), 0.0, float(iou_threshold)
+    class_ids = np.asarray(class_ids, dtype=np.int32).reshape(-1)
+    picked = cv2.dnn.NMSBoxesBatched(
+        xywh,  # type: ignore[arg-type]  # OpenCV takes arrays; its stubs list sequences
+        scores,  # type: ignore[arg-type]
+        class_ids,  # type: ignore[arg-type]
+        0.0,
+        float(iou_threshold),
     )
-    keep = np.asarray(keep, dtype=np.int64).reshape(-1)
+    keep = np.asarray(picked, dtype=np.int64).reshape(-1)
     return keep[np.argsort(-scores[keep], kind="stable")][:max_detections]
 
 

@@ -20,7 +20,10 @@ Triple = tuple[float, float, float]
 IMAGENET_MEAN: Triple = (0.485, 0.456, 0.406)
 IMAGENET_STD: Triple = (0.229, 0.224, 0.225)
 
-_INPUT_DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
+_INPUT_DTYPES: dict[str, type[np.floating]] = {
+    "tensor(float)": np.float32,
+    "tensor(float16)": np.float16,
+}
 # ONNX metadata written by image-model exporters (Custom Vision, WinML tooling).
 _PIXEL_FORMATS: dict[str, ChannelOrder] = {"Bgr8": "BGR", "Rgb8": "RGB"}
 _PIXEL_RANGES: dict[str, tuple[float, Triple, Triple]] = {

@@ -111,7 +111,7 @@ def _tensorrt_options(
     model_dir: Path, options: RuntimeOptions, warnings: list[str]
 ) -> dict[str, Any]:
     trt: dict[str, Any] = {"trt_fp16_enable": options.fp16}
-    cache_dir = options.trt_cache_dir or model_dir / "trt_cache"
+    cache_dir = Path(options.trt_cache_dir or model_dir / "trt_cache")
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -65,7 +65,7 @@ def zipmap_model(
             "Constant",
             [],
             ["classLabel"],
-            value=helper.make_tensor("l", TensorProto.STRING, [1, 1], [labels[0].encode()]),
+            value=numpy_helper.from_array(np.array([[labels[0]]], dtype=object), "l"),
         ),
     ]
     score_map = helper.make_map_type_proto(

@@ -25,7 +25,7 @@ def frame_boxes(width: int, height: int) -> list[list[float]]:
 
 def detector_model(width: int, height: int, class_ids: list[int], order: str):
     boxes = [frame_to_input(b, width, height, 800, 600) for b in frame_boxes(width, height)]
-    outputs = {
+    outputs: dict[str, np.ndarray] = {
         "boxes": np.array(boxes, np.float32),
         "labels": np.array(class_ids, np.int64),
         "scores": np.array([0.9, 0.8, 0.7, 0.4], np.float32),

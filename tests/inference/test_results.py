@@ -22,15 +22,15 @@ def test_scaled_multiplies_boxes_and_renormalises() -> None:
         {"infer": 5.0},
     )
 
-    full = result.scaled(4.0, 1920, 1080)
+    # a 1918x1078 frame decoded at a quarter of its size gives 480x270 (sizes round up)
+    full = result.scaled(4.0, 1918, 1078)
 
-    assert (full.frame_width, full.frame_height) == (1920, 1080)
-    assert full.detections[0].box.as_list() == [40, 80, 440, 880]
-    assert full.detections[0].box_norm.as_list() == pytest.approx(
-        [40 / 1920, 80 / 1080, 440 / 1920, 880 / 1080]
-    )
-    assert full.detections[1].box.as_list() == [1600, 800, 1920, 1080]
-    assert full.detections[1].box_norm.as_list() == pytest.approx([1600 / 1920, 800 / 1080, 1, 1])
+    assert (full.frame_width, full.frame_height) == (1918, 1078)
+    first, second = full.detections
+    assert first.box.as_list() == [40, 80, 440, 880]
+    assert first.box_norm.as_list() == pytest.approx([40 / 1918, 80 / 1078, 440 / 1918, 880 / 1078])
+    assert second.box.as_list() == [1600, 800, 1918, 1078]
+    assert second.box_norm.as_list() == pytest.approx([1600 / 1918, 800 / 1078, 1, 1])
     assert [d.label for d in full.detections] == ["class0", "class1"]
     assert full.timings_ms == {"infer": 5.0}
     assert result.detections[0].box.as_list() == [10, 20, 110, 220]  # original untouched

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any, ClassVar
+from abc import abstractmethod
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -57,9 +58,6 @@ class _Classifier(Adapter):
     already are, or, without a card entry, ``looks_like_probabilities`` holds for them.
     """
 
-    activate: ClassVar[Callable[[np.ndarray], np.ndarray]]
-    looks_like_probabilities: ClassVar[Callable[[np.ndarray], bool]]
-
     defaults = InputSpec(
         size=(224, 224),
         resize="stretch",
@@ -98,6 +96,14 @@ class _Classifier(Adapter):
             return raw
         return self.activate(raw)
 
+    @abstractmethod
+    def activate(self, raw: np.ndarray) -> np.ndarray:
+        """Raw scores to probabilities."""
+
+    @abstractmethod
+    def looks_like_probabilities(self, raw: np.ndarray) -> bool:
+        """Whether raw scores already are probabilities."""
+
     def whole_frame(self, class_id: int, probability: float, transform: Transform) -> Detection:
         box = Box(0.0, 0.0, float(transform.frame_width), float(transform.frame_height))
         probability = min(max(probability, 0.0), 1.0)
@@ -108,8 +114,12 @@ class SoftmaxClassifier(_Classifier):
     """Multi-class: the best class, when its probability exceeds the threshold."""
 
     family = "classification-softmax"
-    activate = staticmethod(softmax)
-    looks_like_probabilities = staticmethod(is_distribution)
+
+    def activate(self, raw: np.ndarray) -> np.ndarray:
+        return softmax(raw)
+
+    def looks_like_probabilities(self, raw: np.ndarray) -> bool:
+        return is_distribution(raw)
 
     def postprocess(
         self,
@@ -130,8 +140,12 @@ class SigmoidClassifier(_Classifier):
     """Multi-label: every class whose probability exceeds the threshold, best first."""
 
     family = "classification-sigmoid"
-    activate = staticmethod(sigmoid)
-    looks_like_probabilities = staticmethod(in_unit_range)
+
+    def activate(self, raw: np.ndarray) -> np.ndarray:
+        return sigmoid(raw)
+
+    def looks_like_probabilities(self, raw: np.ndarray) -> bool:
+        return in_unit_range(raw)
 
     def postprocess(
         self,
