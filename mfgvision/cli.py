@@ -6,9 +6,13 @@ import argparse
 import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mfgvision import __version__
 from mfgvision.logs import configure_logging
+
+if TYPE_CHECKING:
+    from mfgvision.edge.iotedge import IoTEdgeHub
 
 
 def _load_desired(path: Path | None) -> dict:
@@ -24,8 +28,17 @@ def _load_desired(path: Path | None) -> dict:
 
 
 def _run_module(args: argparse.Namespace) -> int:
-    """Run one module on its own, its outputs appended to ``<data>/<module>-outputs.jsonl``."""
+    """Run one module: through edgeHub when the IoT Edge environment is present (on a device, or
+    against ``mfgvision edgehub``), else on its own with its outputs appended to
+    ``<data>/<module>-outputs.jsonl``."""
+    from mfgvision.edge.hub import Hub
     from mfgvision.edge.inprocess import InProcessBroker
+    from mfgvision.edge.iotedge import (
+        HubClosed,
+        IoTEdgeHub,
+        iot_edge_environment,
+        module_id_from_environment,
+    )
     from mfgvision.edge.routes import Route
     from mfgvision.local.modules import ModuleContext, build_module
     from mfgvision.runtime import Paths, run_until_signalled
@@ -33,19 +46,46 @@ def _run_module(args: argparse.Namespace) -> int:
 
     paths = Paths.from_env()
     paths.data.mkdir(parents=True, exist_ok=True)
-    module_id = os.environ.get("IOTEDGE_MODULEID", args.command)
-    broker = InProcessBroker(
-        [Route("outputs", module_id, None, None, None)],
-        upstream_file=paths.data / f"{module_id}-outputs.jsonl",
-    )
-    hub = broker.hub(module_id, _load_desired(args.desired))
+    module_id = module_id_from_environment(args.command)
+    hub: Hub
+    if iot_edge_environment():
+        edge_hub = IoTEdgeHub(module_id)
+        try:
+            _connect_until_signalled(edge_hub)
+        except HubClosed:
+            return 0
+        hub = edge_hub
+    else:
+        broker = InProcessBroker(
+            [Route("outputs", module_id, None, None, None)],
+            upstream_file=paths.data / f"{module_id}-outputs.jsonl",
+        )
+        hub = broker.hub(module_id, _load_desired(args.desired))
     ctx = ModuleContext(hub, paths, database_url_from_env(paths.default_db_path))
     service = build_module([args.command, *args.module_args], ctx)
     assert service is not None
     return run_until_signalled([service], args.duration)
 
 
+def _connect_until_signalled(hub: IoTEdgeHub) -> None:
+    """Connect to edgeHub (retrying); SIGTERM/SIGINT while still retrying ends the wait."""
+    import signal
+
+    previous = {
+        s: signal.signal(s, lambda *_: hub.abort()) for s in (signal.SIGTERM, signal.SIGINT)
+    }
+    try:
+        hub.connect()
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
 def _demo(args: argparse.Namespace) -> int:
+    if args.edge:
+        from mfgvision.local.edge_demo import edge_demo_main
+
+        return edge_demo_main(args.manifest, args.data_dir, args.duration, args.port)
     from mfgvision.local.demo import demo_main
 
     return demo_main(args.manifest, args.data_dir, args.duration, args.port)
@@ -53,8 +93,15 @@ def _demo(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from mfgvision.dashboard.server import add_dashboard_arguments, dashboard_main
+    from mfgvision.edge.commands import (
+        add_check_arguments,
+        add_edgehub_arguments,
+        check_main,
+        edgehub_main,
+    )
     from mfgvision.evaluation import add_eval_arguments, eval_main
     from mfgvision.inference.commands import add_infer_arguments, infer_main
+    from mfgvision.local.compose import add_compose_arguments, compose_main
 
     parser = argparse.ArgumentParser(prog="mfgvision", description=__doc__)
     parser.add_argument("--version", action="version", version=f"mfgvision {__version__}")
@@ -68,11 +115,17 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--port", type=int, default=23000, help="dashboard port (a free one if taken)"
     )
+    demo.add_argument(
+        "--edge",
+        action="store_true",
+        help="one process per module on the IoT Edge client, through the edgeHub stand-in",
+    )
     demo.set_defaults(func=_demo)
 
     for name, text in (
         ("cis", "capture, inference and store for one camera"),
         ("image-upload", "copy stored images to blob storage"),
+        ("file-cleanup", "image retention by age and disk watermark, old rows pruned"),
     ):
         module = sub.add_parser(name, help=text)
         module.add_argument(
@@ -82,9 +135,31 @@ def build_parser() -> argparse.ArgumentParser:
         module.add_argument("module_args", nargs=argparse.REMAINDER)
         module.set_defaults(func=_run_module)
 
+    from mfgvision.file_transfer.cli import (
+        add_file_download_arguments,
+        add_file_upload_arguments,
+        file_download_main,
+        file_upload_main,
+    )
+
+    upload = sub.add_parser("file-upload", help="upload a folder tree to a blob container")
+    add_file_upload_arguments(upload)
+    upload.set_defaults(func=file_upload_main)
+    download = sub.add_parser("file-download", help="sync a models container into the model volume")
+    add_file_download_arguments(download)
+    download.set_defaults(func=file_download_main)
+
     dashboard = sub.add_parser("dashboard", help="serve the dashboard")
     add_dashboard_arguments(dashboard)
     dashboard.set_defaults(func=dashboard_main)
+
+    from mfgvision.twin_config.server import add_twin_config_arguments, twin_config_main
+
+    twin_config = sub.add_parser(
+        "twin-config", help="edit module twins (camera settings) in a browser"
+    )
+    add_twin_config_arguments(twin_config)
+    twin_config.set_defaults(func=twin_config_main)
 
     infer = sub.add_parser("infer", help="run a model on images and print detections")
     add_infer_arguments(infer)
@@ -93,6 +168,18 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = sub.add_parser("eval", help="mAP50 of a model on a YOLO-format dataset")
     add_eval_arguments(evaluate)
     evaluate.set_defaults(func=eval_main)
+
+    edgehub = sub.add_parser("edgehub", help="local edgeHub stand-in: twins, methods, routes")
+    add_edgehub_arguments(edgehub)
+    edgehub.set_defaults(func=edgehub_main)
+
+    check = sub.add_parser("check-manifest", help="check a deployment template offline")
+    add_check_arguments(check)
+    check.set_defaults(func=check_main)
+
+    compose = sub.add_parser("compose", help="write a docker-compose file from the manifest")
+    add_compose_arguments(compose)
+    compose.set_defaults(func=compose_main)
     return parser
 
 

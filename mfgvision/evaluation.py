@@ -129,21 +129,23 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--iou", type=float, default=0.45, help="NMS IoU threshold")
 
 
-def eval_main(args: argparse.Namespace) -> int:
-    """Run the product's inference engine over a dataset and print one JSON object of results."""
+def evaluate(
+    model_dir: Path, dataset_dir: Path, conf: float = 0.25, iou_threshold: float = 0.45
+) -> dict:
+    """Run the product's inference engine over every image of a dataset and score it."""
     import cv2
 
     from mfgvision.inference import load_model
 
-    model = load_model(args.model_dir)
-    names, pairs = load_dataset(Path(args.dataset_dir))
+    model = load_model(model_dir)
+    names, pairs = load_dataset(Path(dataset_dir))
     predictions: list[list[Prediction]] = []
     ground_truth: list[list[GroundTruth]] = []
     elapsed = 0.0
     for image_path, label_path in pairs:
         frame = cv2.imread(str(image_path), cv2.IMREAD_COLOR)
         start = time.perf_counter()
-        result = model.detect(frame, prob_threshold=args.conf, iou_threshold=args.iou)
+        result = model.detect(frame, prob_threshold=conf, iou_threshold=iou_threshold)
         elapsed += time.perf_counter() - start
         predictions.append(
             [
@@ -154,7 +156,12 @@ def eval_main(args: argparse.Namespace) -> int:
         ground_truth.append(read_labels(label_path, frame.shape[1], frame.shape[0]))
     report = mean_ap(predictions, ground_truth, names)
     report["images"] = len(pairs)
-    report["model"] = str(args.model_dir)
+    report["model"] = str(model_dir)
     report["ms_per_image"] = round(1000.0 * elapsed / max(len(pairs), 1), 2)
-    print(json.dumps(report))
+    return report
+
+
+def eval_main(args: argparse.Namespace) -> int:
+    """The ``eval`` command: print one JSON object with mAP50, AP per class and image count."""
+    print(json.dumps(evaluate(args.model_dir, args.dataset_dir, args.conf, args.iou)))
     return 0

@@ -61,9 +61,10 @@ def run_until_signalled(
 ) -> int:
     """Start services, wait for SIGTERM/SIGINT (or ``duration`` seconds), stop them in reverse order."""
     stop = threading.Event()
+    received: list[int] = []
 
     def on_signal(signum: int, _frame: object) -> None:
-        log.info("stop requested", extra={"signal": signal.Signals(signum).name})
+        received.append(signum)  # nothing else here: a handler must not write to the log streams
         stop.set()
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
@@ -73,6 +74,8 @@ def run_until_signalled(
         if on_started is not None:
             on_started()
         stop.wait(duration)
+        if received:
+            log.info("stop requested", extra={"signal": signal.Signals(received[0]).name})
     finally:
         for service in reversed(services):
             try:

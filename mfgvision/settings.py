@@ -127,6 +127,46 @@ class CisSettings(ModuleSettings):
     )
     camera_loop: bool = Field(True, description="start over at the end of a folder or video file")
     camera_trigger: bool = Field(False, description="a trigger paces the camera: infer every frame")
+    camera_trigger_mode: Literal["off", "software", "hardware"] = Field(
+        "off", description="machine-vision cameras: free-run, software or hardware trigger"
+    )
+    camera_trigger_source: str = Field(
+        "Line1", pattern=r"^[A-Za-z0-9_]{1,40}$", description="input line of the hardware trigger"
+    )
+    camera_trigger_activation: Literal[
+        "RisingEdge", "FallingEdge", "AnyEdge", "LevelHigh", "LevelLow"
+    ] = Field("RisingEdge", description="edge or level of the hardware trigger")
+    camera_exposure_us: float | None = Field(
+        None, gt=0, le=1e8, description="exposure time in µs; empty = the camera's own"
+    )
+    camera_gain_db: float | None = Field(
+        None, ge=-20, le=60, description="gain in dB; empty = the camera's own"
+    )
+    camera_pixel_format: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9_]{1,40}$",
+        description="GenICam pixel format, e.g. Mono8, BayerRG8; empty = the camera's own",
+    )
+    camera_roi_x: int | None = Field(None, ge=0, description="ROI left offset in pixels")
+    camera_roi_y: int | None = Field(None, ge=0, description="ROI top offset in pixels")
+    camera_roi_width: int | None = Field(None, gt=0, description="ROI width; empty = unchanged")
+    camera_roi_height: int | None = Field(None, gt=0, description="ROI height; empty = unchanged")
+    camera_frame_rate: float | None = Field(
+        None, gt=0, le=10000, description="acquisition frame rate on the camera; empty = its own"
+    )
+    camera_features: dict[str, bool | int | float | str] = Field(
+        default_factory=dict,
+        description="further GenICam features written in order when the camera opens",
+    )
+    camera_gentl_producer: str | None = Field(
+        None, description="GenTL producer (.cti) for genicam cameras; empty = GENICAM_GENTL64_PATH"
+    )
+    camera_rtsp_transport: Literal["tcp", "udp"] = Field(
+        "tcp", description="RTSP transport of rtsp cameras"
+    )
+    camera_timeout_s: float = Field(
+        10.0, ge=0.5, le=300, description="open and read timeout of a camera or stream"
+    )
     inference_fps: float = Field(1.0, ge=0, le=1000, description="0 = as fast as the model allows")
     model_name: str = Field("demo-defects", pattern=r"^[A-Za-z0-9_.\-]{1,80}$")
     model_version: str = Field("1", pattern=r"^[A-Za-z0-9_.\-]{1,40}$")
@@ -143,10 +183,131 @@ class CisSettings(ModuleSettings):
         0.0, ge=0, le=1, description="also keep frames whose best detection is below this"
     )
     jpeg_quality: int = Field(90, ge=30, le=100)
+    alert_probability: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="send an `alerts` message for an inference with a detection at or above this; 0 = off",
+    )
 
     @property
     def camera_name(self) -> str:
         return f"{self.camera_location}-{self.camera_position}"
+
+    @property
+    def trigger_paced(self) -> bool:
+        """A trigger decides when frames come, so every frame is inferred and none dropped."""
+        return self.camera_trigger or self.camera_trigger_mode != "off"
+
+
+UploadTargetKind = Literal["auto", "blob", "adls", "local"]
+_CONTAINER_NAME = r"^(?!.*--)[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$"
+_IMAGE_KINDS = ("annotated", "raw", "retrain")
+
+
+class ImageUploadSettings(ModuleSettings):
+    """ImageUpload module: where stored images go and how failures are retried.
+
+    The storage connection string is never a setting: it comes from the environment
+    (``MFGVISION_STORAGE_CONNECTION_STRING``).
+    """
+
+    target: UploadTargetKind = Field(
+        "auto",
+        description="auto = Blob Storage when a connection string is set, else the local folder",
+    )
+    containers: dict[str, str] = Field(
+        default_factory=dict,
+        description="container per image kind (annotated, raw, retrain) instead of the message's",
+    )
+    max_attempts: int = Field(
+        8, ge=1, le=1000, description="failures of one image (outages not counted) before parking"
+    )
+    backoff_initial_s: float = Field(2.0, gt=0, le=3600, description="first retry delay")
+    backoff_max_s: float = Field(300.0, gt=0, le=86400, description="cap of the retry delay")
+    failed_retry_s: float = Field(
+        3600.0, ge=0, le=604800, description="retry parked images after this long; 0 = never"
+    )
+    report_every_s: float = Field(10.0, ge=1, le=3600)
+
+    @model_validator(mode="after")
+    def _check(self) -> ImageUploadSettings:
+        if self.backoff_max_s < self.backoff_initial_s:
+            raise ValueError("backoff_max_s must not be below backoff_initial_s")
+        for kind, name in self.containers.items():
+            if kind not in _IMAGE_KINDS:
+                raise ValueError(f"containers: unknown image kind {kind!r}, use {_IMAGE_KINDS}")
+            if not re.match(_CONTAINER_NAME, name):
+                raise ValueError(f"containers: {name!r} is not a valid container name")
+        return self
+
+
+class FileCleanupSettings(ModuleSettings):
+    """FileCleanup module: image retention by age and by disk watermark, and database row retention."""
+
+    image_retention_hours: float = Field(
+        168.0, ge=0, description="delete images older than this; 0 = no age limit"
+    )
+    high_watermark_pct: float = Field(
+        90.0, gt=0, le=100, description="above this disk use, delete oldest images first"
+    )
+    low_watermark_pct: float = Field(80.0, gt=0, le=100, description="... until below this")
+    min_age_s: float = Field(
+        300.0, ge=0, description="never delete an image younger than this (its upload may be due)"
+    )
+    tmp_max_age_s: float = Field(
+        3600.0, ge=60, description="remove leftover .*.tmp files of crashed writes older than this"
+    )
+    db_retention_days: float = Field(
+        90.0, ge=0, description="delete database rows older than this; 0 = keep them"
+    )
+    interval_s: float = Field(300.0, ge=1, le=86400, description="pause between passes")
+    dry_run: bool = Field(False, description="report what would be deleted, delete nothing")
+
+    @model_validator(mode="after")
+    def _check(self) -> FileCleanupSettings:
+        if self.low_watermark_pct >= self.high_watermark_pct:
+            raise ValueError("low_watermark_pct must be below high_watermark_pct")
+        return self
+
+
+class DesiredSettings:
+    """A module's settings from its twin: the whole desired state validated on every patch.
+
+    A patch that fails validation is refused and the last good settings stay in force; ``error`` says
+    why (for reported properties).
+    """
+
+    def __init__(self, model: type[ModuleSettings]) -> None:
+        self.model = model
+        self.current: ModuleSettings = parse_settings(model, {})
+        self.version: int | None = None
+        self.error: dict[str, Any] | None = None
+        self._desired: dict[str, Any] = {}
+
+    def apply(self, desired: dict[str, Any], replace: bool) -> bool:
+        """Apply a whole desired section (``replace``) or a patch; False when refused."""
+        version = desired.get("$version")
+        merged = (
+            {k: v for k, v in desired.items() if not k.startswith("$")}
+            if replace
+            else merge_patch(self._desired, desired)
+        )
+        try:
+            settings = parse_settings(self.model, merged)
+        except SettingsError as exc:
+            self.error = {"version": version, "message": str(exc)}
+            return False
+        self.current, self._desired, self.version, self.error = settings, merged, version, None
+        return True
+
+    def report(self) -> dict[str, Any]:
+        """The ``config`` section of reported properties."""
+        return {
+            "applied_version": self.version,
+            "settings": self.current.model_dump(),
+            "error": self.error,
+        }
 
 
 def parse_settings(model: type[ModuleSettings], desired: dict[str, Any]) -> ModuleSettings:

@@ -62,9 +62,8 @@ def generate_sample(
         _paint_part(rng, img, part, light, scale)
         if rng.random() < 0.78:
             boxes.extend(_add_defects(rng, img, part, light, scale, boxes))
-    img = _lighting(rng, img)
-    img = _camera(rng, img, scale)
-    return img, boxes
+    img = img * _illumination(rng, w, h)
+    return _camera(rng, img, scale), boxes
 
 
 # --- scene ------------------------------------------------------------------------------------
@@ -403,19 +402,22 @@ def _overlaps(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
 # --- camera -----------------------------------------------------------------------------------
 
 
-def _lighting(rng: np.random.Generator, img: np.ndarray) -> np.ndarray:
-    """Uneven illumination and lens vignetting."""
-    h, w = img.shape[:2]
+def _illumination(rng: np.random.Generator, w: int, h: int) -> np.ndarray:
+    """Gain map ``[h, w, 1]`` of uneven illumination and lens vignetting."""
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     nx, ny = (xx - w / 2) / (w / 2), (yy - h / 2) / (h / 2)
     phi = rng.uniform(0, 2 * math.pi)
     gain = 1.0 + rng.uniform(0.0, 0.22) * (nx * math.cos(phi) + ny * math.sin(phi))
     gain *= 1.0 - rng.uniform(0.08, 0.4) * (nx**2 + ny**2) / 2
-    return img * gain[:, :, None]
+    return gain[:, :, None]
 
 
 def _camera(rng: np.random.Generator, img: np.ndarray, scale: float) -> np.ndarray:
-    """Exposure, colour cast, defocus, sensor noise and JPEG compression; returns uint8 BGR."""
+    """Exposure, colour cast, defocus, sensor noise and JPEG compression; returns uint8 BGR.
+
+    On frames larger than the base size the noise is spatially correlated, as after a camera's
+    demosaicing and denoising.
+    """
     img = img * rng.uniform(0.8, 1.2) + rng.uniform(-10.0, 10.0)
     if rng.random() < 0.4:
         img = np.repeat(img.mean(axis=2, keepdims=True), 3, axis=2)
@@ -424,7 +426,10 @@ def _camera(rng: np.random.Generator, img: np.ndarray, scale: float) -> np.ndarr
     if rng.random() < 0.65:
         img = cv2.GaussianBlur(img, (0, 0), rng.uniform(0.3, 1.0) * scale)
     h, w = img.shape[:2]
-    noise = rng.normal(0.0, 1.0, (h, w, 1)).astype(np.float32)
+    noise = rng.normal(0.0, 1.0, (h, w)).astype(np.float32)
+    if scale > 1.0:
+        noise = cv2.GaussianBlur(noise, (0, 0), 0.35 * scale) * math.sqrt(scale)
+    noise = noise[:, :, None]
     shot = np.sqrt(np.clip(img, 1.0, 255.0)) * rng.uniform(0.0, 0.35)
     img = img + noise * (rng.uniform(1.0, 5.0) + shot)
     out = np.clip(img, 0, 255).astype(np.uint8)
@@ -487,6 +492,21 @@ def write_yolo_dataset(
     return out
 
 
+def write_samples(
+    out_dir: str | Path, count: int, seed: int, size: tuple[int, int], jpeg_quality: int = 85
+) -> list[Path]:
+    """Write plain JPEG frames ``frame_000.jpg``... (no labels), e.g. for a file camera to loop."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(count):
+        img, _ = generate_sample(sample_rng(seed, i), size)
+        path = out / f"frame_{i:03d}.jpg"
+        cv2.imwrite(str(path), img, [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality])
+        paths.append(path)
+    return paths
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command line: write a generated dataset split."""
     parser = argparse.ArgumentParser(description="Write a synthetic YOLO-format defect dataset.")
@@ -497,9 +517,13 @@ def main(argv: list[str] | None = None) -> int:
         "--size", type=int, nargs=2, default=[BASE_SIZE, BASE_SIZE], metavar=("W", "H")
     )
     parser.add_argument("--quality", type=int, default=95, help="JPEG quality of the written files")
+    parser.add_argument("--images-only", action="store_true", help="plain frames, no labels")
     args = parser.parse_args(argv)
     size = (args.size[0], args.size[1])
-    write_yolo_dataset(args.out_dir, args.count, SPLIT_SEEDS[args.split], size, args.quality)
+    if args.images_only:
+        write_samples(args.out_dir, args.count, SPLIT_SEEDS[args.split], size, args.quality)
+    else:
+        write_yolo_dataset(args.out_dir, args.count, SPLIT_SEEDS[args.split], size, args.quality)
     print(json.dumps({"out_dir": str(args.out_dir), "count": args.count, "split": args.split}))
     return 0
 

@@ -6,12 +6,24 @@ import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from mfgvision.settings import CisSettings
 
 
 class SourceError(RuntimeError):
     """A source that cannot open or read right now (missing camera, stream down, folder gone)."""
+
+
+class NoFrameYet(Exception):
+    """``read`` had no frame within its poll interval, but the source is fine.
+
+    A trigger-paced camera raises it while it waits for the next trigger, so the capture thread can
+    check whether it should stop and then read again, without counting a failure.
+    """
 
 
 @dataclass
@@ -56,6 +68,26 @@ class FrameSource(ABC):
     @abstractmethod
     def close(self) -> None:
         """Release the device or stream; safe to call twice."""
+
+    def configure(self, settings: CisSettings) -> bool:
+        """Apply changed camera settings to the open source, from another thread.
+
+        True when everything was applied live; False when the source must be reopened with the new
+        settings (the default: a source that cannot change anything while open).
+        """
+        return False
+
+    def trigger(self) -> None:
+        """Fire a software trigger (any thread); SourceError when the source cannot."""
+        raise SourceError(f"{self.description} has no software trigger")
+
+    def interrupt(self) -> None:
+        """Make a ``read`` blocked in another thread return (with SourceError) where possible.
+
+        Called by the capture thread's watchdog. The default does nothing: the watchdog then gives
+        up on the blocked thread and continues with a fresh source.
+        """
+        return None
 
 
 _CREDENTIALS = re.compile(r"(?<=://)[^/@\s]+@")

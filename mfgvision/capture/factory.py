@@ -17,12 +17,32 @@ def resolve_path(uri: str, assets_dir: Path) -> Path:
 
 
 def build_source(settings: CisSettings, assets_dir: Path) -> FrameSource:
-    """The source for ``settings.camera_type``; raises SourceError for types this build lacks."""
+    """The source for ``settings.camera_type``.
+
+    Raises SourceError when the camera type needs an SDK that is not installed (the message names
+    the extra to install). The SDK adapters import their SDK only when they open the camera.
+    """
     kind, uri = settings.camera_type, settings.camera_uri
+    timeout_ms = round(settings.camera_timeout_s * 1000)
     if kind == "folder":
         return ImageFolderSource(resolve_path(uri, assets_dir), loop=settings.camera_loop)
     if kind == "video":
-        return OpenCVSource(str(resolve_path(uri, assets_dir)), "video", loop=settings.camera_loop)
+        path = str(resolve_path(uri, assets_dir))
+        return OpenCVSource(path, "video", loop=settings.camera_loop, timeout_ms=timeout_ms)
     if kind in ("rtsp", "http", "usb"):
-        return OpenCVSource(uri, kind)
-    raise SourceError(f"camera type '{kind}' needs its camera SDK extra, which is not installed")
+        return OpenCVSource(
+            uri, kind, timeout_ms=timeout_ms, transport=settings.camera_rtsp_transport
+        )
+    if kind == "basler":
+        from mfgvision.capture.basler import BaslerSource
+
+        return BaslerSource(settings)
+    if kind == "allied":
+        from mfgvision.capture.allied import AlliedSource
+
+        return AlliedSource(settings)
+    if kind == "genicam":
+        from mfgvision.capture.gentl import GenTLSource
+
+        return GenTLSource(settings)
+    raise SourceError(f"camera type '{kind}' is not supported")

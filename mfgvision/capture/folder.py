@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
 from mfgvision.capture.base import FrameSource, SourceError
+
+if TYPE_CHECKING:
+    from mfgvision.settings import CisSettings
 
 log = logging.getLogger(__name__)
 
@@ -71,3 +75,7 @@ class ImageFolderSource(FrameSource):
 
     def close(self) -> None:
         self._files = []
+
+    def configure(self, settings: CisSettings) -> bool:
+        """A folder has no camera settings: nothing to apply, nothing to reopen."""
+        return True

@@ -15,6 +15,10 @@ from mfgvision.store.records import InferenceRecord
 
 INFERENCE_OUTPUT = "inference"
 IMAGE_UPLOAD_OUTPUT = "imageUpload"
+ALERTS_OUTPUT = "alerts"
+#: Every output the CIS module sends on (the deployment checks hold routes to these).
+OUTPUTS = (INFERENCE_OUTPUT, IMAGE_UPLOAD_OUTPUT, ALERTS_OUTPUT)
+ALERT_SCHEMA = "mfgvision.alert/1"
 SCHEMA = "mfgvision.inference/1"
 
 CONTAINERS = {
@@ -75,4 +79,29 @@ def upload_message(
         "model_version": record.model_version,
         "unique_id": record.unique_id,
         "created": iso_utc(record.created),
+    }
+
+
+def alert_message(
+    record: InferenceRecord, location: str, position: str, threshold: float
+) -> dict[str, Any] | None:
+    """The body sent on the ``alerts`` output, or None when no detection reaches ``threshold``."""
+    hits = [d for d in record.detections if d.probability >= threshold]
+    if threshold <= 0 or not hits:
+        return None
+    return {
+        "schema": ALERT_SCHEMA,
+        "unique_id": record.unique_id,
+        "created": iso_utc(record.created),
+        "camera_id": record.camera_id,
+        "camera_name": record.camera_name,
+        "location": location,
+        "position": position,
+        "model_name": record.model_name,
+        "model_version": record.model_version,
+        "alert_probability": threshold,
+        "max_probability": round(max(d.probability for d in hits), 6),
+        "labels": sorted({d.label for d in hits}),
+        "detected_objects": [d.to_dict() for d in hits],
+        "annotated_image_name": record.annotated_image_name,
     }

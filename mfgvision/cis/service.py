@@ -8,13 +8,18 @@ from datetime import datetime, timezone
 from typing import Any
 
 from mfgvision import __version__
+from mfgvision.capture.base import SourceError, mask_credentials
 from mfgvision.cis.pipeline import CisPipeline
+from mfgvision.dashboard.status import STATUS_FOLDER, remove_status, write_status
 from mfgvision.edge.hub import Hub, HubMessage, MethodError
 from mfgvision.runtime import Paths
 from mfgvision.settings import CisSettings, SettingsError, merge_patch, parse_settings
 from mfgvision.store.database import Database
 
 log = logging.getLogger(__name__)
+
+#: Input whose messages fire the camera's software trigger (e.g. from a PLC bridge module).
+TRIGGER_INPUT = "trigger"
 
 
 class CisService:
@@ -37,6 +42,7 @@ class CisService:
         self._desired: dict[str, Any] = {}
         self._applied_version: int | None = None
         self._config_error: dict[str, Any] | None = None
+        self._status_camera: str | None = None
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._reporter = threading.Thread(target=self._report_loop, name="reporter", daemon=True)
@@ -47,6 +53,8 @@ class CisService:
         self.hub.on_method("status", lambda _payload: self.status())
         self.hub.on_method("capture_now", self._capture_now)
         self.hub.on_method("reload_model", self._reload_model)
+        self.hub.on_method("trigger", self._trigger)
+        self.hub.on_input(TRIGGER_INPUT, self._on_trigger_message)
         self.hub.on_desired_patch(self._on_patch)
         self._apply(self.hub.get_twin().get("desired", {}), replace=True)
         self._reporter.start()
@@ -67,7 +75,7 @@ class CisService:
             "status": pipeline,
             "config": {
                 "applied_version": self._applied_version,
-                "settings": self.pipeline.settings.model_dump() if self.pipeline else None,
+                "settings": _reported_settings(self.pipeline.settings) if self.pipeline else None,
                 "error": self._config_error,
             },
             "updated": datetime.now(timezone.utc).isoformat(),
@@ -128,6 +136,23 @@ class CisService:
         except RuntimeError as exc:
             raise MethodError(503, str(exc)) from None
 
+    def _trigger(self, _payload: Any) -> dict[str, Any]:
+        """Fire the camera's software trigger (camera_trigger_mode 'software')."""
+        if self.pipeline is None:
+            raise MethodError(409, "no valid settings yet")
+        try:
+            self.pipeline.trigger()
+        except SourceError as exc:
+            raise MethodError(409, str(exc)) from None
+        return {"triggered": True}
+
+    def _on_trigger_message(self, message: HubMessage) -> None:
+        """Any message on the ``trigger`` input fires the software trigger."""
+        try:
+            self._trigger(None)
+        except MethodError as exc:
+            log.warning("trigger message not applied", extra={"error": str(exc)})
+
     def _reload_model(self, _payload: Any) -> dict[str, Any]:
         if self.pipeline is None:
             raise MethodError(409, "no valid settings yet")
@@ -137,11 +162,31 @@ class CisService:
         }
 
     def _report(self) -> None:
+        status: dict[str, Any] | None = None
         try:
-            self.hub.patch_reported(self.status())
+            status = self.status()
+            self.hub.patch_reported(status)
         except Exception as exc:
             log.warning("reported properties not sent", extra={"error": str(exc)})
+        if status is not None:
+            self._write_status_file(status)
+
+    def _write_status_file(self, status: dict[str, Any]) -> None:
+        """Mirror the status into ``<data>/status/<camera_id>.json``, which the dashboard reads."""
+        camera_id = self.pipeline.settings.camera_id if self.pipeline else self.hub.module_id
+        folder = self.paths.data / STATUS_FOLDER
+        if self._status_camera not in (None, camera_id):
+            remove_status(folder, self._status_camera)
+        write_status(folder, camera_id, self.hub.module_id, status)
+        self._status_camera = camera_id
 
     def _report_loop(self) -> None:
         while not self._stop.wait(self.report_every_s):
             self._report()
+
+
+def _reported_settings(settings: CisSettings) -> dict[str, Any]:
+    """The settings in force, for reported properties: credentials in the camera URI masked."""
+    dump = settings.model_dump()
+    dump["camera_uri"] = mask_credentials(settings.camera_uri)
+    return dump

@@ -1,7 +1,8 @@
 """The writer thread: everything after inference, off the inference thread.
 
 For each outcome it draws and encodes the annotated image, writes image files atomically, sends the
-``inference`` and ``imageUpload`` messages, and queues the database rows, which go out in batches. The
+``inference`` and ``imageUpload`` messages (and an ``alerts`` message when a detection reaches
+``alert_probability``), and queues the database rows, which go out in batches. The
 queue in front of it is bounded: when the disk or database is too slow, outcomes are dropped and counted
 instead of stalling the camera.
 """
@@ -17,8 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from mfgvision.cis.messages import (
+    ALERTS_OUTPUT,
     IMAGE_UPLOAD_OUTPUT,
     INFERENCE_OUTPUT,
+    alert_message,
     inference_message,
     upload_message,
 )
@@ -28,11 +31,14 @@ from mfgvision.inference.annotate import draw_detections
 from mfgvision.store.database import Database
 from mfgvision.store.images import encode_jpeg, image_name, write_atomic
 from mfgvision.store.records import InferenceRecord
+from mfgvision.store.spool import RowSpool, row_spool_path
 
 log = logging.getLogger(__name__)
 
 Emit = Callable[[str, dict[str, Any]], None]
 _STOP = object()
+# Rows held in memory only while neither the database nor the spool takes them (e.g. a full disk).
+MAX_MEMORY_ROWS = 10_000
 
 
 class OutcomeWriter:
@@ -47,6 +53,7 @@ class OutcomeWriter:
         maxsize: int = 32,
         batch_rows: int = 64,
         flush_s: float = 0.5,
+        spool: RowSpool | None = None,
     ) -> None:
         self.images_dir = images_dir
         self.db = db
@@ -62,8 +69,11 @@ class OutcomeWriter:
         self._retry_at = 0.0
         self._thread = threading.Thread(target=self._run, name="writer", daemon=True)
         images_dir.mkdir(parents=True, exist_ok=True)
+        # While the database is unreachable rows wait on disk, in order, not in memory.
+        self.spool = spool if spool is not None else RowSpool(row_spool_path(images_dir), db)
 
     def start(self) -> None:
+        self.spool.start()
         self._thread.start()
 
     def submit(self, outcome: Outcome) -> bool:
@@ -79,10 +89,12 @@ class OutcomeWriter:
         """Write everything queued, flush rows, then stop."""
         self._queue.put(_STOP)
         self._thread.join(timeout)
+        self.spool.close()
 
     @property
     def pending_rows(self) -> int:
-        return len(self._pending)
+        """Rows not yet in the database: this batch plus those waiting in the spool."""
+        return len(self._pending) + self.spool.pending
 
     def _run(self) -> None:
         while True:
@@ -135,6 +147,10 @@ class OutcomeWriter:
                 IMAGE_UPLOAD_OUTPUT,
                 upload_message(kind, name, path, record, s.camera_location, s.camera_position),
             )
+        alert = alert_message(record, s.camera_location, s.camera_position, s.alert_probability)
+        if alert is not None:
+            self.emit(ALERTS_OUTPUT, alert)
+            self.metrics.count("alerts")
         self._pending.append((record, outcome.frame.captured_at.timestamp()))
         if self._oldest is None:
             self._oldest = time.monotonic()
@@ -197,23 +213,44 @@ class OutcomeWriter:
         if not force and (not due or now < self._retry_at):
             return
         batch = [r for r, _ in self._pending]
-        t0 = time.perf_counter()
+        if self.spool.pending == 0:  # nothing waits ahead of these rows: straight to the database
+            t0 = time.perf_counter()
+            try:
+                self.db.write(batch)
+            except Exception as exc:
+                self.last_error = f"database: {type(exc).__name__}: {exc}"
+                self.metrics.count("db_errors")
+                log.error(
+                    "database write failed, rows go to the spool",
+                    extra={"rows": len(batch), "error": str(exc)[:300]},
+                )
+            else:
+                done = time.time()
+                self.metrics.time("db_write", (time.perf_counter() - t0) * 1000)
+                for _, captured in self._pending:
+                    self.metrics.time("frame_to_row", (done - captured) * 1000)
+                self.metrics.count("rows_written", len(batch))
+                self._clear_pending()
+                self.last_error = None
+                return
         try:
-            self.db.write(batch)
+            self.spool.append(batch)
         except Exception as exc:
-            self.last_error = f"database: {type(exc).__name__}: {exc}"
-            self.metrics.count("db_errors")
+            self.last_error = f"spool: {type(exc).__name__}: {exc}"
+            self.metrics.count("spool_errors")
             self._retry_at = now + 2.0
+            lost = len(self._pending) - MAX_MEMORY_ROWS
+            if lost > 0:
+                del self._pending[:lost]
+                self.metrics.count("rows_lost", lost)
             log.error(
-                "database write failed, rows kept for retry",
-                extra={"rows": len(batch), "error": str(exc)[:300]},
+                "rows could not be spooled, kept in memory for retry",
+                extra={"rows": len(self._pending), "lost": max(lost, 0), "error": str(exc)[:300]},
             )
             return
-        done = time.time()
-        self.metrics.time("db_write", (time.perf_counter() - t0) * 1000)
-        for _, captured in self._pending:
-            self.metrics.time("frame_to_row", (done - captured) * 1000)
-        self.metrics.count("rows_written", len(batch))
+        self.metrics.count("rows_spooled", len(batch))
+        self._clear_pending()
+
+    def _clear_pending(self) -> None:
         self._pending.clear()
         self._oldest = None
-        self.last_error = None

@@ -1,56 +1,192 @@
-"""JSON endpoints: the overview data the page polls, the camera list and the health check."""
+"""The JSON API (documented in docs/dashboard-api.md) and the health check.
+
+Every parameter is checked strictly: an unknown or repeated parameter, or a value out of its
+format, is a 400 with a JSON ``error`` that says what is wrong.
+"""
 
 from __future__ import annotations
 
 import logging
+import re
 from datetime import datetime, timezone
 
-from flask import Blueprint, jsonify, url_for
+from flask import Blueprint, jsonify, request, url_for
 from flask.typing import ResponseReturnValue
 from sqlalchemy.exc import SQLAlchemyError
 
 from mfgvision.dashboard.context import dashboard_context
 from mfgvision.dashboard.files import resolve_image
-from mfgvision.dashboard.overview import build_overview, iso_utc
+from mfgvision.dashboard.overview import build_overview, record_json
+from mfgvision.dashboard.stats import WindowError, iso, parse_time, parse_window, stats_json
+from mfgvision.dashboard.status import read_statuses
+from mfgvision.store import queries
 from mfgvision.store.records import InferenceRecord
 
 logger = logging.getLogger(__name__)
 
 bp = Blueprint("api", __name__)
 
+DEFAULT_PAGE_SIZE = 50
+THUMBNAIL_WIDTH = 160
+_CAMERA = re.compile(r"[A-Za-z0-9_.\-]{1,128}")
+_LABEL = re.compile(r"[^\x00-\x1f\x7f]{1,128}")
+_UNIQUE_ID = re.compile(r"[A-Za-z0-9\-]{1,64}")
+_LIMIT = re.compile(r"[1-9][0-9]{0,2}")
 
-def image_url(record: InferenceRecord) -> tuple[str | None, str | None]:
-    """URL and kind of the record's annotated image, else its raw image, when the file exists."""
+
+class BadRequest(ValueError):
+    """A request parameter that cannot be used; the message is shown to the client."""
+
+
+def _args(*allowed: str) -> dict[str, str]:
+    """The query parameters, refusing unknown, repeated and empty ones."""
+    args = request.args
+    unknown = sorted(set(args) - set(allowed))
+    if unknown:
+        raise BadRequest(f"unknown parameter(s) {unknown}; allowed: {sorted(allowed)}")
+    out = {}
+    for key in args:
+        values = args.getlist(key)
+        if len(values) > 1:
+            raise BadRequest(f"'{key}' given more than once")
+        if values[0] == "":
+            raise BadRequest(f"'{key}' is empty")
+        out[key] = values[0]
+    return out
+
+
+def _match(pattern: re.Pattern[str], value: str, name: str) -> str:
+    if pattern.fullmatch(value) is None:
+        raise BadRequest(f"'{name}' is malformed")
+    return value
+
+
+def image_urls(record: InferenceRecord) -> dict[str, str | None]:
+    """URLs of the record's images that exist in the image folder, and a thumbnail URL."""
     images_dir = dashboard_context().images_dir
-    for name, kind in (
-        (record.annotated_image_name, "annotated"),
-        (record.raw_image_name, "raw"),
-    ):
-        if name and resolve_image(images_dir, name) is not None:
-            return url_for("images.image", name=name), kind
-    return None, None
+    urls: dict[str, str | None] = {}
+    for kind, name in (("annotated", record.annotated_image_name), ("raw", record.raw_image_name)):
+        ok = bool(name) and resolve_image(images_dir, str(name)) is not None
+        urls[kind] = url_for("images.image", name=name) if ok else None
+    best = record.annotated_image_name if urls["annotated"] else record.raw_image_name
+    urls["thumbnail"] = (
+        url_for("images.image", name=best, size=THUMBNAIL_WIDTH)
+        if urls["annotated"] or urls["raw"]
+        else None
+    )
+    return urls
 
 
 @bp.get("/api/overview")
 def overview() -> ResponseReturnValue:
-    """Latest inference per camera with totals for the last hour and all data."""
+    """Per camera: the latest inference, module status and counts over the window."""
+    args = _args("window", "from", "to")
     now = datetime.now(timezone.utc)
-    return jsonify(build_overview(dashboard_context().db, now, image_url))
+    window = parse_window(args.get("window"), args.get("from"), args.get("to"), now)
+    context = dashboard_context()
+    latest = queries.latest_per_camera(context.db.engine)
+    statuses = read_statuses(context.status_dir, now)
+    stats = context.rollup.stats(window)
+    payload = build_overview(now, latest, statuses, stats, image_urls)
+    for camera in payload["cameras"]:
+        if camera["latest"] is not None:
+            uid = camera["latest"]["unique_id"]
+            camera["latest"]["detail_url"] = url_for("pages.detail", unique_id=uid)
+    return jsonify(payload)
+
+
+@bp.get("/api/stats")
+def stats() -> ResponseReturnValue:
+    """OK/NG counts and yield, defects per class and time bucket, inference time over time."""
+    args = _args("window", "from", "to", "camera")
+    now = datetime.now(timezone.utc)
+    window = parse_window(args.get("window"), args.get("from"), args.get("to"), now)
+    camera = _match(_CAMERA, args["camera"], "camera") if "camera" in args else None
+    result = dashboard_context().rollup.stats(window, camera)
+    return jsonify({"generated_at": iso(now), **stats_json(result)})
+
+
+@bp.get("/api/inferences")
+def inferences() -> ResponseReturnValue:
+    """History: stored inferences, newest first, filtered, one page at a time."""
+    args = _args("camera", "label", "verdict", "from", "to", "limit", "cursor")
+    verdict = args.get("verdict")
+    if verdict is not None and verdict not in ("OK", "NG"):
+        raise BadRequest("'verdict' must be OK or NG")
+    start = parse_time(args["from"], "from") if "from" in args else None
+    end = parse_time(args["to"], "to") if "to" in args else None
+    if start and end and end <= start:
+        raise BadRequest("'to' must be after 'from'")
+    flt = queries.HistoryFilter(
+        camera_id=_match(_CAMERA, args["camera"], "camera") if "camera" in args else None,
+        label=_match(_LABEL, args["label"], "label") if "label" in args else None,
+        verdict=verdict,
+        start=start,
+        end=end,
+    )
+    limit = DEFAULT_PAGE_SIZE
+    if "limit" in args:
+        limit = int(_match(_LIMIT, args["limit"], "limit"))
+        if limit > queries.MAX_PAGE_SIZE:
+            raise BadRequest(f"'limit' is at most {queries.MAX_PAGE_SIZE}")
+    cursor = args.get("cursor")
+    if cursor is not None:
+        try:
+            queries.decode_cursor(cursor)
+        except ValueError as exc:
+            raise BadRequest(f"'cursor': {exc}") from None
+    page = queries.history(dashboard_context().db.engine, flt, limit, cursor)
+    items = []
+    for record in page.records:
+        item = record_json(record, image_urls(record))
+        item["detail_url"] = url_for("pages.detail", unique_id=record.unique_id)
+        items.append(item)
+    return jsonify(
+        {
+            "items": items,
+            "next_cursor": page.next_cursor,
+            "total": page.total,
+            "total_capped": page.total_capped,
+        }
+    )
+
+
+@bp.get("/api/inferences/<unique_id>")
+def inference(unique_id: str) -> ResponseReturnValue:
+    """One stored inference with its detections and image URLs."""
+    _args()
+    _match(_UNIQUE_ID, unique_id, "unique_id")
+    record = queries.inference(dashboard_context().db.engine, unique_id)
+    if record is None:
+        return jsonify(error="no such inference"), 404
+    item = record_json(record, image_urls(record))
+    item["detail_url"] = url_for("pages.detail", unique_id=record.unique_id)
+    return jsonify(item)
 
 
 @bp.get("/api/cameras")
 def cameras() -> ResponseReturnValue:
-    """Cameras that have stored data, with when each was last seen."""
+    """Camera ids with stored data or a status file, with their status."""
+    _args()
+    context = dashboard_context()
+    statuses = read_statuses(context.status_dir)
+    ids = sorted(set(queries.camera_ids(context.db.engine)) | set(statuses))
     return jsonify(
         [
             {
-                "camera_id": c.camera_id,
-                "camera_name": c.camera_name,
-                "last_seen": iso_utc(c.last_seen),
+                "camera_id": cam,
+                "status": statuses[cam].to_json() if cam in statuses else None,
             }
-            for c in dashboard_context().db.cameras()
+            for cam in ids
         ]
     )
+
+
+@bp.get("/api/labels")
+def labels() -> ResponseReturnValue:
+    """Every class name with at least one stored detection."""
+    _args()
+    return jsonify(queries.labels(dashboard_context().db.engine))
 
 
 @bp.get("/healthz")
@@ -62,6 +198,13 @@ def healthz() -> ResponseReturnValue:
         logger.warning("health check: database unavailable", extra={"error": type(exc).__name__})
         return jsonify(status="error", db="unavailable"), 503
     return jsonify(status="ok", db="ok")
+
+
+@bp.errorhandler(BadRequest)
+@bp.errorhandler(WindowError)
+def bad_request(exc: ValueError) -> ResponseReturnValue:
+    """Malformed parameters become 400 with the reason."""
+    return jsonify(error=str(exc)), 400
 
 
 @bp.errorhandler(SQLAlchemyError)

@@ -4,21 +4,30 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from flask import current_app
 
 from mfgvision.store.database import Database
+
+if TYPE_CHECKING:
+    from mfgvision.dashboard.files import ThumbnailCache
+    from mfgvision.dashboard.stats import Rollup
 
 EXTENSION_KEY = "mfgvision.dashboard"
 
 
 @dataclass(frozen=True)
 class DashboardContext:
-    """The database, the image folder (resolved) and the page title of one dashboard app."""
+    """The database, the image and status folders (resolved), the page title, the statistics
+    rollup and the thumbnail cache of one dashboard app."""
 
     db: Database
     images_dir: Path
     title: str
+    status_dir: Path
+    rollup: Rollup
+    thumbnails: ThumbnailCache
 
 
 def dashboard_context() -> DashboardContext:

@@ -1,95 +1,101 @@
-"""The overview payload: the latest inference of each camera plus OK/NG totals."""
+"""JSON shapes of the dashboard: inference records, camera cards and the overview payload."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from datetime import datetime, timedelta, timezone
+from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
-from mfgvision.store.database import Counts, Database
+from mfgvision.dashboard.stats import WindowStats, counts_json, iso, window_json
+from mfgvision.dashboard.status import CameraStatus
 from mfgvision.store.records import InferenceRecord
 
-LAST_HOUR = timedelta(hours=1)
-
-ImageUrl = Callable[[InferenceRecord], tuple[str | None, str | None]]
-"""Maps a record to (URL, kind) of the image to show, or (None, None)."""
+ImageUrls = Callable[[InferenceRecord], dict[str, str | None]]
+"""Maps a record to the URLs of its images that exist: ``annotated``, ``raw``, ``thumbnail``."""
 
 
-def iso_utc(when: datetime) -> str:
-    """ISO 8601 in UTC with a ``Z`` suffix and milliseconds, as browsers parse it."""
-    text = when.astimezone(timezone.utc).isoformat(timespec="milliseconds")
-    return text.replace("+00:00", "Z")
-
-
-def counts_json(counts: Counts) -> dict[str, Any]:
-    """Counts with their yield in percent (``None`` when there is nothing yet)."""
-    pct = counts.yield_pct
-    return {
-        "total": counts.total,
-        "ok": counts.ok,
-        "ng": counts.ng,
-        "yield_pct": None if pct is None else round(pct, 1),
-    }
-
-
-def sum_counts(counts: Iterable[Counts]) -> Counts:
-    """The sum of several cameras' counts."""
-    items = list(counts)
-    return Counts(
-        total=sum(c.total for c in items),
-        ok=sum(c.ok for c in items),
-        ng=sum(c.ng for c in items),
-    )
-
-
-def camera_json(
-    record: InferenceRecord, last_hour: Counts, all_time: Counts, image_url: ImageUrl
-) -> dict[str, Any]:
-    """One camera card: its latest inference, detections sorted by probability, and counts."""
-    url, kind = image_url(record)
+def detections_json(record: InferenceRecord) -> list[dict[str, Any]]:
+    """Detections sorted by probability, highest first."""
     detections = sorted(record.detections, key=lambda d: d.probability, reverse=True)
+    return [
+        {
+            "label": d.label,
+            "label_id": d.label_id,
+            "probability": round(d.probability, 4),
+            "probability_pct": round(100.0 * d.probability, 1),
+            "box": [round(v, 1) for v in d.box.as_list()],
+            "box_norm": [round(v, 5) for v in d.box_norm.as_list()],
+        }
+        for d in detections
+    ]
+
+
+def record_json(record: InferenceRecord, urls: dict[str, str | None]) -> dict[str, Any]:
+    """One stored inference as the API shows it."""
     return {
+        "unique_id": record.unique_id,
         "camera_id": record.camera_id,
         "camera_name": record.camera_name,
+        "created": iso(record.created),
         "verdict": "NG" if record.object_detected else "OK",
-        "created": iso_utc(record.created),
         "model_name": record.model_name,
         "model_version": record.model_version,
         "inferencing_time_ms": round(record.inferencing_time_ms, 1),
-        "image_url": url,
-        "image_kind": kind,
-        "detections": [
-            {
-                "label": d.label,
-                "label_id": d.label_id,
-                "probability": round(d.probability, 4),
-                "probability_pct": round(100.0 * d.probability, 1),
-            }
-            for d in detections
-        ],
-        "counts": {"last_hour": counts_json(last_hour), "all": counts_json(all_time)},
+        "frame": {"width": record.frame_width, "height": record.frame_height},
+        "detections": detections_json(record),
+        "images": urls,
     }
 
 
-def build_overview(db: Database, now: datetime, image_url: ImageUrl) -> dict[str, Any]:
-    """Everything the overview page shows, as JSON-ready data."""
-    latest = db.latest_per_camera()
-    last_hour = db.counts(now - LAST_HOUR)
-    all_time = db.counts()
-    cameras = [
-        camera_json(
-            record,
-            last_hour.get(record.camera_id, Counts()),
-            all_time.get(record.camera_id, Counts()),
-            image_url,
+def camera_json(
+    camera_id: str,
+    record: InferenceRecord | None,
+    status: CameraStatus | None,
+    counts: tuple[int, int],
+    image_urls: ImageUrls,
+) -> dict[str, Any]:
+    """One camera card: its latest inference (if any), its module status (if any), its counts."""
+    latest = None
+    if record is not None:
+        urls = image_urls(record)
+        latest = record_json(record, urls)
+        latest["image_url"] = urls.get("annotated") or urls.get("raw")
+        latest["image_kind"] = (
+            "annotated" if urls.get("annotated") else "raw" if urls.get("raw") else None
         )
-        for record in latest
-    ]
     return {
-        "generated_at": iso_utc(now),
-        "totals": {
-            "last_hour": counts_json(sum_counts(last_hour.values())),
-            "all": counts_json(sum_counts(all_time.values())),
-        },
-        "cameras": cameras,
+        "camera_id": camera_id,
+        "camera_name": record.camera_name if record else camera_id,
+        "latest": latest,
+        "status": status.to_json() if status else None,
+        "counts": counts_json(*counts),
+    }
+
+
+def build_overview(
+    now: datetime,
+    latest: list[InferenceRecord],
+    statuses: dict[str, CameraStatus],
+    stats: WindowStats,
+    image_urls: ImageUrls,
+) -> dict[str, Any]:
+    """Everything the overview page shows, as JSON-ready data, cameras sorted by id."""
+    by_camera = {r.camera_id: r for r in latest}
+    camera_ids = sorted(set(by_camera) | set(statuses))
+    total = sum(t for t, _ in stats.counts.values())
+    ng = sum(n for _, n in stats.counts.values())
+    return {
+        "generated_at": iso(now),
+        "window": window_json(stats.window),
+        "totals": counts_json(total, ng),
+        "cameras": [
+            camera_json(
+                cam,
+                by_camera.get(cam),
+                statuses.get(cam),
+                stats.counts.get(cam, (0, 0)),
+                image_urls,
+            )
+            for cam in camera_ids
+        ],
     }

@@ -1,23 +1,67 @@
-"""HTML pages. Each page is a shell that fetches its data from the JSON API."""
+"""HTML pages. Each page is a shell that fetches its data from the JSON API and updates in place."""
 
 from __future__ import annotations
 
-from flask import Blueprint, render_template, url_for
+import re
+
+from flask import Blueprint, abort, render_template, url_for
 from flask.typing import ResponseReturnValue
 
 from mfgvision.dashboard.context import dashboard_context
+from mfgvision.dashboard.stats import WINDOW_LABELS
 
 POLL_INTERVAL_MS = 2000
+STATS_INTERVAL_MS = 15000
+HISTORY_INTERVAL_MS = 5000
+_UNIQUE_ID = re.compile(r"[A-Za-z0-9\-]{1,64}")
 
 bp = Blueprint("pages", __name__)
 
 
+def _page(template: str, **values: object) -> str:
+    return render_template(
+        template,
+        title=dashboard_context().title,
+        windows=WINDOW_LABELS,
+        plotly_url=url_for("vendor.plotly_js"),
+        **values,
+    )
+
+
 @bp.get("/")
 def overview() -> ResponseReturnValue:
-    """One card per camera, refreshed in place from ``/api/overview``."""
-    return render_template(
+    """One card per camera and the window's statistics, refreshed in place from the API."""
+    return _page(
         "overview.html",
-        title=dashboard_context().title,
+        active="overview",
         api_url=url_for("api.overview"),
+        stats_url=url_for("api.stats"),
         poll_ms=POLL_INTERVAL_MS,
+        stats_ms=STATS_INTERVAL_MS,
+    )
+
+
+@bp.get("/history")
+def history() -> ResponseReturnValue:
+    """Stored inferences, filtered and paged; the first page follows new data."""
+    return _page(
+        "history.html",
+        active="history",
+        api_url=url_for("api.inferences"),
+        cameras_url=url_for("api.cameras"),
+        labels_url=url_for("api.labels"),
+        poll_ms=HISTORY_INTERVAL_MS,
+    )
+
+
+@bp.get("/inferences/<unique_id>")
+def detail(unique_id: str) -> ResponseReturnValue:
+    """One inference: the full image with its boxes, the detections and the raw JSON."""
+    if _UNIQUE_ID.fullmatch(unique_id) is None:
+        abort(400)
+    return _page(
+        "detail.html",
+        active="history",
+        api_url=url_for("api.inference", unique_id=unique_id),
+        history_url=url_for("pages.history"),
     )

@@ -12,9 +12,11 @@ from waitress import create_server
 from waitress.server import BaseWSGIServer, MultiSocketServer
 
 from mfgvision.dashboard.app import create_app
+from mfgvision.dashboard.stats import Rollup
 from mfgvision.logs import configure_logging
 from mfgvision.runtime import Paths, run_until_signalled
 from mfgvision.store.database import Database, database_url_from_env
+from mfgvision.web.auth import AuthConfig
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +43,12 @@ def add_dashboard_arguments(parser: argparse.ArgumentParser) -> None:
         "--port", type=int, default=DEFAULT_PORT, help="port (default: %(default)s)"
     )
     parser.add_argument("--title", default="mfgvision", help="page title (default: %(default)s)")
+    parser.add_argument(
+        "--status-dir",
+        type=Path,
+        default=None,
+        help="folder of the camera status files (default: $MFGVISION_DATA/status)",
+    )
 
 
 def dashboard_main(args: argparse.Namespace) -> int:
@@ -66,9 +74,13 @@ class DashboardServer:
         port: int = DEFAULT_PORT,
         title: str = "mfgvision",
         threads: int = SERVER_THREADS,
+        status_dir: Path | None = None,
+        auth: AuthConfig | None = None,
     ) -> None:
         self.db = db
         self.images_dir = images_dir
+        self.status_dir = status_dir
+        self.auth = auth
         self.host = host
         self.port = port
         self.title = title
@@ -83,7 +95,16 @@ class DashboardServer:
 
     def start(self) -> None:
         _prepare_schema(self.db)
-        app = create_app(self.db, self.images_dir, title=self.title)
+        rollup = Rollup(self.db.engine)
+        app = create_app(
+            self.db,
+            self.images_dir,
+            title=self.title,
+            status_dir=self.status_dir,
+            auth=self.auth,
+            rollup=rollup,
+        )
+        rollup.warm_up()
         self._server = create_server(app, host=self.host, port=self.port, threads=self.threads)
         if isinstance(self._server, BaseWSGIServer):
             self.port = int(self._server.effective_port)

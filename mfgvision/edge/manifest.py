@@ -30,6 +30,8 @@ class ModuleSpec:
     create_options: dict[str, Any]
     desired: dict[str, Any] = field(default_factory=dict)
     status: str = "running"
+    restart_policy: str = "always"
+    startup_order: int | None = None
 
 
 @dataclass
@@ -104,9 +106,7 @@ def parse_manifest(raw: dict[str, Any]) -> Manifest:
     modules = {}
     for name, spec in (agent.get("modules") or {}).items():
         settings = spec.get("settings", {})
-        options = settings.get("createOptions", {})
-        if isinstance(options, str):
-            options = json.loads(options) if options.strip() else {}
+        options = join_create_options(settings)
         env = {k: str(v.get("value", "")) for k, v in (spec.get("env") or {}).items()}
         desired = (content.get(name) or {}).get("properties.desired", {})
         modules[name] = ModuleSpec(
@@ -117,5 +117,33 @@ def parse_manifest(raw: dict[str, Any]) -> Manifest:
             create_options=options,
             desired=desired,
             status=spec.get("status", "running"),
+            restart_policy=spec.get("restartPolicy", "always"),
+            startup_order=spec.get("startupOrder"),
         )
     return Manifest(modules=modules, routes=parse_routes(hub.get("routes") or {}), raw=raw)
+
+
+def create_options_keys(settings: dict[str, Any]) -> list[str]:
+    """``createOptions``, ``createOptions01``, ... present in a module's settings, in order."""
+    return sorted(
+        (k for k in settings if re.fullmatch(r"createOptions(\d{2})?", k)),
+        key=lambda k: int(k[len("createOptions") :] or 0),
+    )
+
+
+def join_create_options(settings: dict[str, Any]) -> dict[str, Any]:
+    """A module's createOptions as an object: an object as written in a template, or the JSON string
+    of an expanded manifest, which IoT Edge tooling splits into ``createOptions01``, ... chunks."""
+    keys = create_options_keys(settings)
+    if len(keys) == 1 and isinstance(settings[keys[0]], dict):
+        return dict(settings[keys[0]])
+    text = "".join(str(settings[k]) for k in keys)
+    if not text.strip():
+        return {}
+    try:
+        options = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ManifestError(f"createOptions is not JSON: {exc}") from None
+    if not isinstance(options, dict):
+        raise ManifestError("createOptions is not a JSON object")
+    return options

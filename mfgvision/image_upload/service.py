@@ -1,31 +1,82 @@
-"""The ImageUpload module: ``imageUpload`` messages in, image files copied to blob storage out.
+"""The ImageUpload module: ``imageUpload`` messages in, images in cloud storage out, each exactly once.
 
-This slice ships the local-folder target used by the embedded demo (``<blobs>/<container>/<blob>``).
+A message is validated and written to the durable outbox (``upload-outbox.db`` beside the images)
+before it is acknowledged; a worker thread uploads the oldest due item and removes it only once the
+blob exists. While storage is unreachable the worker pauses with a capped, growing back-off and every
+image keeps its place in line; an image that fails on its own (a missing file, a name refused, other
+content under its name) is retried with back-off and, after ``max_attempts`` such failures, parked as
+``failed`` (kept, with its file protected from cleanup) and retried later. Before sending an image the
+worker asks whether storage already has it: an identical blob (size and MD5) counts as done, so neither
+a restart nor a redelivered message uploads anything twice.
+
+Target: Azure Blob Storage through ``MFGVISION_STORAGE_CONNECTION_STRING`` (environment only), ADLS Gen2
+on request, else a local folder for the demo. Settings come from the module twin
+(``ImageUploadSettings``); status goes to reported properties. On SIGTERM the upload in flight is
+finished and the rest stays queued for the next start.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import threading
+import time
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from mfgvision import __version__
 from mfgvision.edge.hub import Hub, HubMessage
-from mfgvision.store.images import write_atomic
+from mfgvision.image_upload.targets import (
+    Blob,
+    LocalFolderTarget,
+    TargetConfigError,
+    UploadError,
+    UploadTarget,
+    create_target,
+)
+from mfgvision.settings import DesiredSettings, ImageUploadSettings
+from mfgvision.store.outbox import OutboxItem, UploadOutbox, outbox_path
+
+__all__ = [
+    "UPLOAD_INPUT",
+    "ImageUploadService",
+    "LocalFolderTarget",
+    "UploadRequestError",
+    "parse_request",
+]
 
 log = logging.getLogger(__name__)
 
 UPLOAD_INPUT = "imageUpload"
+STOP_TIMEOUT_S = 8.0
+IDLE_WAIT_S = 1.0
+CONTENT_TYPE = "image/jpeg"
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,200}$")
 _SAFE_BLOB = re.compile(r"^[A-Za-z0-9_.\-]+(/[A-Za-z0-9_.\-]+){0,8}$")
-_CONTAINERS = {"images-annotated", "images-frame", "images-retraining"}
+_CONTAINERS = {
+    "annotated": "images-annotated",
+    "raw": "images-frame",
+    "retrain": "images-retraining",
+}
+# Message fields copied into blob metadata (metadata name: message field). Values are checked.
+_METADATA = {
+    "camera_id": "camera_id",
+    "model_name": "model_name",
+    "model_version": "model_version",
+    "inference_id": "unique_id",
+    "created": "created",
+    "location": "location",
+    "position": "position",
+}
+_METADATA_VALUE = re.compile(r"^[\x21-\x7e][\x20-\x7e]{0,127}$")
 
 
 class UploadRequestError(ValueError):
     """An upload message that cannot be honoured (bad JSON, unsafe names, unknown container)."""
 
 
-def parse_request(message: HubMessage) -> dict[str, str]:
+def parse_request(message: HubMessage) -> OutboxItem:
     """Validate an ``imageUpload`` body; only plain names, never paths, are trusted."""
     try:
         body = message.json()
@@ -38,61 +89,294 @@ def parse_request(message: HubMessage) -> dict[str, str]:
         raise UploadRequestError(f"unsafe or missing img_name {name!r}")
     if not isinstance(blob, str) or not _SAFE_BLOB.match(blob) or ".." in blob.split("/"):
         raise UploadRequestError(f"unsafe or missing blob_name {blob!r}")
-    if container not in _CONTAINERS:
+    kinds = {c: k for k, c in _CONTAINERS.items()}
+    if container not in kinds:
         raise UploadRequestError(f"unknown container {container!r}")
-    return {"img_name": name, "blob_name": blob, "container": str(container)}
-
-
-class LocalFolderTarget:
-    """Blob storage stood in for by a folder: one sub-folder per container."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-
-    def upload(self, container: str, blob_name: str, data: bytes) -> bool:
-        """Store the blob; False when an identical blob is already there (never uploaded twice)."""
-        path = self.root / container / blob_name
-        if path.is_file() and path.stat().st_size == len(data):
-            return False
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(path, data)
-        return True
+    kind = body.get("kind", kinds[container])
+    if _CONTAINERS.get(kind) != container:
+        raise UploadRequestError(f"kind {kind!r} does not go to container {container!r}")
+    metadata = {"kind": kind}
+    for key, field_name in _METADATA.items():
+        value = body.get(field_name)
+        if value is None:
+            continue
+        if not isinstance(value, str) or not _METADATA_VALUE.match(value):
+            raise UploadRequestError(f"{field_name} must be printable ASCII, got {value!r}")
+        metadata[key] = value
+    return OutboxItem(
+        container=str(container), blob_name=blob, img_name=name, kind=kind, metadata=metadata
+    )
 
 
 class ImageUploadService:
-    """Copies each requested image from the images folder to the target."""
+    """Uploads each requested image once, from the images folder to the target, via the outbox."""
 
-    def __init__(self, hub: Hub, images_dir: Path, target: LocalFolderTarget) -> None:
+    def __init__(
+        self,
+        hub: Hub,
+        images_dir: Path,
+        target: UploadTarget | None = None,
+        *,
+        blobs_dir: Path | None = None,
+        outbox: UploadOutbox | None = None,
+    ) -> None:
         self.hub = hub
         self.images_dir = images_dir
-        self.target = target
-        self.counters: dict[str, int] = {"uploaded": 0, "skipped": 0, "rejected": 0, "failed": 0}
+        self.blobs_dir = blobs_dir or images_dir.parent / "blobs"
+        self.outbox = outbox or UploadOutbox(outbox_path(images_dir))
+        self.settings = DesiredSettings(ImageUploadSettings)
+        self.counters: dict[str, int] = {
+            "uploaded": 0,
+            "skipped": 0,
+            "rejected": 0,
+            "failed": 0,
+            "errors": 0,
+        }
+        self.last_error: str | None = None
+        self.last_error_at: str | None = None
+        self.target_error: str | None = None
+        self._fixed_target = target
+        self._target: UploadTarget | None = target
+        self._target_setting: str | None = None
+        self._paused_until = 0.0
+        self._outage_delay = 0.0
+        self._next_requeue = 0.0
+        self._state = "starting"
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._worker = threading.Thread(target=self._run, name="image-upload", daemon=True)
+        self._reporter = threading.Thread(target=self._report_loop, name="reporter", daemon=True)
+
+    @property
+    def target(self) -> UploadTarget | None:
+        return self._target
 
     def start(self) -> None:
         self.hub.connect()
         self.hub.on_input(UPLOAD_INPUT, self.handle)
-        self.hub.on_method("status", lambda _p: self.status())
+        self.hub.on_method("status", lambda _payload: self.status())
+        self.hub.on_method("retry_failed", self._retry_failed)
+        self.hub.on_desired_patch(lambda patch: self._apply(patch, replace=False))
+        self._apply(self.hub.get_twin().get("desired", {}), replace=True)
+        counts = self.outbox.counts()
+        log.info(
+            "image upload started",
+            extra={"target": self._target_kind(), "queued": counts["queued"]},
+        )
+        self._state = "running"
+        self._worker.start()
+        self._reporter.start()
 
     def stop(self) -> None:
+        """Finish the upload in flight, leave the rest queued, report, disconnect."""
+        self._stop.set()
+        self._wake.set()
+        if self._worker.is_alive():
+            self._worker.join(STOP_TIMEOUT_S)
+        if self._reporter.is_alive():
+            self._reporter.join(2.0)
+        self._state = "stopped"
+        self._report()
         self.hub.disconnect()
-        self.hub.patch_reported(self.status())
+        if not self._worker.is_alive():
+            self.outbox.close()
+        log.info("image upload stopped", extra=dict(self.counters))
 
     def status(self) -> dict[str, Any]:
-        return {"status": {"state": "running", "counters": dict(self.counters)}}
+        counts = self.outbox.counts()
+        oldest = self.outbox.oldest_age_s()
+        state = self._state
+        if state == "running" and self.target_error:
+            state = "target_error"
+        elif state == "running" and time.monotonic() < self._paused_until:
+            state = "waiting_for_storage"
+        return {
+            "software_version": __version__,
+            "status": {
+                "state": state,
+                "target": self._target_kind(),
+                "queued": counts["queued"],
+                "failed": counts["failed"],
+                **self.counters,
+                "oldest_waiting_s": None if oldest is None else round(oldest, 1),
+                "last_error": self.target_error or self.last_error,
+                "last_error_at": self.last_error_at,
+            },
+            "config": self.settings.report(),
+            "updated": datetime.now(timezone.utc).isoformat(),
+        }
 
     def handle(self, message: HubMessage) -> None:
+        """Validate an ``imageUpload`` message and queue it durably (then it may be acknowledged)."""
         try:
-            req = parse_request(message)
+            item = parse_request(message)
         except UploadRequestError as exc:
             self.counters["rejected"] += 1
             log.error("upload request rejected", extra={"error": str(exc)})
             return
-        path = self.images_dir / req["img_name"]
+        if self.outbox.enqueue(item):
+            self._wake.set()
+        else:
+            log.info("upload already queued", extra={"image": item.img_name})
+
+    # -- settings ---------------------------------------------------------------------------------
+
+    def _apply(self, desired: dict[str, Any], replace: bool) -> None:
+        with self._lock:
+            if not self.settings.apply(desired, replace):
+                error = self.settings.error or {}
+                log.error(
+                    "desired properties refused",
+                    extra={"version": error.get("version"), "error": error.get("message")},
+                )
+            if self._fixed_target is None and self._target_setting != self._settings().target:
+                self._build_target()
+        self._report()
+        self._wake.set()
+
+    def _build_target(self) -> None:
+        wanted = self._settings().target
+        self._target_setting = wanted
         try:
-            uploaded = self.target.upload(req["container"], req["blob_name"], path.read_bytes())
-        except OSError as exc:
-            self.counters["failed"] += 1
-            log.error("upload failed", extra={"image": req["img_name"], "error": str(exc)})
+            self._target = create_target(wanted, self.blobs_dir)
+            self.target_error = None
+        except TargetConfigError as exc:
+            self._target = None
+            self.target_error = str(exc)
+            log.error("no upload target, images stay queued", extra={"error": str(exc)})
+
+    def _settings(self) -> ImageUploadSettings:
+        settings = self.settings.current
+        assert isinstance(settings, ImageUploadSettings)
+        return settings
+
+    def _target_kind(self) -> str | None:
+        return None if self._target is None else self._target.kind
+
+    # -- the worker -------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                worked = self._step()
+            except Exception as exc:  # the outbox file itself failing; keep trying, slowly
+                self._error(f"outbox: {type(exc).__name__}: {exc}")
+                log.exception("upload worker step failed")
+                worked = False
+            if not worked:
+                self._wake.wait(self._idle_wait())
+                self._wake.clear()
+
+    def _step(self) -> bool:
+        """Upload one due item; False when there was nothing to do now."""
+        settings = self._settings()
+        now = time.time()
+        if settings.failed_retry_s and now >= self._next_requeue:
+            requeued = self.outbox.requeue_failed(parked_before=now - settings.failed_retry_s)
+            if requeued:
+                log.info("parked uploads queued again", extra={"items": requeued})
+            self._next_requeue = now + min(settings.failed_retry_s, 60.0)
+        target = self._target
+        if target is None or time.monotonic() < self._paused_until:
+            return False
+        item = self.outbox.next_due(now)
+        if item is None:
+            return False
+        self._upload(item, target, settings)
+        return True
+
+    def _upload(
+        self, item: OutboxItem, target: UploadTarget, settings: ImageUploadSettings
+    ) -> None:
+        path = self.images_dir / item.img_name
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            self._item_failed(item, f"image file {item.img_name} is missing", settings, park=True)
             return
+        except OSError as exc:
+            self._item_failed(item, f"image file unreadable: {exc}", settings)
+            return
+        container = settings.containers.get(item.kind, item.container)
+        blob = Blob(container, item.blob_name, data, CONTENT_TYPE, item.metadata)
+        try:
+            uploaded = target.put(blob)
+        except UploadError as exc:
+            if exc.outage:
+                self._outage(item, str(exc), settings)
+            else:
+                self._item_failed(item, str(exc), settings)
+            return
+        except Exception as exc:  # an SDK surprise: count it against the image, with back-off
+            self._item_failed(item, f"{type(exc).__name__}: {exc}", settings)
+            return
+        self.outbox.ack(item.id)
+        self._outage_delay = 0.0
         self.counters["uploaded" if uploaded else "skipped"] += 1
-        log.debug("image uploaded", extra={"image": req["img_name"], "container": req["container"]})
+        log.debug(
+            "image uploaded" if uploaded else "image already in storage",
+            extra={"image": item.img_name, "container": container, "blob": item.blob_name},
+        )
+
+    def _outage(self, item: OutboxItem, error: str, settings: ImageUploadSettings) -> None:
+        """Storage is away: pause everything, the image keeps its place."""
+        self._outage_delay = min(
+            max(self._outage_delay * 2, settings.backoff_initial_s), settings.backoff_max_s
+        )
+        self._paused_until = time.monotonic() + self._outage_delay
+        self.outbox.note_outage(item.id, error)
+        self._error(error)
+        log.warning(
+            "storage unavailable, uploads paused",
+            extra={"retry_in_s": self._outage_delay, "error": error},
+        )
+
+    def _item_failed(
+        self, item: OutboxItem, error: str, settings: ImageUploadSettings, park: bool = False
+    ) -> None:
+        failures = item.failures + 1
+        delay = min(settings.backoff_initial_s * 2 ** (failures - 1), settings.backoff_max_s)
+        failures = self.outbox.retry_later(item.id, delay, error, count_failure=True)
+        self._error(error)
+        if park or failures >= settings.max_attempts:
+            self.outbox.park(item.id, error)
+            self.counters["failed"] += 1
+            log.error(
+                "upload parked as failed",
+                extra={"image": item.img_name, "failures": failures, "error": error},
+            )
+        else:
+            log.warning(
+                "upload failed, will retry",
+                extra={"image": item.img_name, "retry_in_s": delay, "error": error},
+            )
+
+    def _error(self, error: str) -> None:
+        self.counters["errors"] += 1
+        self.last_error = error[:500]
+        self.last_error_at = datetime.now(timezone.utc).isoformat()
+
+    def _idle_wait(self) -> float:
+        wait = IDLE_WAIT_S
+        paused = self._paused_until - time.monotonic()
+        if paused > 0:
+            wait = min(wait, paused)
+        return max(wait, 0.01)
+
+    def _retry_failed(self, _payload: Any) -> dict[str, Any]:
+        requeued = self.outbox.requeue_failed()
+        self._wake.set()
+        return {"requeued": requeued}
+
+    # -- reporting --------------------------------------------------------------------------------
+
+    def _report(self) -> None:
+        try:
+            self.hub.patch_reported(self.status())
+        except Exception as exc:
+            log.warning("reported properties not sent", extra={"error": str(exc)})
+
+    def _report_loop(self) -> None:
+        while not self._stop.wait(self._settings().report_every_s):
+            self._report()

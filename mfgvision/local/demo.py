@@ -65,9 +65,27 @@ def demo_main(manifest_path: Path, data_dir: Path, duration: float | None, port:
         services.append(service)
         if spec.command[0] == "dashboard":
             dashboard_url = f"http://localhost:{dashboard_port}/"
+    twin_config_url = None
+    if not any(spec.command[:1] == ["twin-config"] for spec in manifest.modules.values()):
+        # The demo's stand-in for the IoT Hub portal: edit the module twins of this process.
+        twin_port = free_port(22000 if port else 0)
+        ctx = ModuleContext(
+            broker.hub("TwinConfig"),
+            paths,
+            db_url,
+            broker=broker,
+            manifest=manifest,
+            twin_config_port=twin_port,
+        )
+        twin_service = build_module(["twin-config"], ctx)
+        if twin_service is not None:
+            services.append(twin_service)
+            twin_config_url = f"http://localhost:{twin_port}/"
     print(f"mfgvision demo: {len(services)} modules running, data in {data_dir}", flush=True)
     if dashboard_url:
         print(f"Dashboard: {dashboard_url}", flush=True)
+    if twin_config_url:
+        print(f"Twin configuration: {twin_config_url}", flush=True)
     print(
         "Press Ctrl-C to stop." if duration is None else f"Stopping after {duration:g} s.",
         flush=True,

@@ -5,14 +5,18 @@ SQLite (one file, WAL) for a single box, or MySQL/MariaDB for a shared server. T
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
 from sqlalchemy import (
     Connection,
     Engine,
@@ -21,9 +25,11 @@ from sqlalchemy import (
     Select,
     case,
     create_engine,
+    delete,
     event,
     func,
     insert,
+    inspect,
     select,
     text,
 )
@@ -31,7 +37,7 @@ from sqlalchemy.engine import URL, make_url
 
 from mfgvision.inference.types import Box, Detection
 from mfgvision.store.records import InferenceRecord
-from mfgvision.store.schema import detection_data, inference_data, metadata
+from mfgvision.store.schema import detection_data, inference_data
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +45,12 @@ DB_URL_ENV = "MFGVISION_DB_URL"
 MYSQL_BACKENDS = ("mysql", "mariadb")
 MYSQL_POOL_RECYCLE_S = 1800
 MYSQL_CONNECT_TIMEOUT_S = 5
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+BASELINE_REVISION = "0001"
+SCHEMA_LOCK = "mfgvision_schema"
+SCHEMA_LOCK_TIMEOUT_S = 120
+# Columns only this product's first schema has; a same-named table without them is someone else's.
+_BASELINE_COLUMNS = {"unique_id", "detection_count", "frame_width", "frame_height", "model_version"}
 
 
 @dataclass(frozen=True)
@@ -87,27 +99,123 @@ class Database:
         return self.engine.url.render_as_string(hide_password=True)
 
     def create_schema(self) -> None:
-        """Create missing tables and indexes; existing ones are left alone."""
-        metadata.create_all(self.engine, checkfirst=True)
-        logger.info("database schema ready", extra={"db_url": self.safe_url})
+        """Bring the schema to the latest revision (see :meth:`migrate`); existing rows are kept."""
+        self.migrate()
+
+    def migrate(self, revision: str = "head") -> None:
+        """Apply the Alembic revisions up to ``revision``, one process at a time.
+
+        A database created before migrations existed (tables, no ``alembic_version``) is stamped with
+        the initial revision first, after checking that its tables are this product's; a database
+        holding other tables of the same names is refused rather than altered.
+        """
+        with _schema_lock(self.engine), self.engine.begin() as conn:
+            config = _alembic_config(conn)
+            tables = set(inspect(conn).get_table_names())
+            if "alembic_version" not in tables and "inference_data" in tables:
+                _check_baseline(conn)
+                command.stamp(config, BASELINE_REVISION)
+                logger.info(
+                    "existing schema adopted",
+                    extra={"db_url": self.safe_url, "revision": BASELINE_REVISION},
+                )
+            before = _current_revision(conn)
+            command.upgrade(config, revision)
+            after = _current_revision(conn)
+        logger.info(
+            "database schema ready",
+            extra={"db_url": self.safe_url, "from_revision": before, "revision": after},
+        )
+
+    def schema_revision(self) -> str | None:
+        """The revision the database is at; None when it has never been migrated."""
+        with self.engine.connect() as conn:
+            return _current_revision(conn)
 
     def ping(self) -> None:
         """Run a trivial query; raises when the database cannot be reached."""
         with self.engine.connect() as conn:
             conn.execute(text("SELECT 1"))
 
-    def write(self, records: Sequence[InferenceRecord]) -> None:
-        """Insert a batch of records and their detections in one transaction (all or nothing)."""
+    def write(self, records: Sequence[InferenceRecord]) -> int:
+        """Insert a batch of records and their detections in one transaction (all or nothing).
+
+        Idempotent by ``unique_id``: records already stored are skipped, so replaying a batch whose
+        first write did commit (a crash before it was acknowledged) never duplicates rows. Returns the
+        number of records inserted.
+        """
         if not records:
-            return
-        detections = [row for record in records for row in _detection_rows(record)]
+            return 0
+        ids = [r.unique_id for r in records]
+        t = inference_data
         with self.engine.begin() as conn:
-            conn.execute(insert(inference_data), [_inference_row(r) for r in records])
+            stored = set(
+                conn.execute(select(t.c.unique_id).where(t.c.unique_id.in_(ids))).scalars()
+            )
+            fresh = [r for r in records if r.unique_id not in stored]
+            detections = [row for record in fresh for row in _detection_rows(record)]
+            if fresh:
+                conn.execute(insert(inference_data), [_inference_row(r) for r in fresh])
             if detections:
                 conn.execute(insert(detection_data), detections)
         logger.debug(
-            "records stored", extra={"records": len(records), "detections": len(detections)}
+            "records stored",
+            extra={
+                "records": len(fresh),
+                "already_stored": len(records) - len(fresh),
+                "detections": len(detections),
+            },
         )
+        return len(fresh)
+
+    def prune(self, before: datetime, batch_size: int = 1000) -> int:
+        """Delete inferences created before ``before`` with their detections; returns how many.
+
+        Works in batches of ``batch_size`` oldest rows, one short transaction each, so that a large
+        backlog never holds long locks on a busy server.
+        """
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        t, d = inference_data, detection_data
+        pruned = 0
+        while True:
+            with self.engine.begin() as conn:
+                ids = (
+                    conn.execute(
+                        select(t.c.unique_id)
+                        .where(t.c.created < before)
+                        .order_by(t.c.created)
+                        .limit(batch_size)
+                    )
+                    .scalars()
+                    .all()
+                )
+                if ids:
+                    conn.execute(delete(d).where(d.c.unique_id.in_(ids)))
+                    conn.execute(delete(t).where(t.c.unique_id.in_(ids)))
+            pruned += len(ids)
+            if len(ids) < batch_size:
+                break
+        if pruned:
+            logger.info("old rows pruned", extra={"rows": pruned, "before": before.isoformat()})
+        return pruned
+
+    def count_before(self, before: datetime) -> int:
+        """Inferences created before ``before`` (what :meth:`prune` would delete)."""
+        t = inference_data
+        with self.engine.connect() as conn:
+            return int(
+                conn.execute(
+                    select(func.count()).select_from(t).where(t.c.created < before)
+                ).scalar_one()
+            )
+
+    def is_empty(self) -> bool:
+        """True when the inference table is missing or holds no row (a new or reset database)."""
+        with self.engine.connect() as conn:
+            if not inspect(conn).has_table(inference_data.name):
+                return True
+            return conn.execute(select(inference_data.c.id).limit(1)).first() is None
 
     def cameras(self) -> list[Camera]:
         """Every camera with stored data, ordered by camera id."""
@@ -181,6 +289,77 @@ def _configure_sqlite_connection(dbapi_connection: Any, _record: Any) -> None:
         cursor.execute("PRAGMA foreign_keys=ON")
     finally:
         cursor.close()
+
+
+class SchemaError(RuntimeError):
+    """The database holds tables this product cannot adopt or migrate."""
+
+
+def _alembic_config(conn: Connection) -> Config:
+    """An Alembic configuration that runs the packaged revisions on ``conn``."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = conn
+    return config
+
+
+def _current_revision(conn: Connection) -> str | None:
+    return MigrationContext.configure(conn).get_current_revision()
+
+
+def _check_baseline(conn: Connection) -> None:
+    """Refuse to stamp tables that are not this product's first schema (e.g. the original's)."""
+    columns = {c["name"] for c in inspect(conn).get_columns(inference_data.name)}
+    missing = _BASELINE_COLUMNS - columns
+    if missing:
+        raise SchemaError(
+            f"table {inference_data.name} exists but lacks {sorted(missing)}: it was not created by "
+            "mfgvision (perhaps by the original system); point MFGVISION_DB_URL at a new database "
+            "or migrate those rows first"
+        )
+
+
+@contextlib.contextmanager
+def _schema_lock(engine: Engine) -> Iterator[None]:
+    """Serialise migrations between processes: a named lock on MySQL, a file lock for SQLite."""
+    backend = engine.url.get_backend_name()
+    if backend in MYSQL_BACKENDS:
+        with engine.connect() as conn:
+            got = conn.execute(
+                text("SELECT GET_LOCK(:name, :timeout)"),
+                {"name": SCHEMA_LOCK, "timeout": SCHEMA_LOCK_TIMEOUT_S},
+            ).scalar()
+            if got != 1:
+                raise SchemaError(
+                    f"could not take the schema lock within {SCHEMA_LOCK_TIMEOUT_S} s"
+                )
+            try:
+                yield
+            finally:
+                conn.execute(text("SELECT RELEASE_LOCK(:name)"), {"name": SCHEMA_LOCK})
+        return
+    database = engine.url.database
+    if (
+        backend != "sqlite"
+        or not database
+        or database == ":memory:"
+        or database.startswith("file:")
+    ):
+        yield
+        return
+    import fcntl
+
+    try:
+        fd = os.open(f"{database}.migrate.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        logger.warning("no schema lock file, migrating without it", extra={"error": str(exc)})
+        yield
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def _inference_row(record: InferenceRecord) -> dict[str, Any]:

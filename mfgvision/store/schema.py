@@ -2,6 +2,9 @@
 
 The table and column names keep those of the original edge database so that existing queries and
 reports still read them. Types work on SQLite and on MySQL/MariaDB.
+
+The database is created and upgraded by the Alembic revisions in ``mfgvision/store/migrations``; a change
+here needs a new revision there (a test compares the two).
 """
 
 from __future__ import annotations
@@ -102,7 +105,7 @@ detection_data = Table(
         nullable=False,
         index=True,
     ),
-    Column("tag_name", String(NAME_LENGTH), nullable=False),
+    Column("tag_name", String(NAME_LENGTH), nullable=False, index=True),
     Column("tag_id", Integer(), nullable=False),
     Column("probability", Double(), nullable=False, comment="0..1"),
     Column("x1", Double(), nullable=False, comment="frame pixels"),

@@ -15,6 +15,7 @@ from mfgvision.dashboard.app import create_app
 from mfgvision.inference.types import Box, Detection
 from mfgvision.store.database import Database
 from mfgvision.store.records import InferenceRecord
+from mfgvision.web.auth import AuthConfig
 
 JPEG_BYTES = b"\xff\xd8\xff\xe0" + b"fake jpeg body" * 20 + b"\xff\xd9"
 
@@ -101,7 +102,7 @@ def seeded(db: Database) -> list[InferenceRecord]:
 @pytest.fixture
 def app(db: Database, images_dir: Path) -> Flask:
     """The dashboard app on the test database and image folder."""
-    flask_app = create_app(db, images_dir, title="Plant 7")
+    flask_app = create_app(db, images_dir, title="Plant 7", auth=AuthConfig())
     flask_app.testing = True
     return flask_app
 

@@ -66,5 +66,30 @@ def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
     try:
         yield database
     finally:
-        metadata.drop_all(database.engine)
+        drop_schema(database)
         database.close()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("mariadb", marks=pytest.mark.mysql)])
+def empty_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+    """A ``Database`` with no table at all, on each backend; emptied again afterwards."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'empty.db'}"
+    else:
+        url = request.getfixturevalue("mariadb_url")
+    database = Database(url)
+    drop_schema(database)
+    try:
+        yield database
+    finally:
+        drop_schema(database)
+        database.close()
+
+
+def drop_schema(database: Database) -> None:
+    """Drop the product's tables and Alembic's version table, leaving an empty database."""
+    metadata.drop_all(database.engine)
+    with database.engine.begin() as conn:
+        conn.execute(text("DROP TABLE IF EXISTS detection_data"))
+        conn.execute(text("DROP TABLE IF EXISTS inference_data"))
+        conn.execute(text("DROP TABLE IF EXISTS alembic_version"))

@@ -1,57 +1,35 @@
-// Overview page: polls the JSON API and updates the camera cards in place.
+// Overview page: polls the JSON API, updates the camera cards in place and redraws the charts.
 (() => {
   "use strict";
 
+  const mfg = window.mfg;
   const root = document.getElementById("overview");
   const grid = document.getElementById("cameras");
   const empty = document.getElementById("empty");
-  const connection = document.getElementById("connection");
   const cardTemplate = document.getElementById("camera-card");
-  const apiUrl = root.dataset.api;
+  const kpis = document.getElementById("kpis");
   const pollMs = Number(root.dataset.pollMs) || 2000;
-  const requestTimeoutMs = Math.max(pollMs * 2, 4000);
+  const statsMs = Number(root.dataset.statsMs) || 15000;
   const staleAfterS = 300;
   const maxDetectionsShown = 6;
   const cards = new Map();
   let timer = null;
+  let statsTimer = null;
   let inFlight = false;
+  let windowState = null;
 
-  function formatPct(value) {
-    return value === null || value === undefined ? "–" : `${value.toFixed(1)} %`;
-  }
-
-  function formatAge(seconds) {
-    if (seconds < 60) return `${Math.max(0, Math.round(seconds))} s ago`;
-    if (seconds < 3600) return `${Math.round(seconds / 60)} min ago`;
-    if (seconds < 86400) return `${Math.round(seconds / 3600)} h ago`;
-    return `${Math.round(seconds / 86400)} d ago`;
-  }
+  const kpi = {};
+  for (const el of kpis.querySelectorAll("[data-ref]")) kpi[el.dataset.ref] = el;
 
   function formatCounts(counts) {
-    return `${counts.ok} OK · ${counts.ng} NG · ${formatPct(counts.yield_pct)}`;
-  }
-
-  function setConnection(state, text) {
-    connection.dataset.state = state;
-    document.body.classList.toggle("offline", state === "lost");
-    connection.querySelector(".connection-text").textContent = text;
-  }
-
-  function renderTotals(totals) {
-    for (const [period, counts] of Object.entries(totals)) {
-      const group = document.querySelector(`.total-group[data-period="${period}"]`);
-      if (!group) continue;
-      group.querySelector('[data-field="ok"]').textContent = counts.ok.toLocaleString();
-      group.querySelector('[data-field="ng"]').textContent = counts.ng.toLocaleString();
-      group.querySelector('[data-field="yield"]').textContent = formatPct(counts.yield_pct);
-    }
+    return `${mfg.fmtInt(counts.ok)} OK · ${mfg.fmtInt(counts.ng)} NG · ${mfg.fmtPct(counts.yield_pct)}`;
   }
 
   function createCard() {
     const node = cardTemplate.content.firstElementChild.cloneNode(true);
     const refs = {};
     for (const el of node.querySelectorAll("[data-ref]")) refs[el.dataset.ref] = el;
-    return { node, refs, imageUrl: null };
+    return { node, refs, imageUrl: undefined };
   }
 
   function showImage(card, url, kind, alt) {
@@ -82,8 +60,18 @@
     next.src = url;
   }
 
-  function renderDetections(list, detections) {
-    const items = detections.slice(0, maxDetectionsShown).map((d) => {
+  function renderDetections(list, latest) {
+    const items = [];
+    if (!latest) {
+      const idle = document.createElement("li");
+      idle.className = "idle";
+      idle.textContent = "Waiting for the first inference";
+      list.replaceChildren(idle);
+      return;
+    }
+    const detections = latest.detections;
+    const shown = cards.size >= 3 ? 3 : maxDetectionsShown;
+    for (const d of detections.slice(0, shown)) {
       const li = document.createElement("li");
       const label = document.createElement("span");
       label.className = "label";
@@ -92,8 +80,8 @@
       pct.className = "pct";
       pct.textContent = `${d.probability_pct.toFixed(1)} %`;
       li.append(label, pct);
-      return li;
-    });
+      items.push(li);
+    }
     const hidden = detections.length - items.length;
     if (hidden > 0) {
       const more = document.createElement("li");
@@ -110,36 +98,62 @@
     list.replaceChildren(...items);
   }
 
-  function updateCard(card, cam, generatedAt) {
+  function updateCard(card, cam, generatedAt, windowLabel) {
     const { refs } = card;
-    const created = new Date(cam.created);
-    const ageS = (generatedAt - created) / 1000;
-    card.node.dataset.verdict = cam.verdict;
-    card.node.classList.toggle("stale", ageS > staleAfterS);
-    refs.name.textContent = cam.camera_name || cam.camera_id;
-    refs.id.textContent = cam.camera_name && cam.camera_name !== cam.camera_id ? cam.camera_id : "";
-    refs.verdict.textContent = cam.verdict;
-    refs.time.dateTime = cam.created;
-    refs.time.textContent = created.toLocaleString();
-    refs.age.textContent = formatAge(ageS);
-    refs.inference.textContent = `${cam.inferencing_time_ms.toFixed(1)} ms`;
-    refs.model.textContent = `${cam.model_name} v${cam.model_version}`;
-    refs.hour.textContent = formatCounts(cam.counts.last_hour);
-    refs.all.textContent = formatCounts(cam.counts.all);
-    renderDetections(refs.detections, cam.detections);
-    showImage(card, cam.image_url, cam.image_kind, `${refs.name.textContent}: latest frame`);
+    const latest = cam.latest;
+    const status = cam.status;
+    card.node.dataset.camera = cam.camera_id;
+    card.node.dataset.verdict = latest ? latest.verdict : "";
+    refs.name.textContent = cam.camera_name && cam.camera_name !== cam.camera_id
+      ? `${cam.camera_name} · ${cam.camera_id}` : cam.camera_id;
+    refs.name.title = refs.name.textContent;
+    refs.verdict.textContent = latest ? latest.verdict : "–";
+    refs.status.dataset.level = status ? status.level : "";
+    refs.statusText.textContent = status ? status.label : "No status";
+    refs.status.title = status && status.updated ? `Reported ${mfg.localTime(status.updated)}` : "The module has not written a status file";
+    refs.error.hidden = !(status && status.error && status.level !== "ok");
+    refs.error.textContent = status && status.error ? status.error : "";
+    const fps = status && status.state !== "offline" ? status.fps : null;
+    refs.fps.textContent = fps === null || fps === undefined ? "–" : `${fps.toFixed(fps < 10 ? 2 : 1)} fps`;
+    refs.yield.textContent = mfg.fmtPct(cam.counts.yield_pct);
+    refs.yield.title = `${windowLabel}`;
+    refs.counts.textContent = `${mfg.fmtInt(cam.counts.ok)} / ${mfg.fmtInt(cam.counts.ng)}`;
+    refs.counts.title = `${windowLabel}: ${formatCounts(cam.counts)}`;
+    if (latest) {
+      const created = new Date(latest.created);
+      const ageS = (generatedAt - created) / 1000;
+      card.node.classList.toggle("stale", ageS > staleAfterS);
+      refs.time.dateTime = latest.created;
+      refs.time.textContent = created.toLocaleString();
+      refs.age.textContent = mfg.fmtAge(ageS);
+      refs.inference.textContent = `${latest.inferencing_time_ms.toFixed(1)} ms`;
+      refs.model.textContent = `${latest.model_name} v${latest.model_version}`;
+      refs.frame.href = latest.detail_url || `/inferences/${encodeURIComponent(latest.unique_id)}`;
+      refs.frame.title = "Open this inspection";
+    } else {
+      card.node.classList.remove("stale");
+      refs.time.textContent = "No inference yet";
+      refs.age.textContent = "";
+      refs.inference.textContent = "–";
+      refs.model.textContent = status && status.model ? status.model : "";
+      refs.frame.removeAttribute("href");
+    }
+    renderDetections(refs.detections, latest);
+    showImage(card, latest ? latest.image_url : null, latest ? latest.image_kind : null,
+      `${refs.name.textContent}: latest frame`);
   }
 
-  function renderCameras(cameras, generatedAt) {
+  function renderCameras(data) {
+    const generatedAt = new Date(data.generated_at);
     const seen = new Set();
-    cameras.forEach((cam, index) => {
+    data.cameras.forEach((cam, index) => {
       seen.add(cam.camera_id);
       let card = cards.get(cam.camera_id);
       if (!card) {
         card = createCard();
         cards.set(cam.camera_id, card);
       }
-      updateCard(card, cam, generatedAt);
+      updateCard(card, cam, generatedAt, data.window.label);
       if (grid.children[index] !== card.node) grid.insertBefore(card.node, grid.children[index] || null);
     });
     for (const [id, card] of cards) {
@@ -148,31 +162,127 @@
         cards.delete(id);
       }
     }
-    grid.dataset.count = String(cameras.length);
-    empty.hidden = cameras.length > 0;
+    grid.dataset.count = String(data.cameras.length);
+    empty.hidden = data.cameras.length > 0;
   }
 
-  function render(data) {
-    renderTotals(data.totals);
-    renderCameras(data.cameras, new Date(data.generated_at));
+  function renderTotals(data) {
+    const t = data.totals;
+    kpi.ok.textContent = mfg.fmtInt(t.ok);
+    kpi.ng.textContent = mfg.fmtInt(t.ng);
+    kpi.yield.textContent = mfg.fmtPct(t.yield_pct);
+    kpi.windowLabel.textContent = data.window.label;
+    const from = new Date(data.window.from);
+    const to = new Date(data.window.to);
+    const sameDay = from.toDateString() === to.toDateString();
+    const fmt = (d) => d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+    kpi.range.textContent = sameDay
+      ? `${fmt(from)} – ${fmt(to)}`
+      : `${from.toLocaleDateString()} ${fmt(from)} – ${to.toLocaleDateString()} ${fmt(to)}`;
   }
 
+  // Charts ------------------------------------------------------------------------------------
+  const chartFont = { family: getComputedStyle(document.body).fontFamily, color: "#c9d4e3", size: 13 };
+  const axis = { gridcolor: "#243041", zerolinecolor: "#2a3647", linecolor: "#2a3647", tickfont: { size: 12 } };
+
+  function baseLayout(extra) {
+    return {
+      paper_bgcolor: "rgba(0,0,0,0)",
+      plot_bgcolor: "rgba(0,0,0,0)",
+      font: chartFont,
+      margin: { l: 46, r: 10, t: 8, b: 36 },
+      showlegend: true,
+      legend: { orientation: "h", x: 0, y: 1.02, yanchor: "bottom", font: { size: 12 } },
+      xaxis: { ...axis, type: "date" },
+      yaxis: { ...axis, rangemode: "tozero" },
+      hoverlabel: { bgcolor: "#1c2430", bordercolor: "#38bdf8", font: { color: "#e9eef5" } },
+      ...extra,
+    };
+  }
+
+  function emptyNote(text) {
+    return [{ text, xref: "paper", yref: "paper", x: 0.5, y: 0.5, showarrow: false, font: { size: 15, color: "#9aa8ba" } }];
+  }
+
+  const plotConfig = { displayModeBar: false, responsive: true };
+
+  function drawDefects(stats) {
+    const el = document.getElementById("chart-defects");
+    const d = stats.defects;
+    document.getElementById("defects-bucket").textContent = d.bucket_s >= 3600 ? "detections per hour" : "detections per 5 min";
+    const x0 = mfg.plotlyTime(stats.window.from);
+    const x1 = mfg.plotlyTime(stats.window.to);
+    const traces = d.labels.map((label) => ({
+      type: "bar",
+      name: `${label} (${mfg.fmtInt(d.totals[label])})`,
+      x: d.buckets.map((b) => mfg.plotlyTime(new Date(new Date(b.start).getTime() + d.bucket_s * 500).toISOString())),
+      y: d.buckets.map((b) => b.counts[label] || 0),
+      width: d.bucket_s * 1000 * 0.85,
+      marker: { color: mfg.labelColour(label, d.labels) },
+      hovertemplate: `${label}: %{y}<extra></extra>`,
+    }));
+    const layout = baseLayout({
+      barmode: "stack",
+      xaxis: { ...axis, type: "date", range: [x0, x1] },
+      annotations: traces.length ? [] : emptyNote("No defects in this window"),
+      showlegend: traces.length > 0,
+      legend: { orientation: "h", x: 0, y: 1.02, yanchor: "bottom", font: { size: 12 }, traceorder: "normal" },
+    });
+    Plotly.react(el, traces, layout, plotConfig);
+  }
+
+  function drawLatency(stats) {
+    const el = document.getElementById("chart-latency");
+    const series = stats.latency.series;
+    const traces = Object.entries(series).map(([camera, points], index) => ({
+      type: "scatter",
+      mode: points.length > 40 ? "lines" : "lines+markers",
+      name: camera,
+      x: points.map((p) => mfg.plotlyTime(new Date(new Date(p.start).getTime() + stats.latency.bucket_s * 500).toISOString())),
+      y: points.map((p) => p.mean_ms),
+      customdata: points.map((p) => [p.max_ms, p.count]),
+      line: { color: mfg.cameraColour(index), width: 2 },
+      marker: { size: 5 },
+      hovertemplate: `${camera}<br>mean %{y:.1f} ms · max %{customdata[0]:.1f} ms<br>%{customdata[1]} inferences<extra></extra>`,
+    }));
+    const layout = baseLayout({
+      xaxis: { ...axis, type: "date", range: [mfg.plotlyTime(stats.window.from), mfg.plotlyTime(stats.window.to)] },
+      yaxis: { ...axis, rangemode: "tozero", ticksuffix: " ms" },
+      annotations: traces.length ? [] : emptyNote("No inferences in this window"),
+      showlegend: traces.length > 0,
+    });
+    Plotly.react(el, traces, layout, plotConfig);
+  }
+
+  async function refreshStats() {
+    if (statsTimer !== null) clearTimeout(statsTimer);
+    statsTimer = null;
+    try {
+      if (typeof Plotly === "undefined") throw new Error("charting library not loaded");
+      const stats = await mfg.getJSON(`${root.dataset.stats}?${mfg.windowQuery(windowState)}`, 15000);
+      drawDefects(stats);
+      drawLatency(stats);
+      root.dataset.chartsReady = "true";
+    } catch (error) {
+      console.warn("statistics not updated:", error.message);
+    } finally {
+      statsTimer = setTimeout(refreshStats, statsMs);
+    }
+  }
+
+  // Polling -----------------------------------------------------------------------------------
   async function poll() {
     timer = null;
     if (inFlight) return;
     inFlight = true;
-    const controller = new AbortController();
-    const abort = setTimeout(() => controller.abort(), requestTimeoutMs);
     try {
-      const response = await fetch(apiUrl, { cache: "no-store", signal: controller.signal });
-      if (!response.ok) throw new Error(`HTTP ${response.status}`);
-      render(await response.json());
-      setConnection("live", `Live · ${new Date().toLocaleTimeString()}`);
+      const data = await mfg.getJSON(`${root.dataset.api}?${mfg.windowQuery(windowState)}`, Math.max(pollMs * 2, 5000));
+      renderTotals(data);
+      renderCameras(data);
+      mfg.setConnection("live", `Live · ${new Date().toLocaleTimeString()}`);
     } catch (error) {
-      const reason = error.name === "AbortError" ? "timed out" : error.message;
-      setConnection("lost", `Connection lost (${reason}) · retrying`);
+      mfg.setConnection("lost", `Connection lost (${error.message}) · retrying`);
     } finally {
-      clearTimeout(abort);
       inFlight = false;
       schedule(pollMs);
     }
@@ -184,8 +294,19 @@
   }
 
   document.addEventListener("visibilitychange", () => {
-    if (document.visibilityState === "visible") schedule(0);
+    if (document.visibilityState === "visible") {
+      schedule(0);
+      refreshStats();
+    }
   });
 
+  const getWindow = mfg.bindWindowPicker((state) => {
+    windowState = state;
+    schedule(0);
+    refreshStats();
+  });
+  windowState = getWindow();
+  mfg.writeWindow(windowState);
   poll();
+  refreshStats();
 })();

@@ -1,0 +1,148 @@
+// Helpers shared by the dashboard pages: formatting, fetching, the time-window picker.
+(() => {
+  "use strict";
+
+  const PALETTE = ["#f97316", "#e11d48", "#a855f7", "#eab308", "#06b6d4", "#84cc16", "#ec4899", "#6366f1"];
+  const CAMERA_PALETTE = ["#38bdf8", "#a3e635", "#f472b6", "#fbbf24", "#c084fc", "#2dd4bf"];
+
+  const pad = (n) => String(n).padStart(2, "0");
+
+  const mfg = {
+    fmtInt(n) {
+      return n === null || n === undefined ? "–" : Number(n).toLocaleString();
+    },
+    fmtPct(value) {
+      return value === null || value === undefined ? "–" : `${value.toFixed(1)} %`;
+    },
+    fmtAge(seconds) {
+      if (seconds < 60) return `${Math.max(0, Math.round(seconds))} s ago`;
+      if (seconds < 3600) return `${Math.round(seconds / 60)} min ago`;
+      if (seconds < 86400) return `${Math.round(seconds / 3600)} h ago`;
+      return `${Math.round(seconds / 86400)} d ago`;
+    },
+    localTime(iso) {
+      return new Date(iso).toLocaleString();
+    },
+    // "YYYY-MM-DD HH:MM:SS" in local time: plotly shows date strings as given.
+    plotlyTime(iso) {
+      const d = new Date(iso);
+      return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+    },
+    toLocalInput(date, seconds) {
+      const base = `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())}T${pad(date.getHours())}:${pad(date.getMinutes())}`;
+      return seconds ? `${base}:${pad(date.getSeconds())}` : base;
+    },
+    fromLocalInput(value) {
+      if (!value) return null;
+      const d = new Date(value);
+      return Number.isNaN(d.getTime()) ? null : d.toISOString();
+    },
+    labelColour(label, labels) {
+      const index = Math.max(0, labels.indexOf(label));
+      return PALETTE[index % PALETTE.length];
+    },
+    cameraColour(index) {
+      return CAMERA_PALETTE[index % CAMERA_PALETTE.length];
+    },
+    async getJSON(url, timeoutMs = 8000) {
+      const controller = new AbortController();
+      const timer = setTimeout(() => controller.abort(), timeoutMs);
+      try {
+        const response = await fetch(url, { cache: "no-store", signal: controller.signal, credentials: "same-origin" });
+        if (response.status === 401) {
+          window.location.assign(`/login?next=${encodeURIComponent(window.location.pathname + window.location.search)}`);
+          throw new Error("signed out");
+        }
+        let body = null;
+        try { body = await response.json(); } catch (_) { body = null; }
+        if (!response.ok) throw new Error(body && body.error ? body.error : `HTTP ${response.status}`);
+        return body;
+      } catch (error) {
+        if (error.name === "AbortError") throw new Error("timed out");
+        throw error;
+      } finally {
+        clearTimeout(timer);
+      }
+    },
+    setConnection(state, text) {
+      const el = document.getElementById("connection");
+      if (!el) return;
+      el.dataset.state = state;
+      document.body.classList.toggle("offline", state === "lost");
+      el.querySelector(".connection-text").textContent = text;
+    },
+    // The time window: ?window=hour|shift|day|custom&from=&to= in the URL, remembered per browser.
+    readWindow() {
+      const params = new URLSearchParams(window.location.search);
+      let state = { window: params.get("window"), from: params.get("from"), to: params.get("to") };
+      if (!state.window) {
+        try { state = JSON.parse(localStorage.getItem("mfgvision.window")) || {}; } catch (_) { state = {}; }
+      }
+      if (!["hour", "shift", "day", "custom"].includes(state.window)) state = { window: "hour" };
+      if (state.window === "custom" && !state.from) state = { window: "hour" };
+      return state;
+    },
+    writeWindow(state) {
+      try { localStorage.setItem("mfgvision.window", JSON.stringify(state)); } catch (_) { /* private mode */ }
+      const params = new URLSearchParams();
+      params.set("window", state.window);
+      if (state.window === "custom") {
+        params.set("from", state.from);
+        if (state.to) params.set("to", state.to);
+      }
+      history.replaceState(null, "", `${window.location.pathname}?${params}`);
+    },
+    windowQuery(state) {
+      const params = new URLSearchParams({ window: state.window });
+      if (state.window === "custom") {
+        params.set("from", state.from);
+        if (state.to) params.set("to", state.to);
+      }
+      return params.toString();
+    },
+    bindWindowPicker(onChange) {
+      let state = mfg.readWindow();
+      const buttons = document.querySelectorAll(".window-picker .seg");
+      const dialog = document.getElementById("range-dialog");
+      const form = document.getElementById("range-form");
+      const error = form.querySelector('[data-ref="error"]');
+      const mark = () => buttons.forEach((b) => b.setAttribute("aria-pressed", String(b.dataset.window === state.window)));
+      const apply = (next) => {
+        state = next;
+        mfg.writeWindow(state);
+        mark();
+        onChange(state);
+      };
+      buttons.forEach((button) => button.addEventListener("click", () => {
+        if (button.dataset.window !== "custom") {
+          apply({ window: button.dataset.window });
+          return;
+        }
+        const now = new Date();
+        form.elements.from.value = mfg.toLocalInput(state.from ? new Date(state.from) : new Date(now - 8 * 3600e3));
+        form.elements.to.value = state.to ? mfg.toLocalInput(new Date(state.to)) : "";
+        error.hidden = true;
+        dialog.showModal();
+      }));
+      form.querySelector('[data-action="cancel"]').addEventListener("click", () => dialog.close());
+      form.addEventListener("submit", (event) => {
+        const from = mfg.fromLocalInput(form.elements.from.value);
+        const to = mfg.fromLocalInput(form.elements.to.value);
+        let problem = null;
+        if (!from) problem = "Choose a start time.";
+        else if (to && new Date(to) <= new Date(from)) problem = "The end must be after the start.";
+        else if (new Date(to || Date.now()) - new Date(from) > 31 * 86400e3) problem = "A range spans at most 31 days.";
+        if (problem) {
+          event.preventDefault();
+          error.textContent = problem;
+          error.hidden = false;
+          return;
+        }
+        apply({ window: "custom", from, to: to || null });
+      });
+      mark();
+      return () => state;
+    },
+  };
+  window.mfg = mfg;
+})();

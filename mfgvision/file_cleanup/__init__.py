@@ -1,0 +1,1 @@
+"""The FileCleanup module: image retention by age and disk watermark, leftovers, old database rows."""

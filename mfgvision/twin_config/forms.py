@@ -1,0 +1,233 @@
+"""Edit forms generated from a module's settings schema (pydantic ``model_json_schema()``).
+
+The form is only a way to type values: what is sent is validated with the very ``parse_settings``
+the module runs, so the tool never sends desired properties the module would refuse for their
+shape. What changes is computed on the effective settings (after defaults and legacy aliases), and
+the patch carries only those keys.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from mfgvision.settings import (
+    CisSettings,
+    ModuleSettings,
+    SettingsError,
+    merge_patch,
+    parse_settings,
+)
+
+SCHEMAS: dict[str, type[ModuleSettings]] = {"cis": CisSettings}
+"""Settings model per module command; modules without one are shown read-only."""
+
+MAX_TEXT = 2000
+
+
+@dataclass(frozen=True)
+class FormField:
+    """One input of the generated form."""
+
+    name: str
+    title: str
+    kind: str  # "text", "number", "integer", "checkbox", "select", "list", "json"
+    description: str | None
+    default: Any
+    required: bool
+    options: tuple[str, ...] = ()
+    minimum: float | None = None
+    maximum: float | None = None
+    pattern: str | None = None
+    max_length: int | None = None
+    nullable: bool = False
+
+    @property
+    def step(self) -> str:
+        if self.kind == "integer":
+            return "1"
+        if self.maximum is not None and self.maximum <= 1:
+            return "0.01"
+        return "any"
+
+
+def form_fields(model: type[ModuleSettings]) -> list[FormField]:
+    """The inputs for every property of ``model``'s JSON schema, in declaration order."""
+    schema = model.model_json_schema()
+    required = set(schema.get("required") or [])
+    fields = []
+    for name, prop in (schema.get("properties") or {}).items():
+        variants = prop.get("anyOf") or [prop]
+        types = {v.get("type") for v in variants}
+        base = next((v for v in variants if v.get("type") != "null"), prop)
+        if "enum" in base:
+            kind, options = "select", tuple(str(o) for o in base["enum"])
+        elif "object" in types:
+            kind, options = "json", ()
+        elif "boolean" in types:
+            kind, options = "checkbox", ()
+        elif "array" in types:
+            kind, options = "list", ()
+        elif "integer" in types:
+            kind, options = "integer", ()
+        elif "number" in types:
+            kind, options = "number", ()
+        else:
+            kind, options = "text", ()
+        fields.append(
+            FormField(
+                name=name,
+                title=prop.get("title") or name.replace("_", " ").capitalize(),
+                kind=kind,
+                description=prop.get("description"),
+                default=prop.get("default"),
+                required=name in required,
+                options=options,
+                minimum=base.get("minimum"),
+                maximum=base.get("maximum"),
+                pattern=base.get("pattern"),
+                max_length=base.get("maxLength"),
+                nullable="null" in types,
+            )
+        )
+    return fields
+
+
+def effective(model: type[ModuleSettings], desired: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The settings a module applies for ``desired`` (defaults filled in), or None if invalid."""
+    try:
+        return parse_settings(model, dict(desired)).model_dump()
+    except SettingsError:
+        return None
+
+
+def form_values(
+    fields: list[FormField], desired: Mapping[str, Any], current: dict[str, Any] | None
+):
+    """Initial values: the effective settings, else the raw desired values, else the defaults."""
+    values = {}
+    for f in fields:
+        if current is not None:
+            values[f.name] = current.get(f.name)
+        else:
+            values[f.name] = desired.get(f.name, f.default)
+    return values
+
+
+def read_form(
+    fields: list[FormField], form: Mapping[str, str]
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """Typed values from a submitted form, and per-field errors for values that are not even of
+    the right type (range and pattern checks are left to the module's own validation)."""
+    values: dict[str, Any] = {}
+    errors: dict[str, str] = {}
+    for f in fields:
+        raw = form.get(f.name, "")
+        if len(raw) > MAX_TEXT:
+            errors[f.name] = "too long"
+            continue
+        raw = raw.strip()
+        if f.kind == "checkbox":
+            values[f.name] = raw == "on"
+        elif f.kind == "list":
+            items = [item.strip() for item in raw.split(",") if item.strip()]
+            values[f.name] = items or None
+        elif f.kind in ("number", "integer"):
+            if raw == "" and f.nullable:
+                values[f.name] = None
+                continue
+            if raw == "":
+                errors[f.name] = "a number is required"
+                continue
+            try:
+                number = float(raw)
+            except ValueError:
+                errors[f.name] = "not a number"
+                continue
+            if not math.isfinite(number):
+                errors[f.name] = "not a finite number"
+            elif f.kind == "integer":
+                if number != int(number):
+                    errors[f.name] = "a whole number is required"
+                else:
+                    values[f.name] = int(number)
+            else:
+                values[f.name] = number
+        elif f.kind == "json":
+            if raw == "":
+                values[f.name] = (
+                    None if f.nullable else (f.default if f.default is not None else {})
+                )
+                continue
+            try:
+                parsed = json.loads(raw)
+            except ValueError:
+                errors[f.name] = "not valid JSON"
+                continue
+            if not isinstance(parsed, dict):
+                errors[f.name] = "a JSON object is required"
+            else:
+                values[f.name] = parsed
+        elif f.kind == "select":
+            if raw not in f.options:
+                errors[f.name] = f"choose one of {', '.join(f.options)}"
+            else:
+                values[f.name] = raw
+        elif raw == "" and f.nullable:
+            values[f.name] = None
+        else:
+            values[f.name] = raw
+    return values, errors
+
+
+@dataclass(frozen=True)
+class Change:
+    key: str
+    old: Any
+    new: Any
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """A validated change: the patch to send, what it changes, and the settings after it."""
+
+    patch: dict[str, Any]
+    changes: list[Change]
+    settings: dict[str, Any]
+
+
+def propose(
+    model: type[ModuleSettings], desired: Mapping[str, Any], values: dict[str, Any]
+) -> Proposal:
+    """The patch that turns ``desired`` into ``values``; raises SettingsError as the module would.
+
+    Only changed keys are sent. When the desired properties use the original system's upper-case
+    keys (or are invalid now), the whole settings are written under their own names and the old
+    keys are removed, so that no alias can shadow the new value.
+    """
+    current = {k: v for k, v in desired.items() if not k.startswith("$")}
+    old = effective(model, current)
+    names = set(model.model_fields)
+    canonical = old is not None and set(current) <= names
+    if canonical:
+        assert old is not None
+        patch = {k: v for k, v in values.items() if old.get(k) != v}
+    else:
+        patch = {k: v for k, v in values.items() if v is not None}
+        patch.update({k: None for k in current if k not in names})
+    # ``None`` in a merge patch deletes the key; a list field left empty means "use the default".
+    for key, value in values.items():
+        if value is None and key in patch:
+            patch[key] = None
+    merged = merge_patch(current, patch)
+    settings = parse_settings(model, merged).model_dump()
+    before = old or {}
+    changes = [
+        Change(k, before.get(k), settings.get(k))
+        for k in model.model_fields
+        if before.get(k) != settings.get(k)
+    ]
+    return Proposal(patch, changes, settings)

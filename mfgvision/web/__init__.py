@@ -1,0 +1,1 @@
+"""What the web apps share: login, API tokens and CSRF protection."""

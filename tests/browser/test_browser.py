@@ -1,0 +1,201 @@
+"""What an engineer sees in the browser: live overview, history filters, detail, the twin tool
+changing a running camera, strict file serving and login."""
+
+from __future__ import annotations
+
+import http.client
+import re
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+from tests.browser.conftest import PASSWORD, SECRET, SECRET_NAME, USER, Stack, wait_for
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def page(browser: Any) -> Any:
+    context = browser.new_context(viewport={"width": 1600, "height": 1000})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    yield page
+    context.close()
+    assert not errors, errors
+
+
+def test_overview_shows_images_and_charts(page: Any, stack: Stack) -> None:
+    page.goto(stack.dashboard_url + "?window=hour")
+    card = page.locator('.card[data-camera="line1-top"]')
+    card.wait_for(timeout=30000)
+    image = card.locator('img[data-ref="image"]:not([hidden])')
+    image.wait_for(timeout=30000)
+    assert image.evaluate("img => img.complete && img.naturalWidth") > 0
+    page.locator("#overview[data-charts-ready]").wait_for(state="attached", timeout=30000)
+    assert page.locator("#chart-defects .main-svg").count() > 0
+    assert page.locator("#chart-latency .scatterlayer .trace").count() >= 1
+    assert page.locator("#chart-defects .barlayer .trace").count() >= 1
+    card.locator(".status[data-level='ok']").wait_for(timeout=30000)
+    assert "fps" in card.locator('[data-ref="fps"]').inner_text()
+    assert page.locator(".card").count() == 2  # the live camera and the seeded one
+    # Live: a newer inference replaces the card's image without a reload.
+    first = image.get_attribute("src")
+    assert wait_for(lambda: image.get_attribute("src") != first, 30)
+    page.locator(".window-picker [data-window='day']").click()
+    page.locator("#kpis [data-ref='windowLabel']").filter(has_text="Day").wait_for()
+
+
+def test_history_filter_narrows_and_detail_opens(page: Any, stack: Stack) -> None:
+    page.goto(stack.dashboard_url + "history")
+    page.locator("#history[data-loaded]").wait_for(state="attached", timeout=30000)
+    rows = page.locator("#rows tr")
+    assert rows.count() == 50
+    cameras = set(rows.locator("td:nth-child(3)").all_inner_texts())
+    assert any("line1-top" in c for c in cameras) and any("line2-top" in c for c in cameras)
+    page.locator("select[name=camera]").select_option("line2-top")
+    page.wait_for_url(re.compile(r"camera=line2-top"))
+    assert wait_for(
+        lambda: all("line2-top" in c for c in rows.locator("td:nth-child(3)").all_inner_texts())
+    )
+    total = page.locator("#summary b").inner_text()
+    assert total == "120"
+    page.locator("select[name=verdict]").select_option("NG")
+    assert wait_for(lambda: set(rows.locator(".pill").all_inner_texts()) == {"NG"})
+    assert int(page.locator("#summary b").inner_text()) < 120
+    thumb = rows.first.locator("img.thumb")
+    thumb.wait_for()
+    assert wait_for(lambda: thumb.evaluate("i => i.complete && i.naturalWidth") > 0)
+    assert "size=160" in (thumb.get_attribute("src") or "")
+    rows.first.locator("a").click()
+    page.locator("#detail[data-loaded]").wait_for(state="attached", timeout=30000)
+    image = page.locator('#detail img[data-ref="image"]')
+    assert wait_for(lambda: image.evaluate("i => i.complete && i.naturalWidth") > 0)
+    assert page.locator("#detail .box").count() >= 1
+    assert '"unique_id"' in page.locator("#detail pre").inner_text()
+
+
+def test_twin_tool_changes_a_running_camera(page: Any, stack: Stack) -> None:
+    page.goto(stack.twin_url)
+    assert "/login" in page.url
+    page.fill("input[name=user]", USER)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.locator("a", has_text="CIS1").first.click()
+    page.fill("#f-prob_threshold", "0.37")
+    page.click("text=Review changes")
+    diff = page.locator("#diff")
+    diff.wait_for()
+    assert "prob_threshold" in diff.inner_text() and "0.37" in diff.inner_text()
+    page.click("text=Apply to the module")
+    page.locator("#module[data-outcome='applied']").wait_for(state="attached", timeout=30000)
+    assert stack.cis.pipeline is not None
+    assert stack.cis.pipeline.settings.prob_threshold == 0.37
+    reported = stack.broker.hub("CIS1").get_twin()["reported"]
+    assert reported["config"]["settings"]["prob_threshold"] == 0.37
+    # A value the module would refuse is stopped by the form, and nothing is sent.
+    version = stack.broker.hub("CIS1").get_twin()["desired"]["$version"]
+    page.fill("#f-prob_threshold", "3")
+    page.click("text=Review changes")
+    page.locator(".form-error").first.wait_for()
+    assert stack.broker.hub("CIS1").get_twin()["desired"]["$version"] == version
+
+
+PROBES = [
+    "/images/../secret.jpg",
+    "/images/..%2fsecret.jpg",
+    "/images/..%2Fsecret.jpg",
+    "/images/%2e%2e%2fsecret.jpg",
+    "/images/%2e%2e/secret.jpg",
+    "/images/..%5csecret.jpg",
+    "/images/....//secret.jpg",
+    "/images/%252e%252e%252fsecret.jpg",
+    "/images/..",
+    "/images/.",
+    "/images/%00",
+    "/images/secret.jpg%00.jpg",
+    "/images//etc/passwd",
+    "/images/%2fetc%2fpasswd",
+    "/images/..%2f..%2f..%2fetc%2fpasswd",
+    "/images/~root",
+    "/images/.secret.jpg",
+    "/images/" + "a" * 300 + ".jpg",
+    "/images/a.jpg?size=-1",
+    "/images/a.jpg?size=0x10",
+    "/images/a.jpg?size=99999",
+    "/images/a.jpg?size=160&size=320",
+    "/images/a.jpg?size=%00",
+    "/images/a.jpg?path=../secret.jpg",
+    "/images/secret.jpg",
+    "/images/mfgvision.db",
+    "/images/..%c0%afsecret.jpg",
+    "/images/%c0%ae%c0%ae/secret.jpg",
+    "/static/../secret.jpg",
+    "/static/..%2f..%2fsecret.jpg",
+    "/static/%2e%2e/%2e%2e/secret.jpg",
+    "/vendor/../secret.jpg",
+    "/api/inferences/..%2f..%2fsecret.jpg",
+    "/api/inferences/%00",
+    "/inferences/..%2fsecret",
+    "/api/inferences?limit=100000",
+    "/api/inferences?limit=1;DROP%20TABLE%20inference_data",
+    "/api/inferences?camera=%27%20OR%201=1%20--",
+    "/api/inferences?verdict=1",
+    "/api/inferences?cursor=../../etc",
+    "/api/inferences?from=../../etc",
+    "/api/inferences?to=2024-99-99",
+    "/api/inferences?label=%0a",
+    "/api/stats?window=../../etc",
+    "/api/stats?window=custom&from=0",
+    "/api/stats?camera=../secret",
+    "/api/overview?window=forever",
+    "/api/overview?x=1",
+    "/api/labels?camera=1",
+    "/api/cameras?limit=1",
+]
+
+
+def _raw_get(url: str, path: str) -> tuple[int, bytes]:
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+    try:
+        conn.putrequest("GET", path, skip_accept_encoding=True)
+        conn.endheaders()
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+def test_probes_get_400_or_404_and_never_a_file_outside(stack: Stack) -> None:
+    assert len(PROBES) == 50
+    (stack.data / "images" / ".secret.jpg").write_bytes(SECRET)
+    assert (stack.data / SECRET_NAME).read_bytes() == SECRET
+    for path in PROBES:
+        status, body = _raw_get(stack.dashboard_url, path)
+        assert status in (400, 404), (path, status)
+        assert SECRET not in body, path
+        assert b"root:" not in body, path
+
+
+def test_login_enforced_when_configured(page: Any, stack: Stack) -> None:
+    url = stack.secured.url
+    status, _ = _raw_get(url, "/api/overview")
+    assert status == 401
+    status, _ = _raw_get(url, "/healthz")
+    assert status == 200
+    images = sorted((stack.data / "images").glob("line1-top-*-annotated.jpg"))
+    status, body = _raw_get(url, f"/images/{images[0].name}")
+    assert status == 401 and not body.startswith(b"\xff\xd8")
+    page.goto(url + "history")
+    assert "/login" in page.url
+    page.fill("input[name=user]", USER)
+    page.fill("input[name=password]", "wrong")
+    page.click("button[type=submit]")
+    assert page.locator(".form-error").inner_text().startswith("Wrong")
+    page.fill("input[name=user]", USER)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.locator("#history[data-loaded]").wait_for(state="attached", timeout=30000)
+    assert page.url.endswith("/history")

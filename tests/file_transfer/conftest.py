@@ -1,0 +1,3 @@
+"""The Azurite fixture for the transfer tests."""
+
+from tests.services import azurite  # noqa: F401  (fixture)

@@ -1,0 +1,234 @@
+"""Real services for the tests, started on free ports: Azurite (Blob Storage emulator) and private
+MariaDB servers that a test may stop and start again without touching the system one.
+
+A service that cannot be had makes its tests skip with the reason, unless
+``MFGVISION_REQUIRE_SERVICES=1`` (CI): then they fail.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+REQUIRE_ENV = "MFGVISION_REQUIRE_SERVICES"
+AZURITE_BIN = REPO / "node_modules" / ".bin" / "azurite-blob"
+AZURITE_ACCOUNT = "devstoreaccount1"
+# The emulator's published, well-known development key (not a secret).
+AZURITE_KEY = (
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+)
+START_TIMEOUT_S = 60.0
+
+
+def unavailable(reason: str) -> None:
+    """Skip, or fail when the environment says services are required."""
+    if os.environ.get(REQUIRE_ENV) == "1":
+        pytest.fail(f"{reason} ({REQUIRE_ENV}=1)", pytrace=False)
+    pytest.skip(reason)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_port(
+    port: int, timeout: float = START_TIMEOUT_S, proc: subprocess.Popen | None = None
+) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            return False
+        with socket.socket() as sock:
+            sock.settimeout(0.5)
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return True
+        time.sleep(0.1)
+    return False
+
+
+def _terminate(proc: subprocess.Popen, timeout: float = 30.0) -> None:
+    """SIGTERM, wait, then SIGKILL a process this module started."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout)
+
+
+class Azurite:
+    """One Azurite blob service on its own port; in memory, or persisted under ``location``."""
+
+    def __init__(
+        self, workdir: Path, location: Path | None = None, debug_log: Path | None = None
+    ) -> None:
+        self.workdir = workdir
+        self.location = location
+        self.debug_log = debug_log
+        self.port = free_port()
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def connection_string(self) -> str:
+        return (
+            f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};"
+            f"BlobEndpoint=http://127.0.0.1:{self.port}/{AZURITE_ACCOUNT};"
+        )
+
+    def start(self) -> None:
+        if not AZURITE_BIN.exists():
+            unavailable(f"Azurite not installed ({AZURITE_BIN} missing; run `npm ci`)")
+        if shutil.which("node") is None:
+            unavailable("Azurite needs node, which is not installed")
+        args = [
+            str(AZURITE_BIN),
+            "--blobHost",
+            "127.0.0.1",
+            "--blobPort",
+            str(self.port),
+            "--disableTelemetry",
+            "--skipApiVersionCheck",
+            "--loose",
+            "--silent",
+        ]
+        if self.location is None:
+            args += ["--inMemoryPersistence", "--extentMemoryLimit", "512"]
+        else:
+            self.location.mkdir(parents=True, exist_ok=True)
+            args += ["--location", str(self.location)]
+        if self.debug_log is not None:
+            args += ["--debug", str(self.debug_log)]
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        log = (self.workdir / f"azurite-{self.port}.log").open("ab")
+        self.proc = subprocess.Popen(
+            args, cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        )
+        log.close()
+        if not wait_port(self.port, proc=self.proc):
+            self.stop()
+            unavailable(f"Azurite did not start on port {self.port}; see {self.workdir}")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            _terminate(self.proc)
+            self.proc = None
+
+
+class PrivateMariaDB:
+    """A throwaway MariaDB server under ``root`` on its own port (never the system one on 3306)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.data = root / "data"
+        self.socket = root / "run" / "mysqld.sock"
+        self.port = free_port()
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"mysql+mysqlconnector://edge:edgepw@127.0.0.1:{self.port}/edge"
+
+    def install(self) -> None:
+        install_db = shutil.which("mariadb-install-db") or shutil.which("mysql_install_db")
+        server = self._server_binary()
+        if install_db is None or server is None:
+            unavailable("MariaDB server binaries (mariadbd, mariadb-install-db) not installed")
+        (self.root / "run").mkdir(parents=True, exist_ok=True)
+        result = subprocess.run(
+            [
+                install_db,
+                "--no-defaults",
+                "--user=root",
+                f"--datadir={self.data}",
+                "--auth-root-authentication-method=normal",
+                "--skip-test-db",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        if result.returncode != 0:
+            unavailable(f"mariadb-install-db failed: {result.stderr[-500:]}")
+        self.start()
+        self._sql(
+            "CREATE DATABASE edge; CREATE USER 'edge'@'127.0.0.1' IDENTIFIED BY 'edgepw'; "
+            "GRANT ALL ON edge.* TO 'edge'@'127.0.0.1';"
+        )
+
+    def start(self) -> None:
+        server = self._server_binary()
+        assert server is not None
+        log = (self.root / "server.out").open("ab")
+        self.proc = subprocess.Popen(
+            [
+                server,
+                "--no-defaults",
+                "--user=root",
+                f"--datadir={self.data}",
+                f"--socket={self.socket}",
+                f"--pid-file={self.root / 'run' / 'mysqld.pid'}",
+                "--bind-address=127.0.0.1",
+                f"--port={self.port}",
+                "--skip-name-resolve",
+                f"--log-error={self.root / 'error.log'}",
+                "--innodb-buffer-pool-size=32M",
+                "--innodb-log-file-size=8M",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+        log.close()
+        if not wait_port(self.port, timeout=120, proc=self.proc):
+            self.stop()
+            unavailable(f"private MariaDB did not start; see {self.root / 'error.log'}")
+
+    def stop(self) -> None:
+        """A clean shutdown (SIGTERM), waited for."""
+        if self.proc is not None:
+            _terminate(self.proc, timeout=120)
+            self.proc = None
+
+    def _sql(self, statements: str) -> None:
+        client = shutil.which("mariadb") or shutil.which("mysql")
+        if client is None:
+            unavailable("the mariadb client is not installed")
+        subprocess.run(
+            [client, "--no-defaults", f"--socket={self.socket}", "-uroot", "-e", statements],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+
+    @staticmethod
+    def _server_binary() -> str | None:
+        for name in ("mariadbd", "mysqld"):
+            found = shutil.which(name) or (
+                f"/usr/sbin/{name}" if Path(f"/usr/sbin/{name}").exists() else None
+            )
+            if found:
+                return found
+        return None
+
+
+@pytest.fixture(scope="session")
+def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite]:
+    """An in-memory Azurite shared by the session's tests (each test uses its own containers)."""
+    server = Azurite(tmp_path_factory.mktemp("azurite"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

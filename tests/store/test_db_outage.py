@@ -1,0 +1,111 @@
+"""Fault test: the database server stops while a CIS module runs, then starts again.
+
+A private MariaDB (its own data folder and port; the system server is never touched) is stopped
+cleanly mid-run. Rows wait in the spool meanwhile; when it is back they are written, in order, and at
+the end the table holds exactly one row per inference made.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from sqlalchemy import select
+
+from mfgvision.cis.service import CisService
+from mfgvision.edge.inprocess import InProcessBroker
+from mfgvision.runtime import Paths
+from mfgvision.store.database import Database
+from mfgvision.store.schema import inference_data
+from tests.cis import conftest as cis
+from tests.cis.conftest import wait_for
+from tests.inference.graphs import write_model_dir
+from tests.services import PrivateMariaDB
+
+pytestmark = [pytest.mark.slow, pytest.mark.mysql]
+
+
+@pytest.fixture
+def mariadb(tmp_path: Path) -> Iterator[PrivateMariaDB]:
+    server = PrivateMariaDB(tmp_path / "mariadb")
+    server.install()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def model_root(tmp_path: Path) -> Path:
+    """The CIS tests' constant YOLOv8 model as ``const/1``."""
+    root = tmp_path / "models"
+    write_model_dir(root, cis.yolo_model_bytes(), cis.LABELS, name="const", version="1")
+    return root
+
+
+@pytest.fixture
+def frames(tmp_path: Path) -> Path:
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        img = rng.integers(0, 255, (cis.FRAME_H, cis.FRAME_W, 3), dtype=np.uint8)
+        cv2.imwrite(str(folder / f"f{i}.jpg"), img)
+    return folder
+
+
+def rows(url: str) -> list[tuple[str, object]]:
+    """(unique_id, created) of every row, in insertion order."""
+    db = Database(url)
+    try:
+        with db.engine.connect() as conn:
+            t = inference_data
+            return [(r.unique_id, r.created) for r in conn.execute(select(t).order_by(t.c.id))]
+    finally:
+        db.close()
+
+
+def test_database_stops_and_starts_every_inference_stored_once_in_order(
+    tmp_path: Path, mariadb: PrivateMariaDB, model_root: Path, frames: Path
+) -> None:
+    paths = Paths(assets=tmp_path, models=model_root, data=tmp_path / "data")
+    desired = {
+        "camera_type": "folder",
+        "camera_uri": str(frames),
+        "camera_id": "cam-9",
+        "camera_fps": 20,
+        "inference_fps": 10,
+        "model_name": "const",
+        "model_version": "1",
+        "store_raw_frames": False,
+        "retrain_interval_s": 3600,
+    }
+    cis = CisService(
+        InProcessBroker([]).hub("cam", desired), paths, Database(mariadb.url), report_every_s=0.2
+    )
+    cis.start()
+    try:
+        assert wait_for(lambda: len(rows(mariadb.url)) >= 5, timeout=120)
+        pipeline = cis.pipeline
+        assert pipeline is not None
+        mariadb.stop()
+        assert wait_for(lambda: pipeline.writer.spool.pending >= 20, timeout=180)
+        assert cis.status()["status"]["pending_rows"] >= 20
+        mariadb.start()
+        spooled = pipeline.metrics.counters["rows_spooled"]
+        assert wait_for(lambda: pipeline.writer.spool.pending == 0, timeout=180)
+        assert wait_for(lambda: pipeline.metrics.counters["rows_written"] >= 5, timeout=120)
+    finally:
+        cis.stop()
+    counters = pipeline.metrics.counters
+    stored = rows(mariadb.url)
+    assert spooled >= 20
+    assert counters["dropped_outcomes"] == 0 and counters["write_errors"] == 0
+    assert len(stored) == counters["inferences"]
+    assert len({uid for uid, _ in stored}) == len(stored)
+    created = [c for _, c in stored]
+    assert created == sorted(created)
+    assert pipeline.writer.pending_rows == 0

@@ -1,0 +1,145 @@
+"""Alembic migrations on SQLite and MariaDB: the result equals ``schema.py``, upgrades keep rows,
+databases from before migrations are adopted, foreign tables are refused."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import func, inspect, select, text
+
+from mfgvision.inference.types import Box, Detection
+from mfgvision.store.database import Database, SchemaError
+from mfgvision.store.records import InferenceRecord
+from mfgvision.store.schema import detection_data, inference_data, metadata
+
+T0 = datetime(2026, 3, 1, 8, 30, tzinfo=timezone.utc)
+
+
+def record(i: int, detections: int = 1) -> InferenceRecord:
+    box = Box(1.0, 2.0, 30.0, 40.0)
+    return InferenceRecord(
+        unique_id=str(uuid.uuid4()),
+        created=T0 + timedelta(seconds=i),
+        camera_id="cam-a",
+        camera_name="line1-top",
+        model_name="m",
+        model_version="1",
+        inferencing_time_ms=5.0,
+        frame_width=640,
+        frame_height=480,
+        detections=[
+            Detection(k, f"class{k}", 0.5, box, box.normalised(640, 480)) for k in range(detections)
+        ],
+    )
+
+
+def counts(db: Database) -> tuple[int, int]:
+    with db.engine.connect() as conn:
+        return (
+            conn.execute(select(func.count()).select_from(inference_data)).scalar_one(),
+            conn.execute(select(func.count()).select_from(detection_data)).scalar_one(),
+        )
+
+
+def test_migrated_schema_equals_schema_py(empty_db: Database) -> None:
+    empty_db.create_schema()
+    assert empty_db.schema_revision() == "0002"
+    with empty_db.engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), metadata)
+    assert diff == []
+
+
+def test_upgrade_from_the_initial_revision_keeps_rows(empty_db: Database) -> None:
+    empty_db.migrate("0001")
+    assert empty_db.schema_revision() == "0001"
+    indexes = {ix["name"] for ix in inspect(empty_db.engine).get_indexes("detection_data")}
+    assert "ix_detection_data_tag_name" not in indexes
+    batch = [record(i, detections=i % 3) for i in range(20)]
+    assert empty_db.write(batch) == 20
+    before = counts(empty_db)
+
+    empty_db.create_schema()  # what every module does at start
+
+    assert empty_db.schema_revision() == "0002"
+    indexes = {ix["name"] for ix in inspect(empty_db.engine).get_indexes("detection_data")}
+    assert "ix_detection_data_tag_name" in indexes
+    assert counts(empty_db) == before == (20, 19)
+    back = {r.unique_id: r for r in empty_db.recent(100)}
+    assert all(back[r.unique_id] == r for r in batch)
+
+
+def test_database_created_before_migrations_is_adopted(empty_db: Database) -> None:
+    empty_db.migrate("0001")
+    empty_db.write([record(0), record(1)])
+    with empty_db.engine.begin() as conn:  # as the first release left it: no alembic_version
+        conn.execute(text("DROP TABLE alembic_version"))
+    assert empty_db.schema_revision() is None
+    empty_db.create_schema()
+    assert empty_db.schema_revision() == "0002"
+    assert counts(empty_db) == (2, 2)
+
+
+def test_foreign_tables_of_the_same_name_are_refused(empty_db: Database) -> None:
+    with empty_db.engine.begin() as conn:  # the original system's v1 table
+        conn.execute(
+            text(
+                "CREATE TABLE inference_data (id INTEGER PRIMARY KEY, model_name VARCHAR(60), "
+                "camera_id VARCHAR(40), raw_image_local_path VARCHAR(100), unique_id VARCHAR(40))"
+            )
+        )
+    with pytest.raises(SchemaError, match="not created by mfgvision"):
+        empty_db.create_schema()
+    assert empty_db.schema_revision() is None
+
+
+def test_concurrent_starts_migrate_once(empty_db: Database) -> None:
+    url = empty_db.engine.url.render_as_string(hide_password=False)
+    others = [Database(url) for _ in range(3)]
+    errors: list[BaseException] = []
+
+    def start(db: Database) -> None:
+        try:
+            db.create_schema()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=start, args=(db,)) for db in others]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    for db in others:
+        db.close()
+    assert errors == []
+    assert empty_db.schema_revision() == "0002"
+
+
+def test_writes_are_idempotent_by_unique_id(empty_db: Database) -> None:
+    empty_db.create_schema()
+    first = [record(i, detections=2) for i in range(5)]
+    assert empty_db.write(first[:3]) == 3
+    assert empty_db.write(first) == 2  # a replay that overlaps what was stored
+    assert empty_db.write(first) == 0
+    assert counts(empty_db) == (5, 10)
+
+
+def test_prune_removes_old_rows_and_their_detections(empty_db: Database) -> None:
+    empty_db.create_schema()
+    assert empty_db.is_empty()
+    batch = [record(i, detections=2) for i in range(25)]
+    empty_db.write(batch)
+    assert not empty_db.is_empty()
+    assert empty_db.prune(T0 + timedelta(seconds=10), batch_size=4) == 10
+    assert counts(empty_db) == (15, 30)
+    left = sorted(r.created for r in empty_db.recent(100))
+    assert left[0] == T0 + timedelta(seconds=10)
+    assert empty_db.prune(T0) == 0
+
+
+def test_is_empty_on_a_database_without_tables(empty_db: Database) -> None:
+    assert empty_db.is_empty()

@@ -1,0 +1,142 @@
+"""The outage spool: rows wait on disk in order, are written once when the database answers, and
+a row the database refuses never blocks the others."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from sqlalchemy.exc import OperationalError
+
+from mfgvision.inference.types import Box, Detection
+from mfgvision.store.database import Database
+from mfgvision.store.records import InferenceRecord
+from mfgvision.store.spool import RowSpool, record_from_json, record_to_json, row_spool_path
+
+T0 = datetime(2026, 3, 1, 8, 30, 15, 123456, tzinfo=timezone.utc)
+UNREACHABLE = "mysql+mysqlconnector://edge:pw@127.0.0.1:1/edge"
+
+
+def record(i: int) -> InferenceRecord:
+    box = Box(10.123456789, 20.5, 110.0, 220.75)
+    return InferenceRecord(
+        unique_id=str(uuid.uuid4()),
+        created=T0 + timedelta(milliseconds=i),
+        camera_id="cam-a",
+        camera_name="line1-top",
+        model_name="m",
+        model_version="7",
+        inferencing_time_ms=12.345678901,
+        frame_width=640,
+        frame_height=480,
+        detections=[Detection(i % 3, "scratch", 0.912345678, box, box.normalised(640, 480))],
+        raw_image_name=f"r{i}.jpg",
+        raw_image_path=f"/data/images/r{i}.jpg",
+    )
+
+
+@pytest.fixture
+def sqlite_db(tmp_path: Path) -> Database:
+    db = Database(f"sqlite:///{tmp_path / 'edge.db'}")
+    db.create_schema()
+    yield db
+    db.close()
+
+
+def stored_ids(db: Database) -> list[str]:
+    """Unique ids in insertion order."""
+    from sqlalchemy import select
+
+    from mfgvision.store.schema import inference_data as t
+
+    with db.engine.connect() as conn:
+        return list(conn.execute(select(t.c.unique_id).order_by(t.c.id)).scalars())
+
+
+def test_record_round_trips_exactly() -> None:
+    original = record(5)
+    assert record_from_json(record_to_json(original)) == original
+
+
+def test_rows_wait_while_the_database_is_away_then_go_in_order(
+    tmp_path: Path, sqlite_db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = row_spool_path(tmp_path / "images")
+    spool = RowSpool(path, sqlite_db, batch_size=5)
+    rows = [record(i) for i in range(12)]
+    spool.append(rows[:5])
+    spool.append(rows[5:])
+
+    def server_gone(_records) -> int:
+        raise OperationalError("INSERT ...", {}, ConnectionRefusedError("server gone"))
+
+    monkeypatch.setattr(sqlite_db, "write", server_gone)
+    result = spool.drain()
+    assert (result.written, result.remaining) == (0, 12) and "server gone" in result.error
+    spool.close()
+    monkeypatch.undo()
+
+    spool = RowSpool(path, sqlite_db, batch_size=5)  # the next start, the database is back
+    assert spool.pending == 12
+    result = spool.drain()
+    assert (result.written, result.remaining, result.error) == (12, 0, None)
+    assert stored_ids(sqlite_db) == [r.unique_id for r in rows]
+    spool.close()
+
+
+def test_each_database_drains_only_its_own_rows(tmp_path: Path, sqlite_db: Database) -> None:
+    path = row_spool_path(tmp_path / "images")
+    other = Database(UNREACHABLE)
+    theirs = RowSpool(path, other)
+    theirs.append([record(0)])
+    mine = RowSpool(path, sqlite_db)
+    assert (mine.pending, theirs.pending) == (0, 1)
+    assert mine.drain().written == 0
+    assert theirs.pending == 1
+    theirs.close()
+    mine.close()
+    other.close()
+
+
+def test_replay_after_a_crash_between_commit_and_ack_does_not_duplicate(
+    tmp_path: Path, sqlite_db: Database
+) -> None:
+    spool = RowSpool(row_spool_path(tmp_path / "images"), sqlite_db)
+    rows = [record(i) for i in range(6)]
+    spool.append(rows)
+    sqlite_db.write(rows[:4])  # the database committed, the process died before the spool ack
+    result = spool.drain()
+    assert (result.written, result.remaining) == (6, 0)
+    assert stored_ids(sqlite_db) == [r.unique_id for r in rows]
+    spool.close()
+
+
+def test_a_refused_row_goes_to_dead_and_the_rest_are_written(
+    tmp_path: Path, sqlite_db: Database
+) -> None:
+    spool = RowSpool(row_spool_path(tmp_path / "images"), sqlite_db)
+    rows = [record(i) for i in range(5)]
+    rows[2].created = rows[2].created.replace(tzinfo=None)  # the database layer refuses naive times
+    spool.append(rows)
+    result = spool.drain()
+    assert (result.written, result.dead, result.remaining) == (4, 1, 0)
+    assert stored_ids(sqlite_db) == [r.unique_id for i, r in enumerate(rows) if i != 2]
+    ((uid, error),) = spool.dead_rows()
+    assert uid == rows[2].unique_id and "timezone-aware" in error
+    spool.close()
+
+
+def test_drainer_thread_writes_when_rows_arrive(tmp_path: Path, sqlite_db: Database) -> None:
+    from tests.cis.conftest import wait_for
+
+    spool = RowSpool(row_spool_path(tmp_path / "images"), sqlite_db, backoff_initial_s=0.05)
+    spool.start()
+    try:
+        rows = [record(i) for i in range(30)]
+        spool.append(rows)
+        assert wait_for(lambda: spool.pending == 0)
+        assert stored_ids(sqlite_db) == [r.unique_id for r in rows]
+    finally:
+        spool.close()
