@@ -126,6 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("cis", "capture, inference and store for one camera"),
         ("image-upload", "copy stored images to blob storage"),
         ("file-cleanup", "image retention by age and disk watermark, old rows pruned"),
+        ("model-repo", "seed shipped models into the model volume and validate every version"),
     ):
         module = sub.add_parser(name, help=text)
         module.add_argument(

@@ -271,6 +271,17 @@ class FileCleanupSettings(ModuleSettings):
         return self
 
 
+class ModelRepoSettings(ModuleSettings):
+    """ModelRepo module: how often the model volume is validated again."""
+
+    interval_s: float = Field(
+        300.0, ge=5, le=86400, description="seconds between validation passes"
+    )
+    golden_tolerance: float = Field(
+        0.05, ge=0, le=1, description="largest probability change allowed on a golden image"
+    )
+
+
 class DesiredSettings:
     """A module's settings from its twin: the whole desired state validated on every patch.
 
@@ -288,11 +299,7 @@ class DesiredSettings:
     def apply(self, desired: dict[str, Any], replace: bool) -> bool:
         """Apply a whole desired section (``replace``) or a patch; False when refused."""
         version = desired.get("$version")
-        merged = (
-            {k: v for k, v in desired.items() if not k.startswith("$")}
-            if replace
-            else merge_patch(self._desired, desired)
-        )
+        merged = desired_state(self._desired, desired, replace)
         try:
             settings = parse_settings(self.model, merged)
         except SettingsError as exc:
@@ -308,6 +315,16 @@ class DesiredSettings:
             "settings": self.current.model_dump(),
             "error": self.error,
         }
+
+
+def desired_state(
+    current: dict[str, Any], desired: dict[str, Any], replace: bool
+) -> dict[str, Any]:
+    """The desired state after a whole desired section (``replace``, ``$`` keys dropped) or a
+    patch merged into ``current``."""
+    if replace:
+        return {k: v for k, v in desired.items() if not k.startswith("$")}
+    return merge_patch(current, desired)
 
 
 def parse_settings(model: type[ModuleSettings], desired: dict[str, Any]) -> ModuleSettings:

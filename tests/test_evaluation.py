@@ -89,18 +89,19 @@ def test_all_point_interpolation_matches_hand_computation() -> None:
         [
             (0, 0.9, 0.0, 0.0, 10.0, 10.0),
             (0, 0.8, 100.0, 0.0, 110.0, 10.0),
-            (0, 0.7, 20.0, 0.0, 30.0, 10.0),
-            (0, 0.6, 200.0, 0.0, 210.0, 10.0),
+            (0, 0.7, 200.0, 0.0, 210.0, 10.0),
+            (0, 0.6, 20.0, 0.0, 30.0, 10.0),
             (0, 0.5, 40.0, 0.0, 50.0, 10.0),
         ]
     ]
-    expected = (1 / 3) * 1.0 + (1 / 3) * (2 / 3) + (1 / 3) * 0.6
+    # precision 1, 1/2, 1/3, 1/2, 3/5: at recall 2/3 it is raised to the later 3/5
+    expected = (1 / 3) * 1.0 + (1 / 3) * 0.6 + (1 / 3) * 0.6
     assert class_ap(preds, gt, 0) == pytest.approx(expected)
 
 
 def test_average_precision_of_curve() -> None:
-    recall = np.array([0.5, 0.5, 1.0])
-    precision = np.array([1.0, 0.5, 0.667])
+    recall = np.array([0.5, 0.5, 0.75, 1.0])
+    precision = np.array([1.0, 0.5, 0.4, 0.667])
     assert average_precision(recall, precision) == pytest.approx(0.5 + 0.5 * 0.667)
 
 

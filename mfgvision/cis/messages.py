@@ -39,6 +39,20 @@ def inference_message(
     """The body sent on the ``inference`` output (routed upstream)."""
     return {
         "schema": SCHEMA,
+        **_about(record, location, position),
+        "object_detected": record.object_detected,
+        "detected_objects": [d.to_dict() for d in record.detections],
+        "inferencing_time": round(record.inferencing_time_ms, 3),
+        "timings_ms": {k: round(v, 3) for k, v in timings.items()},
+        "frame": {"width": record.frame_width, "height": record.frame_height},
+        "raw_image_name": record.raw_image_name,
+        "annotated_image_name": record.annotated_image_name,
+    }
+
+
+def _about(record: InferenceRecord, location: str, position: str) -> dict[str, Any]:
+    """The fields naming an inference: which one, when, which camera and model."""
+    return {
         "unique_id": record.unique_id,
         "created": iso_utc(record.created),
         "camera_id": record.camera_id,
@@ -47,13 +61,6 @@ def inference_message(
         "position": position,
         "model_name": record.model_name,
         "model_version": record.model_version,
-        "object_detected": record.object_detected,
-        "detected_objects": [d.to_dict() for d in record.detections],
-        "inferencing_time": round(record.inferencing_time_ms, 3),
-        "timings_ms": {k: round(v, 3) for k, v in timings.items()},
-        "frame": {"width": record.frame_width, "height": record.frame_height},
-        "raw_image_name": record.raw_image_name,
-        "annotated_image_name": record.annotated_image_name,
     }
 
 
@@ -91,14 +98,7 @@ def alert_message(
         return None
     return {
         "schema": ALERT_SCHEMA,
-        "unique_id": record.unique_id,
-        "created": iso_utc(record.created),
-        "camera_id": record.camera_id,
-        "camera_name": record.camera_name,
-        "location": location,
-        "position": position,
-        "model_name": record.model_name,
-        "model_version": record.model_version,
+        **_about(record, location, position),
         "alert_probability": threshold,
         "max_probability": round(max(d.probability for d in hits), 6),
         "labels": sorted({d.label for d in hits}),

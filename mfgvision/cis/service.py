@@ -13,7 +13,7 @@ from mfgvision.cis.pipeline import CisPipeline
 from mfgvision.dashboard.status import STATUS_FOLDER, remove_status, write_status
 from mfgvision.edge.hub import Hub, HubMessage, MethodError
 from mfgvision.runtime import Paths
-from mfgvision.settings import CisSettings, SettingsError, merge_patch, parse_settings
+from mfgvision.settings import CisSettings, SettingsError, desired_state, parse_settings
 from mfgvision.store.database import Database
 
 log = logging.getLogger(__name__)
@@ -88,11 +88,7 @@ class CisService:
         """Validate the whole resulting desired state; apply it, or refuse it and keep the last good."""
         with self._lock:
             version = desired.get("$version")
-            merged = (
-                {k: v for k, v in desired.items() if not k.startswith("$")}
-                if replace
-                else merge_patch(self._desired, desired)
-            )
+            merged = desired_state(self._desired, desired, replace)
             try:
                 settings = parse_settings(CisSettings, merged)
             except SettingsError as exc:

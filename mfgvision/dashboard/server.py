@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import argparse
 import logging
-import threading
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
-from waitress import create_server
-from waitress.server import BaseWSGIServer, MultiSocketServer
 
 from mfgvision.dashboard.app import create_app
 from mfgvision.dashboard.stats import Rollup
@@ -17,12 +15,12 @@ from mfgvision.logs import configure_logging
 from mfgvision.runtime import Paths, run_until_signalled
 from mfgvision.store.database import Database, database_url_from_env
 from mfgvision.web.auth import AuthConfig
+from mfgvision.web.server import SERVER_THREADS, WsgiService
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 23000
-SERVER_THREADS = 4
 
 
 def add_dashboard_arguments(parser: argparse.ArgumentParser) -> None:
@@ -63,7 +61,7 @@ def dashboard_main(args: argparse.Namespace) -> int:
     )
 
 
-class DashboardServer:
+class DashboardServer(WsgiService):
     """The dashboard as a service: waitress on its own thread; ``port=0`` picks a free port."""
 
     def __init__(
@@ -77,23 +75,14 @@ class DashboardServer:
         status_dir: Path | None = None,
         auth: AuthConfig | None = None,
     ) -> None:
+        super().__init__("dashboard", host, port, threads)
         self.db = db
         self.images_dir = images_dir
         self.status_dir = status_dir
         self.auth = auth
-        self.host = host
-        self.port = port
         self.title = title
-        self.threads = threads
-        self._server: BaseWSGIServer | MultiSocketServer | None = None
-        self._thread: threading.Thread | None = None
 
-    @property
-    def url(self) -> str:
-        host = "localhost" if self.host in ("127.0.0.1", "0.0.0.0") else self.host
-        return f"http://{host}:{self.port}/"
-
-    def start(self) -> None:
+    def build_app(self) -> Any:
         _prepare_schema(self.db)
         rollup = Rollup(self.db.engine)
         app = create_app(
@@ -105,19 +94,14 @@ class DashboardServer:
             rollup=rollup,
         )
         rollup.warm_up()
-        self._server = create_server(app, host=self.host, port=self.port, threads=self.threads)
-        if isinstance(self._server, BaseWSGIServer):
-            self.port = int(self._server.effective_port)
-        self._thread = threading.Thread(target=self._server.run, name="dashboard", daemon=True)
-        self._thread.start()
+        return app
+
+    def start(self) -> None:
+        super().start()
         logger.info("dashboard serving", extra={"url": self.url, "threads": self.threads})
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.task_dispatcher.shutdown(timeout=5)  # finish requests in flight
-            self._server.close()
-        if self._thread is not None:
-            self._thread.join(timeout=2)
+        super().stop()
         self.db.close()
         logger.info("dashboard stopped")
 

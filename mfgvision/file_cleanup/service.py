@@ -15,6 +15,7 @@ from typing import Any
 
 from mfgvision import __version__
 from mfgvision.edge.hub import Hub
+from mfgvision.edge.periodic import PeriodicModule
 from mfgvision.file_cleanup.policy import DiskUsageFn, PassReport, run_pass
 from mfgvision.runtime import Paths
 from mfgvision.settings import DesiredSettings, FileCleanupSettings
@@ -24,7 +25,7 @@ from mfgvision.store.outbox import OutboxReader, outbox_path
 log = logging.getLogger(__name__)
 
 
-class FileCleanupService:
+class FileCleanupService(PeriodicModule):
     """Keeps the data volume within its limits without deleting anything still needed."""
 
     def __init__(
@@ -34,7 +35,7 @@ class FileCleanupService:
         db: Database,
         disk_usage: DiskUsageFn = shutil.disk_usage,  # type: ignore[assignment]
     ) -> None:
-        self.hub = hub
+        super().__init__(hub, "file-cleanup")
         self.paths = paths
         self.db = db
         self.disk_usage = disk_usage
@@ -42,32 +43,21 @@ class FileCleanupService:
         self.passes = 0
         self.last_pass: PassReport | None = None
         self.totals = {"freed_bytes": 0, "deleted_files": 0, "rows_pruned": 0, "tmp_removed": 0}
-        self._state = "starting"
         self._lock = threading.Lock()
-        self._wake = threading.Event()
-        self._stop = threading.Event()
         self._passed = threading.Condition()
-        self._thread = threading.Thread(target=self._run, name="file-cleanup", daemon=True)
 
     def start(self) -> None:
         self.paths.images.mkdir(parents=True, exist_ok=True)
-        self.hub.connect()
-        self.hub.on_method("status", lambda _payload: self.status())
-        self.hub.on_method("run_now", self._run_now)
+        super().start()
+
+    def stop(self) -> None:
+        super().stop()
+        self.db.close()
+
+    def _connected(self) -> None:
         self.hub.on_desired_patch(lambda patch: self._apply(patch, replace=False))
         self._apply(self.hub.get_twin().get("desired", {}), replace=True)
         self._wake.clear()
-        self._state = "running"
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        self._thread.join(timeout=30)
-        self._state = "stopped"
-        self._report()
-        self.hub.disconnect()
-        self.db.close()
 
     def status(self) -> dict[str, Any]:
         return {
@@ -126,16 +116,16 @@ class FileCleanupService:
         with self._passed:
             return self._passed.wait_for(lambda: self.passes >= passes, timeout)
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.run_once()
-            except Exception:
-                log.exception("cleanup pass failed")
-            settings = self.settings.current
-            assert isinstance(settings, FileCleanupSettings)
-            self._wake.wait(settings.interval_s)  # never a busy loop, even with nothing to do
-            self._wake.clear()
+    def run_one(self) -> None:
+        try:
+            self.run_once()
+        except Exception:
+            log.exception("cleanup pass failed")
+
+    def pause_s(self) -> float:
+        settings = self.settings.current
+        assert isinstance(settings, FileCleanupSettings)
+        return settings.interval_s
 
     def _run_now(self, _payload: Any) -> dict[str, Any]:
         passes = self.passes
@@ -154,9 +144,3 @@ class FileCleanupService:
             )
         self._report()
         self._wake.set()
-
-    def _report(self) -> None:
-        try:
-            self.hub.patch_reported(self.status())
-        except Exception as exc:
-            log.warning("reported properties not sent", extra={"error": str(exc)})

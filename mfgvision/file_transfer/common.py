@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from mfgvision.image_upload.targets import (
-    CONNECTION_TIMEOUT_S,
     STORAGE_CONNECTION_ENV,
     TargetConfigError,
+    service_client,
 )
 
 CHUNK = 1024 * 1024
@@ -27,16 +27,7 @@ def blob_service_from_env(env: Mapping[str, str] | None = None) -> Any:
     connection_string = env.get(STORAGE_CONNECTION_ENV, "").strip()
     if not connection_string:
         raise TargetConfigError(f"set {STORAGE_CONNECTION_ENV} to the storage connection string")
-    try:
-        return BlobServiceClient.from_connection_string(
-            connection_string,
-            connection_timeout=CONNECTION_TIMEOUT_S,
-            read_timeout=READ_TIMEOUT_S,
-        )
-    except ValueError:
-        raise TargetConfigError(
-            f"{STORAGE_CONNECTION_ENV} is not a valid storage connection string"
-        ) from None
+    return service_client(BlobServiceClient, connection_string, READ_TIMEOUT_S)
 
 
 def md5_file(path: Path) -> bytes:

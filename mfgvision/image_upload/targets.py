@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -121,10 +121,6 @@ class LocalFolderTarget:
             raise UploadError(f"local folder: {exc}", outage=True) from exc
         return True
 
-    def upload(self, container: str, blob_name: str, data: bytes) -> bool:
-        """``put`` for callers that have only the bytes."""
-        return self.put(Blob(container, blob_name, data))
-
 
 class BlobTarget:
     """Azure Blob Storage (block blobs), through ``azure-storage-blob``."""
@@ -139,54 +135,35 @@ class BlobTarget:
     def from_connection_string(cls, connection_string: str) -> BlobTarget:
         from azure.storage.blob import BlobServiceClient
 
-        try:
-            service = BlobServiceClient.from_connection_string(
-                connection_string,
-                retry_total=0,  # the outbox retries, with its own back-off
-                connection_timeout=CONNECTION_TIMEOUT_S,
-                read_timeout=READ_TIMEOUT_S,
-            )
-        except ValueError:
-            raise TargetConfigError(
-                f"{STORAGE_CONNECTION_ENV} is not a valid storage connection string"
-            ) from None
-        return cls(service)
+        # the outbox retries, with its own back-off
+        return cls(
+            service_client(BlobServiceClient, connection_string, READ_TIMEOUT_S, retry_total=0)
+        )
 
     def put(self, blob: Blob) -> bool:
         from azure.storage.blob import ContentSettings
 
         try:
             client = self._container(blob.container).get_blob_client(blob.name)
-            existing = _properties(client.get_blob_properties)
-            if existing is not None:
-                return _identical(blob, existing.size, existing.content_settings.content_md5)
-            md5 = blob.md5
-            try:
-                client.upload_blob(
+            return _put_if_absent(
+                blob,
+                client.get_blob_properties,
+                lambda: client.upload_blob(
                     blob.data,
                     overwrite=False,
                     content_settings=ContentSettings(
-                        content_type=blob.content_type, content_md5=bytearray(md5)
+                        content_type=blob.content_type, content_md5=bytearray(blob.md5)
                     ),
                     metadata=dict(blob.metadata),
                     validate_content=True,
-                )
-            except ResourceExistsError:  # written meanwhile (e.g. by an earlier, cut-off attempt)
-                props = client.get_blob_properties()
-                return _identical(blob, props.size, props.content_settings.content_md5)
-            return True
+                ),
+            )
         except AzureError as exc:
             raise _classify(exc) from exc
 
     def _container(self, name: str) -> Any:
         client = self.service.get_container_client(name)
-        if name not in self._containers:
-            try:
-                client.create_container()
-                log.info("container created", extra={"container": name})
-            except ResourceExistsError:
-                pass
-            self._containers.add(name)
+        _create_once(self._containers, name, client.create_container, "container")
         return client
 
 
@@ -203,61 +180,82 @@ class AdlsTarget:
     def from_connection_string(cls, connection_string: str) -> AdlsTarget:
         from azure.storage.filedatalake import DataLakeServiceClient
 
-        try:
-            service = DataLakeServiceClient.from_connection_string(
-                connection_string,
-                retry_total=0,
-                connection_timeout=CONNECTION_TIMEOUT_S,
-                read_timeout=READ_TIMEOUT_S,
-            )
-        except ValueError:
-            raise TargetConfigError(
-                f"{STORAGE_CONNECTION_ENV} is not a valid storage connection string"
-            ) from None
-        return cls(service)
+        return cls(
+            service_client(DataLakeServiceClient, connection_string, READ_TIMEOUT_S, retry_total=0)
+        )
 
     def put(self, blob: Blob) -> bool:
         from azure.storage.filedatalake import ContentSettings
 
         try:
             client = self._file_system(blob.container).get_file_client(blob.name)
-            existing = _properties(client.get_file_properties)
-            if existing is not None:
-                return _identical(blob, existing.size, existing.content_settings.content_md5)
-            try:
-                client.upload_data(
+            return _put_if_absent(
+                blob,
+                client.get_file_properties,
+                lambda: client.upload_data(
                     blob.data,
                     overwrite=False,
                     content_settings=ContentSettings(
                         content_type=blob.content_type, content_md5=bytearray(blob.md5)
                     ),
                     metadata=dict(blob.metadata),
-                )
-            except ResourceExistsError:
-                props = client.get_file_properties()
-                return _identical(blob, props.size, props.content_settings.content_md5)
-            return True
+                ),
+            )
         except AzureError as exc:
             raise _classify(exc) from exc
 
     def _file_system(self, name: str) -> Any:
         client = self.service.get_file_system_client(name)
-        if name not in self._file_systems:
-            try:
-                client.create_file_system()
-                log.info("file system created", extra={"file_system": name})
-            except ResourceExistsError:
-                pass
-            self._file_systems.add(name)
+        _create_once(self._file_systems, name, client.create_file_system, "file system")
         return client
 
 
-def _properties(get: Any) -> Any:
-    """The blob's properties, or None when it does not exist."""
+def service_client(
+    client_class: Any, connection_string: str, read_timeout_s: float, **options: Any
+) -> Any:
+    """A storage SDK service client (``client_class``) from a connection string; an invalid one
+    raises ``TargetConfigError`` without echoing it."""
     try:
-        return get()
+        return client_class.from_connection_string(
+            connection_string,
+            connection_timeout=CONNECTION_TIMEOUT_S,
+            read_timeout=read_timeout_s,
+            **options,
+        )
+    except ValueError:
+        raise TargetConfigError(
+            f"{STORAGE_CONNECTION_ENV} is not a valid storage connection string"
+        ) from None
+
+
+def _create_once(created: set[str], name: str, create: Callable[[], Any], kind: str) -> None:
+    """Create the ``kind`` (container, file system) ``name`` unless done before in this process."""
+    if name in created:
+        return
+    try:
+        create()
+        log.info(f"{kind} created", extra={kind.replace(" ", "_"): name})
+    except ResourceExistsError:
+        pass
+    created.add(name)
+
+
+def _put_if_absent(
+    blob: Blob, get_properties: Callable[[], Any], upload: Callable[[], Any]
+) -> bool:
+    """Upload unless the blob exists: True when uploaded, False when this very blob is there."""
+    try:
+        existing = get_properties()
     except ResourceNotFoundError:
-        return None
+        existing = None
+    if existing is not None:
+        return _identical(blob, existing.size, existing.content_settings.content_md5)
+    try:
+        upload()
+    except ResourceExistsError:  # written meanwhile (e.g. by an earlier, cut-off attempt)
+        props = get_properties()
+        return _identical(blob, props.size, props.content_settings.content_md5)
+    return True
 
 
 def _identical(blob: Blob, size: int | None, md5: bytes | bytearray | None) -> bool:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from mfgvision.edge.inprocess import InProcessBroker
-from mfgvision.edge.manifest import load_manifest
+from mfgvision.edge.manifest import ModuleSpec, load_manifest
 from mfgvision.local.modules import ModuleContext, build_module
 from mfgvision.runtime import REPO_ASSETS, Paths, Service, run_until_signalled
 from mfgvision.store.database import database_url_from_env
@@ -36,6 +36,26 @@ def free_port(preferred: int, host: str = "127.0.0.1") -> int:
     raise OSError("no free port")
 
 
+def log_not_run_locally(name: str, spec: ModuleSpec) -> None:
+    """Say that module ``name`` of the manifest is not one of ours, so it does not run here."""
+    log.info(
+        "module not run locally",
+        extra={
+            "module_name": name,
+            "image": spec.image,
+            "reason": "not a mfgvision module; SQLite and a local folder stand in for it",
+        },
+    )
+
+
+def print_how_it_stops(duration: float | None) -> None:
+    """Tell the user how the run ends: Ctrl-C, or after ``duration`` seconds."""
+    print(
+        "Press Ctrl-C to stop." if duration is None else f"Stopping after {duration:g} s.",
+        flush=True,
+    )
+
+
 def demo_main(manifest_path: Path, data_dir: Path, duration: float | None, port: int) -> int:
     """Run the manifest's modules until Ctrl-C or ``duration`` seconds, then print a summary."""
     data_dir = data_dir.resolve()
@@ -53,14 +73,7 @@ def demo_main(manifest_path: Path, data_dir: Path, duration: float | None, port:
         )
         service = build_module(spec.command, ctx)
         if service is None:
-            log.info(
-                "module not run locally",
-                extra={
-                    "module_name": name,
-                    "image": spec.image,
-                    "reason": "not a mfgvision module; SQLite and a local folder stand in for it",
-                },
-            )
+            log_not_run_locally(name, spec)
             continue
         services.append(service)
         if spec.command[0] == "dashboard":
@@ -86,10 +99,7 @@ def demo_main(manifest_path: Path, data_dir: Path, duration: float | None, port:
         print(f"Dashboard: {dashboard_url}", flush=True)
     if twin_config_url:
         print(f"Twin configuration: {twin_config_url}", flush=True)
-    print(
-        "Press Ctrl-C to stop." if duration is None else f"Stopping after {duration:g} s.",
-        flush=True,
-    )
+    print_how_it_stops(duration)
     code = run_until_signalled(services, duration)
     print(json.dumps(summary(data_dir, paths), indent=2), flush=True)
     return code

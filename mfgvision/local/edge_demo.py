@@ -26,7 +26,7 @@ from typing import IO
 
 from mfgvision.edge.manifest import Manifest, ModuleSpec, load_manifest
 from mfgvision.edge.standin import DEFAULT_ADDRESS_BASE, EdgeHubStandIn, StandInError
-from mfgvision.local.demo import free_port, summary
+from mfgvision.local.demo import free_port, log_not_run_locally, print_how_it_stops, summary
 from mfgvision.runtime import REPO_ASSETS, Paths, run_until_signalled
 from mfgvision.store.database import database_url_from_env
 
@@ -209,14 +209,7 @@ def edge_demo_main(manifest_path: Path, data_dir: Path, duration: float | None, 
     dashboard_url = None
     for name, spec in manifest.modules.items():
         if name not in standin.addresses:
-            log.info(
-                "module not run locally",
-                extra={
-                    "module_name": name,
-                    "image": spec.image,
-                    "reason": "not a mfgvision module; SQLite and a local folder stand in for it",
-                },
-            )
+            log_not_run_locally(name, spec)
             continue
         processes.append(
             ModuleProcess(
@@ -239,10 +232,7 @@ def edge_demo_main(manifest_path: Path, data_dir: Path, duration: float | None, 
     print(f"Twins and methods: mfgvision edgehub --state {state} twin|patch|call ...", flush=True)
     if dashboard_url:
         print(f"Dashboard: {dashboard_url}", flush=True)
-    print(
-        "Press Ctrl-C to stop." if duration is None else f"Stopping after {duration:g} s.",
-        flush=True,
-    )
+    print_how_it_stops(duration)
     code = run_until_signalled([_Running(standin), supervisor], duration)
     result = summary(data_dir, paths)
     result["modules"] = {name: {"exit_code": c} for name, c in supervisor.exit_codes.items()}

@@ -61,6 +61,12 @@ def _file_download(ctx: ModuleContext, args: list[str]) -> Service:
     return build_file_download(ctx.hub, ctx.paths, args)
 
 
+def _model_repo(ctx: ModuleContext, _args: list[str]) -> Service:
+    from mfgvision.model_repo.service import ModelRepoService
+
+    return ModelRepoService(ctx.hub, ctx.paths)
+
+
 def _dashboard(ctx: ModuleContext, args: list[str]) -> Service:
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument("--host", default="127.0.0.1")
@@ -98,6 +104,7 @@ BUILDERS: dict[str, Callable[[ModuleContext, list[str]], Service]] = {
     "file-cleanup": _file_cleanup,
     "file-upload": _file_upload,
     "file-download": _file_download,
+    "model-repo": _model_repo,
 }
 
 
@@ -118,6 +125,7 @@ ENDPOINTS: dict[str, Endpoints] = {
     "file-cleanup": Endpoints(),
     "file-upload": Endpoints(),
     "file-download": Endpoints(),
+    "model-repo": Endpoints(),
 }
 
 

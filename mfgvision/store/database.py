@@ -227,7 +227,7 @@ class Database:
         """The latest inference of each camera with its detections, ordered by camera id."""
         with self.engine.connect() as conn:
             rows = _first_per_camera(conn.execute(_latest_per_camera_query()).all())
-            return _with_detections(conn, rows)
+            return records_with_detections(conn, rows)
 
     def counts(self, since: datetime | None = None) -> dict[str, Counts]:
         """Per camera id: total, OK and NG inferences created at or after ``since`` (None: all)."""
@@ -250,7 +250,7 @@ class Database:
         if camera_id is not None:
             query = query.where(t.c.camera_id == camera_id)
         with self.engine.connect() as conn:
-            return _with_detections(conn, conn.execute(query).all())
+            return records_with_detections(conn, conn.execute(query).all())
 
     def close(self) -> None:
         """Close every pooled connection."""
@@ -428,7 +428,7 @@ def _first_per_camera(rows: Sequence[Row[Any]]) -> list[Row[Any]]:
     return kept
 
 
-def _with_detections(conn: Connection, rows: Sequence[Row[Any]]) -> list[InferenceRecord]:
+def records_with_detections(conn: Connection, rows: Sequence[Row[Any]]) -> list[InferenceRecord]:
     """Turn inference rows into records, loading all their detections with one query."""
     ids = [r.unique_id for r in rows]
     by_id: dict[str, list[Detection]] = {uid: [] for uid in ids}

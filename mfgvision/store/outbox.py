@@ -11,18 +11,17 @@ those the item itself caused (an unreadable file, a refused name), which lead to
 
 from __future__ import annotations
 
-import contextlib
 import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mfgvision.store.sqlite_file import SQLITE_TIMEOUT_S, immediate_transaction, open_durable
+
 OUTBOX_FILE = "upload-outbox.db"
-SQLITE_TIMEOUT_S = 30.0
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS items (
@@ -73,19 +72,13 @@ class UploadOutbox:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._conn = sqlite3.connect(
-            path, timeout=SQLITE_TIMEOUT_S, isolation_level=None, check_same_thread=False
-        )
+        self._conn = open_durable(path, _SCHEMA)
         self._conn.row_factory = sqlite3.Row
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=FULL")
-        self._conn.executescript(_SCHEMA)
 
     def enqueue(self, item: OutboxItem) -> bool:
         """Add an item durably; False when the same container/blob is already waiting."""
-        with self._lock, self._transaction():
+        with self._lock, immediate_transaction(self._conn):
             cursor = self._conn.execute(
                 "INSERT OR IGNORE INTO items "
                 "(container, blob_name, img_name, kind, metadata, enqueued_at) "
@@ -112,22 +105,14 @@ class UploadOutbox:
             ).fetchone()
         return None if row is None else _item(row)
 
-    def next_attempt_at(self) -> float | None:
-        """When the earliest queued item becomes due (epoch seconds); None when none is queued."""
-        with self._lock:
-            row = self._conn.execute(
-                "SELECT MIN(next_attempt) FROM items WHERE state = 'queued'"
-            ).fetchone()
-        return None if row[0] is None else float(row[0])
-
     def ack(self, item_id: int) -> None:
         """The blob exists: remove the item."""
-        with self._lock, self._transaction():
+        with self._lock, immediate_transaction(self._conn):
             self._conn.execute("DELETE FROM items WHERE id = ?", (item_id,))
 
     def retry_later(self, item_id: int, delay_s: float, error: str, count_failure: bool) -> int:
         """Put the item back for ``delay_s``; returns its failures so far."""
-        with self._lock, self._transaction():
+        with self._lock, immediate_transaction(self._conn):
             self._conn.execute(
                 "UPDATE items SET next_attempt = ?, last_error = ?, tries = tries + 1, "
                 "failures = failures + ? WHERE id = ?",
@@ -140,7 +125,7 @@ class UploadOutbox:
 
     def note_outage(self, item_id: int, error: str) -> None:
         """An attempt failed for a reason outside the item: it keeps its place in line."""
-        with self._lock, self._transaction():
+        with self._lock, immediate_transaction(self._conn):
             self._conn.execute(
                 "UPDATE items SET last_error = ?, tries = tries + 1 WHERE id = ?",
                 (error[:1000], item_id),
@@ -148,7 +133,7 @@ class UploadOutbox:
 
     def park(self, item_id: int, error: str) -> None:
         """Stop retrying the item for now: it stays, as ``failed``, and keeps its image."""
-        with self._lock, self._transaction():
+        with self._lock, immediate_transaction(self._conn):
             self._conn.execute(
                 "UPDATE items SET state = 'failed', last_error = ?, next_attempt = ? WHERE id = ?",
                 (error[:1000], time.time(), item_id),
@@ -157,7 +142,7 @@ class UploadOutbox:
     def requeue_failed(self, parked_before: float | None = None) -> int:
         """Queue failed items again (those parked before ``parked_before``, or all); returns how many."""
         limit = time.time() if parked_before is None else parked_before
-        with self._lock, self._transaction():
+        with self._lock, immediate_transaction(self._conn):
             cursor = self._conn.execute(
                 "UPDATE items SET state = 'queued', failures = 0, next_attempt = 0 "
                 "WHERE state = 'failed' AND next_attempt <= ?",
@@ -188,16 +173,6 @@ class UploadOutbox:
     def close(self) -> None:
         with self._lock:
             self._conn.close()
-
-    @contextlib.contextmanager
-    def _transaction(self) -> Iterator[None]:
-        self._conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            self._conn.execute("ROLLBACK")
-            raise
-        self._conn.execute("COMMIT")
 
 
 class OutboxReader:

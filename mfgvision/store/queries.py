@@ -15,10 +15,8 @@ from datetime import datetime, timezone
 from typing import Any
 
 from sqlalchemy import (
-    Connection,
     Engine,
     Integer,
-    Row,
     and_,
     case,
     exists,
@@ -31,7 +29,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.functions import FunctionElement
 
-from mfgvision.inference.types import Box, Detection
+from mfgvision.store.database import records_with_detections
 from mfgvision.store.records import InferenceRecord
 from mfgvision.store.schema import detection_data, inference_data
 
@@ -199,7 +197,7 @@ def latest_per_camera(
                 .limit(1)
             )
             rows.extend(conn.execute(query).all())
-        return _with_detections(conn, rows)
+        return records_with_detections(conn, rows)
 
 
 def labels(engine: Engine) -> list[str]:
@@ -276,7 +274,7 @@ def history(
         total = int(conn.execute(count_query).scalar_one())
         more = len(rows) > limit
         rows = rows[:limit]
-        records = _with_detections(conn, rows)
+        records = records_with_detections(conn, rows)
     next_cursor = encode_cursor(records[-1], int(rows[-1].id)) if more and records else None
     return HistoryPage(records, next_cursor, min(total, COUNT_CAP), total > COUNT_CAP)
 
@@ -286,43 +284,5 @@ def inference(engine: Engine, unique_id: str) -> InferenceRecord | None:
     t = inference_data
     with engine.connect() as conn:
         rows = conn.execute(select(t).where(t.c.unique_id == unique_id)).all()
-        records = _with_detections(conn, rows)
+        records = records_with_detections(conn, rows)
     return records[0] if records else None
-
-
-def _with_detections(conn: Connection, rows: Sequence[Row[Any]]) -> list[InferenceRecord]:
-    """Records for ``rows`` with their detections, loaded with one query."""
-    ids = [r.unique_id for r in rows]
-    by_id: dict[str, list[Detection]] = {uid: [] for uid in ids}
-    if ids:
-        d = detection_data
-        query = select(d).where(d.c.unique_id.in_(ids)).order_by(d.c.id)
-        for det in conn.execute(query):
-            by_id[det.unique_id].append(
-                Detection(
-                    label_id=det.tag_id,
-                    label=det.tag_name,
-                    probability=det.probability,
-                    box=Box(det.x1, det.y1, det.x2, det.y2),
-                    box_norm=Box(det.nx1, det.ny1, det.nx2, det.ny2),
-                )
-            )
-    return [
-        InferenceRecord(
-            unique_id=r.unique_id,
-            created=r.created,
-            camera_id=r.camera_id,
-            camera_name=r.camera_name,
-            model_name=r.model_name,
-            model_version=r.model_version,
-            inferencing_time_ms=r.inferencing_time,
-            frame_width=r.frame_width,
-            frame_height=r.frame_height,
-            detections=by_id[r.unique_id],
-            raw_image_name=r.raw_image_name,
-            raw_image_path=r.raw_image_path,
-            annotated_image_name=r.annotated_image_name,
-            annotated_image_path=r.annotated_image_path,
-        )
-        for r in rows
-    ]

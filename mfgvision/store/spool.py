@@ -21,7 +21,6 @@ import fcntl
 import json
 import logging
 import os
-import sqlite3
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -35,6 +34,7 @@ from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, StatementError
 from mfgvision.inference.types import Box, Detection
 from mfgvision.store.database import Database
 from mfgvision.store.records import InferenceRecord
+from mfgvision.store.sqlite_file import immediate_transaction, open_durable
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,6 @@ ROW_SPOOL_FILE = "row-spool.db"
 DRAIN_BATCH = 500
 BACKOFF_INITIAL_S = 1.0
 BACKOFF_MAX_S = 30.0
-SQLITE_TIMEOUT_S = 30.0
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS rows (
@@ -146,14 +145,8 @@ class RowSpool:
         self.last_error: str | None = None
         self.written = 0
         self.dead = 0
-        path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._conn = sqlite3.connect(
-            path, timeout=SQLITE_TIMEOUT_S, isolation_level=None, check_same_thread=False
-        )
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=FULL")
-        self._conn.executescript(_SCHEMA)
+        self._conn = open_durable(path, _SCHEMA)
         self._pending = self._count()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -175,7 +168,7 @@ class RowSpool:
             return
         now = time.time()
         rows = [(self.target, r.unique_id, record_to_json(r), now) for r in records]
-        with self._lock, self._transaction():
+        with self._lock, immediate_transaction(self._conn):
             self._conn.executemany(
                 "INSERT INTO rows (target, unique_id, payload, spooled_at) VALUES (?, ?, ?, ?)",
                 rows,
@@ -302,12 +295,12 @@ class RowSpool:
             ).fetchall()
 
     def _remove(self, seqs: list[int]) -> None:
-        with self._lock, self._transaction():
+        with self._lock, immediate_transaction(self._conn):
             self._conn.executemany("DELETE FROM rows WHERE seq = ?", [(s,) for s in seqs])
         self._pending = max(self._pending - len(seqs), 0)
 
     def _bury(self, seq: int, error: str) -> None:
-        with self._lock, self._transaction():
+        with self._lock, immediate_transaction(self._conn):
             self._conn.execute(
                 "INSERT INTO dead (seq, target, unique_id, payload, spooled_at, failed_at, error) "
                 "SELECT seq, target, unique_id, payload, spooled_at, ?, ? FROM rows WHERE seq = ?",
@@ -327,16 +320,6 @@ class RowSpool:
         with self._lock:
             self._pending = self._count()
         return self._pending
-
-    @contextlib.contextmanager
-    def _transaction(self) -> Iterator[None]:
-        self._conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            self._conn.execute("ROLLBACK")
-            raise
-        self._conn.execute("COMMIT")
 
     @contextlib.contextmanager
     def _drain_lock(self) -> Iterator[bool]:

@@ -127,6 +127,26 @@ def _kind(commands: dict[str, list[str]], module_id: str) -> str | None:
     return "cis" if "cis" in module_id.lower() else None
 
 
+def _module_twin(
+    device_id: str,
+    module_id: str,
+    twin: dict[str, Any],
+    commands: dict[str, list[str]],
+    unversioned: int,
+) -> ModuleTwin:
+    """A module twin from its ``desired``/``reported`` sections; ``unversioned`` is the etag when
+    the desired section has no ``$version``."""
+    desired = twin.get("desired") or {}
+    return ModuleTwin(
+        device_id,
+        module_id,
+        desired,
+        twin.get("reported") or {},
+        str(desired.get("$version", unversioned)),
+        _kind(commands, module_id),
+    )
+
+
 class CloudRegistry(TwinRegistry):
     """IoT Hub through the service SDK's ``IoTHubRegistryManager``."""
 
@@ -276,15 +296,7 @@ class LocalRegistry(TwinRegistry):
         if module_id not in self.commands:
             raise NotFoundError(f"no module '{module_id}' on {device_id}")
         twin = self.broker.hub(module_id).get_twin()
-        desired = twin.get("desired") or {}
-        return ModuleTwin(
-            device_id,
-            module_id,
-            desired,
-            twin.get("reported") or {},
-            str(desired.get("$version", 1)),
-            _kind(self.commands, module_id),
-        )
+        return _module_twin(device_id, module_id, twin, self.commands, unversioned=1)
 
     def patch_desired(
         self, device_id: str, module_id: str, patch: dict[str, Any], etag: str
@@ -347,15 +359,7 @@ class StandInRegistry(TwinRegistry):
             )
         except (StandInError, TwinError) as exc:
             raise NotFoundError(str(exc)) from exc
-        desired = twin.get("desired") or {}
-        return ModuleTwin(
-            device_id,
-            module_id,
-            desired,
-            twin.get("reported") or {},
-            str(desired.get("$version", 0)),
-            _kind(commands, module_id),
-        )
+        return _module_twin(device_id, module_id, twin, commands, unversioned=0)
 
     def patch_desired(
         self, device_id: str, module_id: str, patch: dict[str, Any], etag: str

@@ -5,11 +5,8 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-import threading
 from pathlib import Path
-
-from waitress import create_server
-from waitress.server import BaseWSGIServer, MultiSocketServer
+from typing import Any
 
 from mfgvision.logs import configure_logging
 from mfgvision.runtime import run_until_signalled
@@ -21,6 +18,7 @@ from mfgvision.twin_config.registry import (
     TwinRegistry,
 )
 from mfgvision.web.auth import AuthConfig, AuthConfigError, require_login_configured
+from mfgvision.web.server import SERVER_THREADS, WsgiService
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +65,7 @@ def twin_config_main(args: argparse.Namespace) -> int:
     return run_until_signalled([TwinConfigServer(registry, auth, args.host, args.port)])
 
 
-class TwinConfigServer:
+class TwinConfigServer(WsgiService):
     """The tool as a service: waitress on its own thread; ``port=0`` picks a free port."""
 
     def __init__(
@@ -76,37 +74,22 @@ class TwinConfigServer:
         auth: AuthConfig,
         host: str = DEFAULT_HOST,
         port: int = DEFAULT_PORT,
-        threads: int = 4,
+        threads: int = SERVER_THREADS,
     ) -> None:
+        super().__init__("twin-config", host, port, threads)
         self.registry = registry
         self.auth = auth
-        self.host = host
-        self.port = port
-        self.threads = threads
-        self._server: BaseWSGIServer | MultiSocketServer | None = None
-        self._thread: threading.Thread | None = None
 
-    @property
-    def url(self) -> str:
-        host = "localhost" if self.host in ("127.0.0.1", "0.0.0.0") else self.host
-        return f"http://{host}:{self.port}/"
+    def build_app(self) -> Any:
+        return create_app(self.registry, self.auth)
 
     def start(self) -> None:
-        app = create_app(self.registry, self.auth)
-        self._server = create_server(app, host=self.host, port=self.port, threads=self.threads)
-        if isinstance(self._server, BaseWSGIServer):
-            self.port = int(self._server.effective_port)
-        self._thread = threading.Thread(target=self._server.run, name="twin-config", daemon=True)
-        self._thread.start()
+        super().start()
         print(f"mfgvision twin-config on {self.url}", flush=True)
         log.info("twin configuration tool serving", extra={"url": self.url})
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.task_dispatcher.shutdown(timeout=5)
-            self._server.close()
-        if self._thread is not None:
-            self._thread.join(timeout=2)
+        super().stop()
         log.info("twin configuration tool stopped")
 
 

@@ -64,12 +64,9 @@ def os_threads() -> int:
 @pytest.fixture
 def models_dir(tmp_path: Path) -> Path:
     """The constant-output YOLOv8 model of the CIS tests, as model ``const`` version 1."""
-    from tests.cis.conftest import LABELS, yolo_model_bytes
-    from tests.inference.graphs import write_model_dir
+    from tests.cis.conftest import write_const_model
 
-    root = tmp_path / "models"
-    write_model_dir(root, yolo_model_bytes(), LABELS, name="const", version="1")
-    return root
+    return write_const_model(tmp_path / "models")
 
 
 @pytest.fixture

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -27,16 +25,14 @@ def yolo_model_bytes() -> bytes:
     return constant_model({"output0": out}, input_shape=(1, 3, INPUT, INPUT)).SerializeToString()
 
 
-@pytest.fixture
-def models_dir(tmp_path: Path) -> Path:
-    root = tmp_path / "models"
+def write_const_model(root: Path) -> Path:
+    """The constant model as ``const/1`` under ``root``."""
     write_model_dir(root, yolo_model_bytes(), LABELS, name="const", version="1")
     return root
 
 
-@pytest.fixture
-def frames_dir(tmp_path: Path) -> Path:
-    folder = tmp_path / "frames"
+def write_frames(folder: Path) -> Path:
+    """Four noise frames of the size the model's boxes are given in."""
     folder.mkdir()
     rng = np.random.default_rng(0)
     for i in range(4):
@@ -45,10 +41,11 @@ def frames_dir(tmp_path: Path) -> Path:
     return folder
 
 
-def wait_for(check: Callable[[], bool], timeout: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.05)
-    return False
+@pytest.fixture
+def models_dir(tmp_path: Path) -> Path:
+    return write_const_model(tmp_path / "models")
+
+
+@pytest.fixture
+def frames_dir(tmp_path: Path) -> Path:
+    return write_frames(tmp_path / "frames")

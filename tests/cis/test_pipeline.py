@@ -20,9 +20,9 @@ from tests.cis.conftest import (
     FRAME_W,
     LABELS,
     SCORES,
-    wait_for,
     yolo_model_bytes,
 )
+from tests.factories import wait_for
 
 ROUTES = [
     parse_route("up", "FROM /messages/modules/cam/outputs/inference INTO $upstream"),
@@ -207,3 +207,27 @@ def test_module_stays_up_without_a_model(tmp_path, frames_dir):
         assert threading.active_count() > 1
     finally:
         cis.stop()
+
+
+def test_live_model_swap_keeps_every_frame_and_the_camera(running, models_dir):
+    cis, broker, db, _ = running
+    hub = broker.hub("cam")
+    pipeline = cis.pipeline
+    assert pipeline.models.wait_ready(20)
+    grabber = pipeline.grabber
+    assert wait_for(lambda: pipeline.metrics.counters["rows_written"] >= 3)
+    shutil.copytree(models_dir / "const" / "1", models_dir / "const" / "2")
+    before = dict(pipeline.metrics.counters)
+    version = broker.patch_desired("cam", {"model_version": "2"})
+    assert wait_for(lambda: hub.get_twin()["reported"]["status"]["model"]["serving"] == "const/2")
+    assert hub.get_twin()["reported"]["config"]["applied_version"] == version
+    assert wait_for(lambda: any(r.model_version == "2" for r in db.recent(50)))
+    counters = pipeline.metrics.counters
+    assert counters["inferences"] > before["inferences"]
+    # no restart and no frame lost to the swap: same capture thread, every frame had a model
+    assert pipeline.grabber is grabber and grabber.stats.reconnects == 0
+    for lost in ("frames_without_model", "inference_errors", "dropped_outcomes"):
+        assert counters.get(lost, 0) == before.get(lost, 0), lost
+    versions = [r.model_version for r in reversed(db.recent(1000))]
+    assert versions[0] == "1" and versions[-1] == "2"
+    assert versions == sorted(versions)  # one clean switch, never back

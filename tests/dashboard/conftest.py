@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -12,18 +11,18 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from mfgvision.dashboard.app import create_app
-from mfgvision.inference.types import Box, Detection
+from mfgvision.inference.types import Detection
 from mfgvision.store.database import Database
 from mfgvision.store.records import InferenceRecord
 from mfgvision.web.auth import AuthConfig
+from tests.factories import make_detection, make_record
 
 JPEG_BYTES = b"\xff\xd8\xff\xe0" + b"fake jpeg body" * 20 + b"\xff\xd9"
 
 
 def detection(label_id: int, label: str, p: float) -> Detection:
     """A detection with a fixed box in a 640x480 frame."""
-    box = Box(10.0, 20.0, 110.0, 220.0)
-    return Detection(label_id, label, p, box, box.normalised(640, 480))
+    return make_detection(label_id, label, p)
 
 
 def record(
@@ -34,16 +33,13 @@ def record(
     raw: str | None = None,
 ) -> InferenceRecord:
     """An inference record of ``camera`` with the given detections and image names."""
-    return InferenceRecord(
-        unique_id=str(uuid.uuid4()),
+    return make_record(
         created=created,
         camera_id=camera,
         camera_name=f"Line {camera[-1]}",
         model_name="defects",
         model_version="7",
         inferencing_time_ms=12.345,
-        frame_width=640,
-        frame_height=480,
         detections=list(detections),
         annotated_image_name=annotated,
         raw_image_name=raw,

@@ -16,6 +16,7 @@ from mfgvision.settings import CisSettings, parse_settings
 from mfgvision.store.database import Database
 from mfgvision.store.records import InferenceRecord
 from tests.edge.standin_env import write_assets
+from tests.factories import make_record
 
 
 def _record(*probabilities: float) -> InferenceRecord:
@@ -23,16 +24,10 @@ def _record(*probabilities: float) -> InferenceRecord:
     dets = [
         Detection(i, f"c{i}", p, box, Box(0.0, 0.0, 0.1, 0.1)) for i, p in enumerate(probabilities)
     ]
-    return InferenceRecord(
+    return make_record(
         unique_id="u1",
         created=datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc),
         camera_id="cam-1",
-        camera_name="line1-top",
-        model_name="m",
-        model_version="1",
-        inferencing_time_ms=5.0,
-        frame_width=640,
-        frame_height=480,
         detections=dets,
         annotated_image_name="a.jpg",
     )

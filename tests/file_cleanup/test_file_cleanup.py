@@ -11,7 +11,6 @@ import os
 import shutil
 import subprocess
 import time
-import uuid
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -25,7 +24,7 @@ from mfgvision.runtime import Paths
 from mfgvision.settings import FileCleanupSettings
 from mfgvision.store.database import Database
 from mfgvision.store.outbox import OutboxItem, OutboxReader, UploadOutbox, outbox_path
-from mfgvision.store.records import InferenceRecord
+from tests.factories import make_record
 
 NOW = time.time()
 HOUR = 3600.0
@@ -34,13 +33,8 @@ HOUR = 3600.0
 def add_rows(db: Database, *ages_days: float) -> None:
     db.write(
         [
-            InferenceRecord(
-                unique_id=str(uuid.uuid4()),
+            make_record(
                 created=datetime.now(timezone.utc) - timedelta(days=age),
-                camera_id="cam-a",
-                camera_name="line1-top",
-                model_name="m",
-                model_version="1",
                 inferencing_time_ms=1.0,
                 frame_width=64,
                 frame_height=48,

@@ -27,7 +27,8 @@ from mfgvision.file_transfer.upload import upload_tree
 from mfgvision.image_upload.targets import STORAGE_CONNECTION_ENV
 from mfgvision.inference import load_model
 from mfgvision.runtime import Paths
-from tests.cis.conftest import LABELS, wait_for, yolo_model_bytes
+from tests.cis.conftest import LABELS, yolo_model_bytes
+from tests.factories import wait_for
 from tests.services import REPO, Azurite
 
 

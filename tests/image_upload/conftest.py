@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
@@ -14,7 +13,7 @@ import pytest
 
 from mfgvision.cis.messages import upload_message
 from mfgvision.store.images import encode_jpeg, image_name, write_atomic
-from mfgvision.store.records import InferenceRecord
+from tests import factories
 from tests.services import azurite  # noqa: F401  (fixture)
 
 T0 = datetime(2026, 3, 1, 8, 30, 15, tzinfo=timezone.utc)
@@ -37,8 +36,7 @@ class ImageMaker:
         pixels = self.rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)
         path = self.images_dir / name
         write_atomic(path, encode_jpeg(pixels, 90))
-        record = InferenceRecord(
-            unique_id=str(uuid.uuid4()),
+        record = factories.make_record(
             created=when,
             camera_id="cam-1",
             camera_name=f"{self.location}-top",
@@ -58,9 +56,5 @@ def make_image(tmp_path: Path) -> ImageMaker:
 
 
 def wait_for(check: Callable[[], bool], timeout: float = 60.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.05)
-    return False
+    """``tests.factories.wait_for`` with room for the storage emulator's slower answers."""
+    return factories.wait_for(check, timeout)

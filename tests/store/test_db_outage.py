@@ -10,8 +10,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-import cv2
-import numpy as np
 import pytest
 from sqlalchemy import select
 
@@ -21,8 +19,7 @@ from mfgvision.runtime import Paths
 from mfgvision.store.database import Database
 from mfgvision.store.schema import inference_data
 from tests.cis import conftest as cis
-from tests.cis.conftest import wait_for
-from tests.inference.graphs import write_model_dir
+from tests.factories import wait_for
 from tests.services import PrivateMariaDB
 
 pytestmark = [pytest.mark.slow, pytest.mark.mysql]
@@ -41,20 +38,12 @@ def mariadb(tmp_path: Path) -> Iterator[PrivateMariaDB]:
 @pytest.fixture
 def model_root(tmp_path: Path) -> Path:
     """The CIS tests' constant YOLOv8 model as ``const/1``."""
-    root = tmp_path / "models"
-    write_model_dir(root, cis.yolo_model_bytes(), cis.LABELS, name="const", version="1")
-    return root
+    return cis.write_const_model(tmp_path / "models")
 
 
 @pytest.fixture
 def frames(tmp_path: Path) -> Path:
-    folder = tmp_path / "frames"
-    folder.mkdir()
-    rng = np.random.default_rng(0)
-    for i in range(4):
-        img = rng.integers(0, 255, (cis.FRAME_H, cis.FRAME_W, 3), dtype=np.uint8)
-        cv2.imwrite(str(folder / f"f{i}.jpg"), img)
-    return folder
+    return cis.write_frames(tmp_path / "frames")
 
 
 def rows(url: str) -> list[tuple[str, object]]:

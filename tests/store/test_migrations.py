@@ -4,7 +4,6 @@ databases from before migrations are adopted, foreign tables are refused."""
 from __future__ import annotations
 
 import threading
-import uuid
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -12,29 +11,20 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import func, inspect, select, text
 
-from mfgvision.inference.types import Box, Detection
+from mfgvision.inference.types import Box
 from mfgvision.store.database import Database, SchemaError
 from mfgvision.store.records import InferenceRecord
 from mfgvision.store.schema import detection_data, inference_data, metadata
+from tests.factories import make_detection, make_record
 
 T0 = datetime(2026, 3, 1, 8, 30, tzinfo=timezone.utc)
 
 
 def record(i: int, detections: int = 1) -> InferenceRecord:
     box = Box(1.0, 2.0, 30.0, 40.0)
-    return InferenceRecord(
-        unique_id=str(uuid.uuid4()),
+    return make_record(
         created=T0 + timedelta(seconds=i),
-        camera_id="cam-a",
-        camera_name="line1-top",
-        model_name="m",
-        model_version="1",
-        inferencing_time_ms=5.0,
-        frame_width=640,
-        frame_height=480,
-        detections=[
-            Detection(k, f"class{k}", 0.5, box, box.normalised(640, 480)) for k in range(detections)
-        ],
+        detections=[make_detection(k, f"class{k}", 0.5, box) for k in range(detections)],
     )
 
 

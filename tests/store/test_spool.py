@@ -3,17 +3,17 @@ a row the database refuses never blocks the others."""
 
 from __future__ import annotations
 
-import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 from sqlalchemy.exc import OperationalError
 
-from mfgvision.inference.types import Box, Detection
+from mfgvision.inference.types import Box
 from mfgvision.store.database import Database
 from mfgvision.store.records import InferenceRecord
 from mfgvision.store.spool import RowSpool, record_from_json, record_to_json, row_spool_path
+from tests.factories import make_detection, make_record, wait_for
 
 T0 = datetime(2026, 3, 1, 8, 30, 15, 123456, tzinfo=timezone.utc)
 UNREACHABLE = "mysql+mysqlconnector://edge:pw@127.0.0.1:1/edge"
@@ -21,17 +21,11 @@ UNREACHABLE = "mysql+mysqlconnector://edge:pw@127.0.0.1:1/edge"
 
 def record(i: int) -> InferenceRecord:
     box = Box(10.123456789, 20.5, 110.0, 220.75)
-    return InferenceRecord(
-        unique_id=str(uuid.uuid4()),
+    return make_record(
         created=T0 + timedelta(milliseconds=i),
-        camera_id="cam-a",
-        camera_name="line1-top",
-        model_name="m",
         model_version="7",
         inferencing_time_ms=12.345678901,
-        frame_width=640,
-        frame_height=480,
-        detections=[Detection(i % 3, "scratch", 0.912345678, box, box.normalised(640, 480))],
+        detections=[make_detection(i % 3, "scratch", 0.912345678, box)],
         raw_image_name=f"r{i}.jpg",
         raw_image_path=f"/data/images/r{i}.jpg",
     )
@@ -129,8 +123,6 @@ def test_a_refused_row_goes_to_dead_and_the_rest_are_written(
 
 
 def test_drainer_thread_writes_when_rows_arrive(tmp_path: Path, sqlite_db: Database) -> None:
-    from tests.cis.conftest import wait_for
-
     spool = RowSpool(row_spool_path(tmp_path / "images"), sqlite_db, backoff_initial_s=0.05)
     spool.start()
     try:

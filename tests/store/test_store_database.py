@@ -14,28 +14,25 @@ from mfgvision.inference.types import Box, Detection
 from mfgvision.store.database import Counts, Database, database_url_from_env
 from mfgvision.store.records import InferenceRecord
 from mfgvision.store.schema import detection_data, inference_data
+from tests.factories import make_detection, make_record
 
 T0 = datetime(2026, 3, 1, 8, 30, 15, 123456, tzinfo=timezone.utc)
 
 
 def detection(label_id: int, label: str, p: float) -> Detection:
     """A detection with a fixed box in a 640x480 frame."""
-    box = Box(10.5 + label_id, 20.25, 110.0, 220.75)
-    return Detection(label_id, label, p, box, box.normalised(640, 480))
+    return make_detection(label_id, label, p, Box(10.5 + label_id, 20.25, 110.0, 220.75))
 
 
 def record(camera: str, created: datetime, *detections: Detection) -> InferenceRecord:
     """An inference record of ``camera`` with the given detections."""
-    return InferenceRecord(
-        unique_id=str(uuid.uuid4()),
+    return make_record(
         created=created,
         camera_id=camera,
         camera_name=f"Camera {camera}",
         model_name="defects",
         model_version="3",
         inferencing_time_ms=12.5,
-        frame_width=640,
-        frame_height=480,
         detections=list(detections),
         raw_image_name=f"{camera}-raw.jpg",
         annotated_image_name=f"{camera}-annotated.jpg",

@@ -12,6 +12,7 @@ from mfgvision.inference.card import ModelCard
 from mfgvision.inference.errors import ModelLoadError
 from mfgvision.inference.graph import GraphInfo, TensorInfo
 from mfgvision.inference.letterbox import Transform
+from mfgvision.inference.nms import nms
 from mfgvision.inference.preprocess import ImageInput, InputSpec, resolve_input
 from mfgvision.inference.types import Box, Detection
 
@@ -75,6 +76,19 @@ class Adapter(ABC):
                 )
             )
         return found
+
+    def suppressed(
+        self,
+        boxes: np.ndarray,
+        scores: np.ndarray,
+        class_ids: np.ndarray,
+        transform: Transform,
+        iou_threshold: float,
+        max_detections: int,
+    ) -> list[Detection]:
+        """Detections of the candidate boxes (input pixels) that per-class NMS keeps."""
+        picked = nms(boxes, scores, class_ids, iou_threshold, max_detections)
+        return self.detections(boxes[picked], scores[picked], class_ids[picked], transform)
 
 
 def single_output(graph: GraphInfo, family: str, rank: int) -> TensorInfo:

@@ -12,7 +12,6 @@ from mfgvision.inference.card import ModelCard
 from mfgvision.inference.errors import ModelLoadError
 from mfgvision.inference.graph import GraphInfo, TensorInfo
 from mfgvision.inference.letterbox import Transform
-from mfgvision.inference.nms import nms
 from mfgvision.inference.preprocess import IMAGENET_MEAN, IMAGENET_STD, InputSpec
 from mfgvision.inference.types import Detection
 
@@ -89,5 +88,4 @@ class BoxesLabelsScoresAdapter(Adapter):
         scores = as_float(outputs[2]).reshape(-1)
         keep = (scores > prob_threshold) & (class_ids >= 0)
         boxes, scores, class_ids = boxes[keep], scores[keep], class_ids[keep]
-        picked = nms(boxes, scores, class_ids, iou_threshold, max_detections)
-        return self.detections(boxes[picked], scores[picked], class_ids[picked], transform)
+        return self.suppressed(boxes, scores, class_ids, transform, iou_threshold, max_detections)

@@ -104,6 +104,24 @@ class _Classifier(Adapter):
     def looks_like_probabilities(self, raw: np.ndarray) -> bool:
         """Whether raw scores already are probabilities."""
 
+    @abstractmethod
+    def chosen(self, probs: np.ndarray, prob_threshold: float, max_detections: int) -> list[int]:
+        """The class ids to report, best first."""
+
+    def postprocess(
+        self,
+        outputs: Sequence[Any],
+        transform: Transform,
+        prob_threshold: float,
+        iou_threshold: float,
+        max_detections: int,
+    ) -> list[Detection]:
+        probs = self.class_scores(outputs[0])
+        return [
+            self.whole_frame(i, float(probs[i]), transform)
+            for i in self.chosen(probs, prob_threshold, max_detections)
+        ]
+
     def whole_frame(self, class_id: int, probability: float, transform: Transform) -> Detection:
         box = Box(0.0, 0.0, float(transform.frame_width), float(transform.frame_height))
         probability = min(max(probability, 0.0), 1.0)
@@ -121,19 +139,11 @@ class SoftmaxClassifier(_Classifier):
     def looks_like_probabilities(self, raw: np.ndarray) -> bool:
         return is_distribution(raw)
 
-    def postprocess(
-        self,
-        outputs: Sequence[Any],
-        transform: Transform,
-        prob_threshold: float,
-        iou_threshold: float,
-        max_detections: int,
-    ) -> list[Detection]:
-        probs = self.class_scores(outputs[0])
+    def chosen(self, probs: np.ndarray, prob_threshold: float, max_detections: int) -> list[int]:
         best = int(probs.argmax())
         if max_detections < 1 or probs[best] <= prob_threshold:
             return []
-        return [self.whole_frame(best, float(probs[best]), transform)]
+        return [best]
 
 
 class SigmoidClassifier(_Classifier):
@@ -147,15 +157,6 @@ class SigmoidClassifier(_Classifier):
     def looks_like_probabilities(self, raw: np.ndarray) -> bool:
         return in_unit_range(raw)
 
-    def postprocess(
-        self,
-        outputs: Sequence[Any],
-        transform: Transform,
-        prob_threshold: float,
-        iou_threshold: float,
-        max_detections: int,
-    ) -> list[Detection]:
-        probs = self.class_scores(outputs[0])
+    def chosen(self, probs: np.ndarray, prob_threshold: float, max_detections: int) -> list[int]:
         ids = np.flatnonzero(probs > prob_threshold)
-        ids = ids[np.argsort(-probs[ids], kind="stable")][:max_detections]
-        return [self.whole_frame(int(i), float(probs[i]), transform) for i in ids]
+        return [int(i) for i in ids[np.argsort(-probs[ids], kind="stable")][:max_detections]]

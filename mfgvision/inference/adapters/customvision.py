@@ -12,7 +12,6 @@ from mfgvision.inference.card import ModelCard
 from mfgvision.inference.errors import ModelLoadError
 from mfgvision.inference.graph import GraphInfo
 from mfgvision.inference.letterbox import Transform
-from mfgvision.inference.nms import nms
 from mfgvision.inference.preprocess import InputSpec
 from mfgvision.inference.types import Detection
 
@@ -77,8 +76,7 @@ class CustomVisionGridAdapter(Adapter):
         boxes = boxes * np.array([in_w, in_h, in_w, in_h], dtype=np.float32)
         rows, class_ids = np.nonzero(probs > prob_threshold)
         boxes, scores = boxes[rows], probs[rows, class_ids]
-        picked = nms(boxes, scores, class_ids, iou_threshold, max_detections)
-        return self.detections(boxes[picked], scores[picked], class_ids[picked], transform)
+        return self.suppressed(boxes, scores, class_ids, transform, iou_threshold, max_detections)
 
 
 class CustomVisionBoxesAdapter(Adapter):
@@ -114,5 +112,4 @@ class CustomVisionBoxesAdapter(Adapter):
         in_w, in_h = self.image_input.size
         boxes = boxes[keep] * np.array([in_w, in_h, in_w, in_h], dtype=np.float32)
         scores, class_ids = scores[keep], class_ids[keep]
-        picked = nms(boxes, scores, class_ids, iou_threshold, max_detections)
-        return self.detections(boxes[picked], scores[picked], class_ids[picked], transform)
+        return self.suppressed(boxes, scores, class_ids, transform, iou_threshold, max_detections)

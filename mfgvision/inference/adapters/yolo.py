@@ -12,7 +12,7 @@ from mfgvision.inference.card import ModelCard
 from mfgvision.inference.errors import ModelLoadError
 from mfgvision.inference.graph import GraphInfo
 from mfgvision.inference.letterbox import Transform
-from mfgvision.inference.nms import cxcywh_to_xyxy, nms
+from mfgvision.inference.nms import cxcywh_to_xyxy
 from mfgvision.inference.preprocess import InputSpec
 from mfgvision.inference.types import Detection
 
@@ -25,20 +25,34 @@ YOLO_INPUT = InputSpec(
 )
 
 
-class YoloV8Adapter(Adapter):
-    """``[1, 4+C, N]``: cx, cy, w, h in input pixels, then C class scores; no objectness."""
+class _YoloNmsAdapter(Adapter):
+    """YOLO outputs of one rank-3 tensor: box, extra values and class scores along
+    ``values_axis``; detections go through NMS here."""
 
-    family = "yolov8"
     defaults = YOLO_INPUT
+    values_axis: int
+    """The output axis holding, per candidate, its box values then its class scores."""
+    leading_values: int
+    """How many values (box, objectness) come before the class scores."""
+    layout: str
 
     def __init__(self, graph: GraphInfo, card: ModelCard, labels: list[str]) -> None:
         super().__init__(graph, card, labels)
         out = single_output(graph, self.family, rank=3)
-        rows = out.dim(1)
-        if rows is not None and rows < 5:
-            raise ModelLoadError(f"{self.family}: expected [1, 4+C, N], found {out.describe()}")
+        values = out.dim(self.values_axis)
+        if values is not None and values <= self.leading_values:
+            raise ModelLoadError(f"{self.family}: expected {self.layout}, found {out.describe()}")
         self.output_names = [out.name]
-        self.num_classes = rows - 4 if rows is not None else None
+        self.num_classes = values - self.leading_values if values is not None else None
+
+
+class YoloV8Adapter(_YoloNmsAdapter):
+    """``[1, 4+C, N]``: cx, cy, w, h in input pixels, then C class scores; no objectness."""
+
+    family = "yolov8"
+    values_axis = 1
+    leading_values = 4
+    layout = "[1, 4+C, N]"
 
     def postprocess(
         self,
@@ -55,24 +69,16 @@ class YoloV8Adapter(Adapter):
         pred, scores = pred[keep], scores[keep]
         class_ids = class_scores[keep].argmax(axis=1)
         boxes = cxcywh_to_xyxy(pred[:, :4])
-        picked = nms(boxes, scores, class_ids, iou_threshold, max_detections)
-        return self.detections(boxes[picked], scores[picked], class_ids[picked], transform)
+        return self.suppressed(boxes, scores, class_ids, transform, iou_threshold, max_detections)
 
 
-class YoloV5Adapter(Adapter):
+class YoloV5Adapter(_YoloNmsAdapter):
     """``[1, N, 5+C]``: cx, cy, w, h in input pixels, objectness, C class scores."""
 
     family = "yolov5"
-    defaults = YOLO_INPUT
-
-    def __init__(self, graph: GraphInfo, card: ModelCard, labels: list[str]) -> None:
-        super().__init__(graph, card, labels)
-        out = single_output(graph, self.family, rank=3)
-        cols = out.dim(2)
-        if cols is not None and cols < 6:
-            raise ModelLoadError(f"{self.family}: expected [1, N, 5+C], found {out.describe()}")
-        self.output_names = [out.name]
-        self.num_classes = cols - 5 if cols is not None else None
+    values_axis = 2
+    leading_values = 5
+    layout = "[1, N, 5+C]"
 
     def postprocess(
         self,
@@ -90,8 +96,7 @@ class YoloV5Adapter(Adapter):
         keep = scores > prob_threshold
         boxes = cxcywh_to_xyxy(pred[keep, :4])
         scores, class_ids = scores[keep], class_ids[keep]
-        picked = nms(boxes, scores, class_ids, iou_threshold, max_detections)
-        return self.detections(boxes[picked], scores[picked], class_ids[picked], transform)
+        return self.suppressed(boxes, scores, class_ids, transform, iou_threshold, max_detections)
 
 
 class YoloEndToEndAdapter(Adapter):

@@ -1,0 +1,74 @@
+"""A module that does one run of its work now and then again after a pause, until stopped."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from mfgvision.edge.hub import Hub
+
+log = logging.getLogger(__name__)
+
+
+class PeriodicModule:
+    """The loop, ``status``/``run_now`` methods and twin reports a periodic module shares.
+
+    Subclasses say what one run does (``run_one``), how long to pause (``pause_s``), what the
+    ``status`` report holds and what ``run_now`` answers. The loop never spins: it always waits
+    for the pause or a wake-up before the next run.
+    """
+
+    def __init__(self, hub: Hub, thread_name: str) -> None:
+        self.hub = hub
+        self._state = "starting"
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name=thread_name, daemon=True)
+
+    def start(self) -> None:
+        self.hub.connect()
+        self.hub.on_method("status", lambda _payload: self.status())
+        self.hub.on_method("run_now", self._run_now)
+        self._connected()
+        self._state = "running"
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout=30)
+        self._state = "stopped"
+        self._report()
+        self.hub.disconnect()
+
+    def status(self) -> dict[str, Any]:
+        """The module's reported properties."""
+        raise NotImplementedError
+
+    def run_one(self) -> None:
+        """One run of the work; exceptions are the subclass's to log."""
+        raise NotImplementedError
+
+    def pause_s(self) -> float:
+        """Seconds to wait before the next run."""
+        raise NotImplementedError
+
+    def _connected(self) -> None:
+        """Hook run after the hub is connected and before the loop starts."""
+
+    def _run_now(self, _payload: Any) -> dict[str, Any]:
+        self._wake.set()
+        return {"requested": True}
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self.run_one()
+            self._wake.wait(self.pause_s())
+            self._wake.clear()
+
+    def _report(self) -> None:
+        try:
+            self.hub.patch_reported(self.status())
+        except Exception as exc:
+            log.warning("reported properties not sent", extra={"error": str(exc)})

@@ -1,0 +1,153 @@
+"""Seeding shipped assets into the model volume, and validating every ``<name>/<version>/``.
+
+A version is valid when its ONNX loads, its labels match the graph's class count, its input size is
+known and, when the folder holds ``golden.jpg`` + ``golden.json``, the model still gives the recorded
+detections on the golden image (same labels, boxes overlapping by IoU >= 0.8, probabilities within a
+tolerance).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+
+from mfgvision.evaluation import iou
+from mfgvision.inference import ModelLoadError, load_model
+
+log = logging.getLogger(__name__)
+
+GOLDEN_IMAGE = "golden.jpg"
+GOLDEN_RESULT = "golden.json"
+GOLDEN_MIN_IOU = 0.8
+
+
+@dataclass
+class VersionReport:
+    """What validation found for one model version."""
+
+    name: str
+    version: str
+    valid: bool
+    family: str | None = None
+    labels: list[str] = field(default_factory=list)
+    input_size: list[int] | None = None
+    golden: str = "none"
+    error: str | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.name}/{self.version}"
+
+
+def seed(shipped: Path, target: Path, depth: int = 2) -> list[str]:
+    """Copy every folder ``depth`` levels down in ``shipped`` (``<name>/<version>`` for models,
+    ``<set>`` for samples with ``depth=1``) that is missing from ``target``.
+
+    Folders already in the target are never touched, so a newer or locally changed version stays.
+    Each folder is copied to a temporary name first and renamed into place.
+    """
+    seeded: list[str] = []
+    if not shipped.is_dir() or shipped.resolve() == target.resolve():
+        return seeded
+    for source in sorted(p for p in shipped.glob("/".join(["*"] * depth)) if p.is_dir()):
+        rel = source.relative_to(shipped)
+        dest = target / rel
+        if dest.exists():
+            continue
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{source.name}.", dir=dest.parent))
+        try:
+            shutil.copytree(source, tmp, dirs_exist_ok=True)
+            tmp.rename(dest)
+        except OSError:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        for parent_file in source.parent.glob("labels.*") if depth == 2 else ():
+            if not (dest.parent / parent_file.name).exists():
+                shutil.copy2(parent_file, dest.parent / parent_file.name)
+        seeded.append(str(rel))
+    return seeded
+
+
+def versions(models: Path) -> list[Path]:
+    """Every ``<name>/<version>/`` folder holding a ``model.onnx``."""
+    if not models.is_dir():
+        return []
+    return sorted(
+        p.parent for p in models.glob("*/*/model.onnx") if not p.parent.name.startswith(".")
+    )
+
+
+def validate(folder: Path, tolerance: float) -> VersionReport:
+    """Load and check one version; never raises for a bad model."""
+    report = VersionReport(folder.parent.name, folder.name, valid=False)
+    try:
+        model = load_model(folder)
+    except ModelLoadError as exc:
+        report.error = str(exc)
+        return report
+    with model:
+        report.family, report.labels = model.family, model.labels
+        report.input_size = list(model.input_size)
+        report.golden = _check_golden(model, folder, tolerance)
+    report.valid = not report.golden.startswith("failed")
+    if not report.valid:
+        report.error = f"golden image check {report.golden}"
+    return report
+
+
+def _check_golden(model: Any, folder: Path, tolerance: float) -> str:
+    image_path, result_path = folder / GOLDEN_IMAGE, folder / GOLDEN_RESULT
+    if not (image_path.is_file() and result_path.is_file()):
+        return "none"
+    try:
+        recorded = json.loads(result_path.read_text(encoding="utf-8"))
+        expected = recorded["detections"]
+        prob, nms_iou = float(recorded["prob_threshold"]), float(recorded["iou_threshold"])
+    except (ValueError, KeyError, TypeError) as exc:
+        return f"failed: {GOLDEN_RESULT} unreadable ({exc})"
+    image = cv2.imread(str(image_path))
+    if image is None:
+        return f"failed: {GOLDEN_IMAGE} unreadable"
+    got = model.detect(image, prob, nms_iou).detections
+    if len(got) != len(expected):
+        return f"failed: {len(got)} detections, {len(expected)} recorded"
+    unmatched = list(got)
+    for want in expected:
+        box = tuple(want["box"])
+        match = next(
+            (
+                d
+                for d in unmatched
+                if d.label == want["label"]
+                and iou(tuple(d.box.as_list()), box) >= GOLDEN_MIN_IOU
+                and abs(d.probability - want["probability"]) <= tolerance
+            ),
+            None,
+        )
+        if match is None:
+            return (
+                f"failed: no match for {want['label']} {want['probability']:.2f} at {want['box']}"
+            )
+        unmatched.remove(match)
+    return "passed"
+
+
+def inventory(models: Path, tolerance: float) -> dict[str, dict[str, Any]]:
+    """Validation reports of every version under ``models``, keyed ``<name>/<version>``."""
+    reports = {}
+    for folder in versions(models):
+        report = validate(folder, tolerance)
+        if not report.valid:
+            log.error("model version invalid", extra={"model": report.key, "error": report.error})
+        reports[report.key] = {
+            k: v for k, v in asdict(report).items() if k not in ("name", "version")
+        }
+    return reports
