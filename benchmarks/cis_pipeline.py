@@ -99,15 +99,28 @@ def pipeline(model_dir: Path, frames_dir: Path, n: int, threads: int | None, wor
     elapsed = time.perf_counter() - start
     rows = pipe.metrics.counters["rows_written"] - start_rows
     stages = pipe.metrics.summary()
+    capture_decode_ms = pipe.grabber.stats.decode_ms if pipe.grabber else None
     pipe.stop()
     db.close()
     latency = stages.pop("frame_to_row", {})
     return {
         "fps": round(rows / elapsed, 2),
         "stages_ms": {k: {"mean": v["mean"], "p50": v["p50"]} for k, v in stages.items()},
+        "capture_thread_decode_ms": capture_decode_ms,
         "frame_to_row_ms": {"p50": latency.get("p50"), "p99": latency.get("p99")},
         "dropped": pipe.metrics.counters.get("dropped_outcomes", 0),
     }
+
+
+def cpu_model() -> str:
+    """The CPU's model name (Linux), else the architecture."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.machine()
 
 
 def main() -> None:
@@ -117,7 +130,15 @@ def main() -> None:
     parser.add_argument("models", nargs="+", type=Path)
     parser.add_argument("--frames", type=int, default=120, help="timed frames per measurement")
     parser.add_argument("--distinct", type=int, default=24, help="distinct JPEG files")
-    parser.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="ONNX Runtime intra-op threads, bare run"
+    )
+    parser.add_argument(
+        "--pipeline-threads",
+        type=int,
+        default=None,
+        help="ONNX Runtime intra-op threads in the pipeline (default: as --threads)",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -128,7 +149,8 @@ def main() -> None:
         runs = []
         for model_dir in args.models:
             b = bare(model_dir, decoded, args.frames, args.threads)
-            p = pipeline(model_dir, frames_dir, args.frames, args.threads, work / f"run{len(runs)}")
+            threads = args.pipeline_threads or args.threads
+            p = pipeline(model_dir, frames_dir, args.frames, threads, work / f"run{len(runs)}")
             runs.append(
                 {
                     "model": str(model_dir),
@@ -141,7 +163,7 @@ def main() -> None:
         json.dumps(
             {
                 "machine": {
-                    "cpu": platform.processor() or platform.machine(),
+                    "cpu": cpu_model(),
                     "cores": os.cpu_count(),
                     "python": platform.python_version(),
                 },

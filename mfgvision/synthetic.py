@@ -456,19 +456,6 @@ def yolo_lines(boxes: list[LabelBox], size: tuple[int, int]) -> list[str]:
     return [f"{c} {cx:.6f} {cy:.6f} {bw:.6f} {bh:.6f}" for c, cx, cy, bw, bh in rows]
 
 
-def read_yolo_labels(path: Path, size: tuple[int, int]) -> list[LabelBox]:
-    """Read a YOLO label file back into pixel boxes ``(class_id, x1, y1, x2, y2)``."""
-    w, h = size
-    boxes: list[LabelBox] = []
-    for line in path.read_text().splitlines():
-        if not line.strip():
-            continue
-        c, cx, cy, bw, bh = line.split()
-        x, y, bw_, bh_ = float(cx) * w, float(cy) * h, float(bw) * w, float(bh) * h
-        boxes.append((int(c), x - bw_ / 2, y - bh_ / 2, x + bw_ / 2, y + bh_ / 2))
-    return boxes
-
-
 def write_yolo_dataset(
     out_dir: str | Path,
     count: int,

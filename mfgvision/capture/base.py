@@ -28,9 +28,10 @@ class NoFrameYet(Exception):
 
 @dataclass
 class Frame:
-    """One captured frame: the encoded bytes when the source had them, else the decoded image.
+    """One captured frame: the encoded bytes when the source had them, and the decoded image.
 
-    ``width``/``height`` are the original frame size; ``captured_at`` is timezone-aware UTC.
+    ``width``/``height`` are the original frame size; ``captured_at`` is timezone-aware UTC. A JPEG
+    frame's ``image`` may be decoded at reduced size (see ``FrameGrabber.decode_side``).
     """
 
     seq: int

@@ -24,7 +24,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, TypeVar
 
 from mfgvision.capture.base import Frame, FrameSource, NoFrameYet, SourceError
-from mfgvision.capture.jpeg import jpeg_size
+from mfgvision.capture.jpeg import decode, jpeg_size, reduction_for
 
 if TYPE_CHECKING:
     from mfgvision.settings import CisSettings
@@ -44,6 +44,7 @@ class CaptureStats:
     dropped: int = 0
     reconnects: int = 0
     last_error: str | None = None
+    decode_ms: float = 0.0
 
 
 class FrameGrabber:
@@ -64,6 +65,9 @@ class FrameGrabber:
         self.backoff = backoff
         self.stall_timeout = stall_timeout
         self.stats = CaptureStats(source=source.description)
+        #: JPEG frames are decoded here, on the capture thread, no smaller than this long side;
+        #: the inference thread then gets images ready. None leaves decoding to the consumer.
+        self.decode_side: int | None = None
         self._clock = clock
         self._reopen = reopen
         self._frames: deque[Frame] = deque(maxlen=max(1, keep))
@@ -138,6 +142,13 @@ class FrameGrabber:
                 log.warning("frame is not a readable JPEG, skipped", extra={"frame": name})
                 return
             width, height = size
+            if self.decode_side:
+                t0 = time.perf_counter()
+                image = decode(jpeg, reduction_for(width, height, self.decode_side))
+                self.stats.decode_ms = (time.perf_counter() - t0) * 1000
+                if image is None:
+                    log.warning("frame is not a decodable JPEG, skipped", extra={"frame": name})
+                    return
         else:
             height, width = image.shape[:2]
         with self._cond:

@@ -90,6 +90,7 @@ class ModelManager:
             providers=list(req.providers) if req.providers else None,
             intra_op_threads=req.intra_op_threads,
             fp16=req.fp16,
+            spin_wait=False,  # the capture and writer threads need the CPU between runs
         )
         try:
             model = load_model(folder, options)

@@ -45,6 +45,12 @@ _CAMERA_KEYS = (
 _STALL_FACTOR = 3.0
 
 
+def decode_side(model: Model) -> int:
+    """The long side JPEG frames are decoded at: the model's input, but never below the size that
+    keeps annotated images legible."""
+    return max(*model.input_size, ANNOTATED_MIN_SIDE)
+
+
 def model_request(s: CisSettings, intra_op_threads: int | None) -> ModelRequest:
     return ModelRequest(
         s.model_name,
@@ -213,6 +219,8 @@ class CisPipeline:
             with self._lock:
                 forced, self._capture_requests = self._capture_requests, []
             model = self.models.current
+            if model is not None:
+                grabber.decode_side = decode_side(model)
             if model is None:
                 self.metrics.count("frames_without_model")
                 for f in forced:
@@ -238,19 +246,16 @@ class CisPipeline:
                 f.set_result(_summary(outcome))
 
     def _infer(self, frame: Frame, model: Model, s: CisSettings) -> Outcome | None:
-        t0 = time.perf_counter()
-        if frame.jpeg is not None:
-            target = max(*model.input_size, ANNOTATED_MIN_SIDE)
-            reduction = reduction_for(frame.width, frame.height, target)
-            image = decode(frame.jpeg, reduction)
+        image = frame.image
+        if image is None:  # a JPEG frame the capture thread did not decode
+            assert frame.jpeg is not None
+            t0 = time.perf_counter()
+            image = decode(frame.jpeg, reduction_for(frame.width, frame.height, decode_side(model)))
             if image is None:
                 self.metrics.count("undecodable_frames")
                 log.warning("frame not decodable, skipped", extra={"frame": frame.name})
                 return None
-        else:
-            assert frame.image is not None
-            image = frame.image
-        self.metrics.time("decode", (time.perf_counter() - t0) * 1000)
+            self.metrics.time("decode", (time.perf_counter() - t0) * 1000)
         image_result = model.detect(image, s.prob_threshold, s.iou_threshold)
         scale = frame.width / image.shape[1]
         result = (

@@ -52,7 +52,7 @@ class OutcomeWriter:
         metrics: PipelineMetrics,
         maxsize: int = 32,
         batch_rows: int = 64,
-        flush_s: float = 0.5,
+        flush_s: float = 0.25,
         spool: RowSpool | None = None,
     ) -> None:
         self.images_dir = images_dir

@@ -23,13 +23,15 @@ class RuntimeOptions:
 
     ``providers`` None picks TensorRT -> CUDA -> CPU among those this onnxruntime build offers.
     ``fp16`` lets TensorRT build FP16 engines. ``trt_cache_dir`` None keeps engines in
-    ``<model dir>/trt_cache``.
+    ``<model dir>/trt_cache``. ``spin_wait`` False stops idle intra-op threads from spinning, which
+    leaves the CPU to the threads working beside inference (capture, writer) on small machines.
     """
 
     providers: list[str] | None = None
     intra_op_threads: int | None = None
     fp16: bool = True
     trt_cache_dir: Path | None = None
+    spin_wait: bool = True
 
 
 @dataclass
@@ -68,6 +70,8 @@ def create_session(model_path: Path, options: RuntimeOptions) -> SessionInfo:
     session_options = ort.SessionOptions()
     if options.intra_op_threads is not None:
         session_options.intra_op_num_threads = options.intra_op_threads
+    if not options.spin_wait:
+        session_options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
         session = ort.InferenceSession(str(model_path), session_options, providers=providers)
     except Exception as exc:  # ORT raises several unrelated types for unreadable graphs
