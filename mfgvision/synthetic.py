@@ -20,6 +20,7 @@ import argparse
 import itertools
 import json
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -479,15 +480,40 @@ def write_yolo_dataset(
     return out
 
 
+def pick_samples(
+    count: int, seed: int, size: tuple[int, int], ok_share: float | None = None
+) -> Iterator[tuple[np.ndarray, list[LabelBox]]]:
+    """``count`` generated frames with their boxes, in generation order.
+
+    With ``ok_share`` they are picked so that that share of them (spread evenly) shows no defect at
+    all, as on a line that mostly makes good parts.
+    """
+    index = 0
+    for slot in range(count):
+        want_ok = None
+        if ok_share is not None:
+            want_ok = math.floor((slot + 1) * ok_share) > math.floor(slot * ok_share)
+        while True:
+            img, boxes = generate_sample(sample_rng(seed, index), size)
+            index += 1
+            if want_ok is None or want_ok != bool(boxes):
+                yield img, boxes
+                break
+
+
 def write_samples(
-    out_dir: str | Path, count: int, seed: int, size: tuple[int, int], jpeg_quality: int = 85
+    out_dir: str | Path,
+    count: int,
+    seed: int,
+    size: tuple[int, int],
+    jpeg_quality: int = 85,
+    ok_share: float | None = None,
 ) -> list[Path]:
     """Write plain JPEG frames ``frame_000.jpg``... (no labels), e.g. for a file camera to loop."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = []
-    for i in range(count):
-        img, _ = generate_sample(sample_rng(seed, i), size)
+    for i, (img, _) in enumerate(pick_samples(count, seed, size, ok_share)):
         path = out / f"frame_{i:03d}.jpg"
         cv2.imwrite(str(path), img, [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality])
         paths.append(path)
@@ -505,10 +531,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--quality", type=int, default=95, help="JPEG quality of the written files")
     parser.add_argument("--images-only", action="store_true", help="plain frames, no labels")
+    parser.add_argument(
+        "--ok-share",
+        type=float,
+        default=None,
+        help="with --images-only: share of defect-free frames",
+    )
     args = parser.parse_args(argv)
     size = (args.size[0], args.size[1])
     if args.images_only:
-        write_samples(args.out_dir, args.count, SPLIT_SEEDS[args.split], size, args.quality)
+        write_samples(
+            args.out_dir, args.count, SPLIT_SEEDS[args.split], size, args.quality, args.ok_share
+        )
     else:
         write_yolo_dataset(args.out_dir, args.count, SPLIT_SEEDS[args.split], size, args.quality)
     print(json.dumps({"out_dir": str(args.out_dir), "count": args.count, "split": args.split}))

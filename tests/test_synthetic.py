@@ -118,3 +118,13 @@ def test_command_line_writes_a_split(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert synthetic.main([str(tmp_path / "t"), "--split", "test", "--count", "2"]) == 0
     assert json.loads(capsys.readouterr().out)["count"] == 2
     assert len(list((tmp_path / "t" / "labels").iterdir())) == 2
+
+
+def test_samples_with_an_ok_share_spread_defect_free_frames_evenly():
+    from mfgvision.synthetic import pick_samples
+
+    picked = [bool(boxes) for _, boxes in pick_samples(10, seed=4404, size=(160, 90), ok_share=0.6)]
+    assert picked.count(False) == 6 and picked.count(True) == 4
+    assert "".join("x" if ng else "." for ng in picked) not in ("xxxx......", "......xxxx")
+    unfiltered = [bool(b) for _, b in pick_samples(10, seed=4404, size=(160, 90))]
+    assert len(unfiltered) == 10
