@@ -62,7 +62,10 @@ def twin_config_main(args: argparse.Namespace) -> int:
     except (AuthConfigError, RegistryError) as exc:
         print(f"mfgvision twin-config: {exc}", file=sys.stderr)
         return 2
-    return run_until_signalled([TwinConfigServer(registry, auth, args.host, args.port)])
+    server = TwinConfigServer(registry, auth, args.host, args.port)
+    return run_until_signalled(
+        [server], on_started=lambda: print(f"mfgvision twin-config on {server.url}", flush=True)
+    )
 
 
 class TwinConfigServer(WsgiService):
@@ -85,7 +88,6 @@ class TwinConfigServer(WsgiService):
 
     def start(self) -> None:
         super().start()
-        print(f"mfgvision twin-config on {self.url}", flush=True)
         log.info("twin configuration tool serving", extra={"url": self.url})
 
     def stop(self) -> None:
