@@ -210,6 +210,10 @@ def main() -> None:
         "benchmark": "db_writes",
         "server": server_version,
         "driver": f"mysql+{args.driver}" if args.driver else server_url.drivername,
+        "mysql_connector": {
+            "version": mysql.connector.__version__,
+            "c_extension": mysql.connector.HAVE_CEXT,
+        },
         "machine": machine(),
         "rows": args.rows,
         "detections": detections,

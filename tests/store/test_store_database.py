@@ -228,6 +228,19 @@ def test_password_is_never_logged(caplog: pytest.LogCaptureFixture) -> None:
     assert "***" in database.safe_url
 
 
+@pytest.mark.parametrize("c_extension", [True, False])
+def test_pure_python_mysql_driver_is_reported(
+    c_extension: bool, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import mysql.connector
+
+    monkeypatch.setattr(mysql.connector, "HAVE_CEXT", c_extension)
+    caplog.set_level("WARNING")
+    Database("mysql+mysqlconnector://edge@127.0.0.1:1/edge").close()
+    warned = [r for r in caplog.records if "C extension unavailable" in r.getMessage()]
+    assert bool(warned) is not c_extension
+
+
 def test_unsupported_backend_is_refused() -> None:
     with pytest.raises(ValueError, match="unsupported"):
         Database("postgresql://u@localhost/edge")
