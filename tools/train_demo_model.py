@@ -30,9 +30,11 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import onnx
 import torch
 import torch.nn.functional as F
 import yaml
+from onnx import numpy_helper
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -416,9 +418,14 @@ def train(args: argparse.Namespace) -> tuple[nn.Module, dict]:
         f"data ready: {len(images)} train / {len(val_images)} val in {gen_minutes:.1f} min",
         flush=True,
     )
+    precision = "bf16 autocast" if amp else "fp32"
     model = DefectNet(len(CLASS_NAMES), args.width).to(device)
     earlier: list[dict] = []
-    if args.init:
+    if args.init and args.init.suffix == ".onnx":
+        calibration, _ = make_batch(images, boxes, rng.integers(0, len(images), 64), rng, args.crop)
+        earlier = load_onnx_weights(model.cpu(), args.init, calibration)
+        model.to(device)
+    elif args.init:
         saved = torch.load(args.init, map_location=device)
         model.load_state_dict(saved["state_dict"])
         earlier = saved["stages"]
@@ -461,33 +468,98 @@ def train(args: argparse.Namespace) -> tuple[nn.Module, dict]:
             report = evaluate_torch(ema.model, val_images, val_boxes, device)
             history.append({"minutes": round(elapsed / 60, 1), "step": step, **report})
             print(f"val {json.dumps(history[-1])}", flush=True)
-            save_weights(cache / "last_checkpoint.pt", ema.model, earlier, elapsed / 60, step)
+            save_weights(
+                cache / "last_checkpoint.pt", ema.model, earlier, elapsed / 60, step, precision
+            )
     train_minutes = (time.time() - start) / 60
     final = evaluate_torch(ema.model, val_images, val_boxes, device)
     history.append({"minutes": round(train_minutes, 1), "step": step, **final})
     print(f"val {json.dumps(history[-1])}", flush=True)
-    stages = save_weights(args.weights, ema.model, earlier, train_minutes, step)
+    stages = save_weights(args.weights, ema.model, earlier, train_minutes, step, precision)
     stats = {
         "parameters": params,
         "stages": stages,
         "steps": step,
         "train_minutes": round(train_minutes, 1),
         "data_minutes": round(gen_minutes, 1),
-        "precision": "bf16" if amp else "fp32",
         "device": str(device),
         "val_history": history,
     }
     return ema.model, stats
 
 
+@torch.no_grad()
+def load_onnx_weights(model: DefectNet, path: Path, calibration: torch.Tensor) -> list[dict]:
+    """Load a ``DefectNet`` exported by this tool back from its ONNX file; return its stages.
+
+    The export folds each batch norm into its convolution. The convolutions get the folded weights
+    exactly; each batch norm gets the mean and variance its convolution produces on
+    ``calibration`` (a training batch) with the affine part chosen so that the network computes the
+    same function, so training resumes with batch statistics close to the running ones. The stages
+    come from the ``model.yaml`` beside the file, when there is one.
+    """
+    graph = onnx.load(str(path)).graph
+    weights = {t.name: torch.from_numpy(numpy_helper.to_array(t).copy()) for t in graph.initializer}
+    nodes = [n for n in graph.node if n.op_type == "Conv"]
+    order: list[nn.Conv2d] = []
+    hooks = [
+        m.register_forward_hook(lambda m, _i, _o: order.append(m))
+        for m in model.modules()
+        if isinstance(m, nn.Conv2d)
+    ]
+    model.eval()(calibration[:1])
+    for h in hooks:
+        h.remove()
+    if len(order) != len(nodes):
+        raise ValueError(f"{path}: {len(nodes)} convolutions, the network has {len(order)}")
+    norms = {id(m[0]): m[1] for m in model.modules() if isinstance(m, ConvBN)}
+    folded_bias = {}
+    for conv, node in zip(order, nodes, strict=True):
+        weight, bias = weights[node.input[1]], weights[node.input[2]]
+        if weight.shape != conv.weight.shape:
+            raise ValueError(
+                f"{path}: {node.name} is {tuple(weight.shape)}, expected "
+                f"{tuple(conv.weight.shape)} (another --width?)"
+            )
+        conv.weight.copy_(weight)
+        if id(conv) in norms:
+            bn = norms[id(conv)]
+            bn.weight.fill_(1.0), bn.bias.copy_(bias), bn.running_mean.zero_()
+            bn.running_var.fill_(1.0 - bn.eps)
+            folded_bias[id(conv)] = bias
+        else:
+            conv.bias.copy_(bias)
+    outputs: dict[int, torch.Tensor] = {}
+    hooks = [
+        conv.register_forward_hook(lambda m, _i, o: outputs.__setitem__(id(m), o))
+        for conv in order
+        if id(conv) in norms
+    ]
+    model(calibration)
+    for h in hooks:
+        h.remove()
+    for key, bn in norms.items():
+        mean, var = outputs[key].mean((0, 2, 3)), outputs[key].var((0, 2, 3), unbiased=False)
+        bn.running_mean.copy_(mean), bn.running_var.copy_(var)
+        bn.weight.copy_(torch.sqrt(var + bn.eps)), bn.bias.copy_(folded_bias[key] + mean)
+    card = path.with_name("model.yaml")
+    return yaml.safe_load(card.read_text())["training"]["stages"] if card.exists() else []
+
+
 def save_weights(
-    path: Path, model: nn.Module, earlier: list[dict], minutes: float, steps: int
+    path: Path, model: nn.Module, earlier: list[dict], minutes: float, steps: int, precision: str
 ) -> list[dict]:
-    """Save EMA weights with every training stage so far (command, minutes, steps); return those."""
+    """Save EMA weights with every training stage so far; return those stages.
+
+    Each stage records its command, minutes, steps, precision and machine, since stages of one
+    model may run on different machines.
+    """
     stage = {
         "command": "python tools/train_demo_model.py " + " ".join(sys.argv[1:]),
         "minutes": round(minutes, 1),
         "steps": steps,
+        "precision": precision,
+        "machine": machine_description(),
     }
     stages = [*earlier, stage]
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -496,7 +568,7 @@ def save_weights(
 
 
 def machine_description() -> str:
-    """CPU model and core count, for the model card."""
+    """CPU model, core count and native bf16 support (or the GPU), for the model card."""
     cpu = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -505,7 +577,18 @@ def machine_description() -> str:
                 break
     except OSError:
         pass
-    return f"{cpu}, {os.cpu_count()} cores, {platform.machine()}"
+    if torch.cuda.is_available():
+        return f"{torch.cuda.get_device_name()} (CUDA), host {cpu}"
+    native = [
+        name
+        for name, present in (
+            ("AVX512-BF16", torch.cpu._is_avx512_bf16_supported()),
+            ("AMX", torch.cpu._is_amx_tile_supported()),
+        )
+        if present
+    ]
+    bf16 = ", ".join(native) if native else "no native bf16"
+    return f"{cpu}, {os.cpu_count()} cores, {platform.machine()}, {bf16}"
 
 
 def model_card(args: argparse.Namespace, stats: dict) -> dict:
@@ -536,8 +619,6 @@ def model_card(args: argparse.Namespace, stats: dict) -> dict:
             "minutes": round(sum(st["minutes"] for st in stats["stages"]), 1),
             "steps": sum(st["steps"] for st in stats["stages"]),
             "batch": args.batch,
-            "precision": stats["precision"],
-            "machine": machine_description(),
             "torch": str(torch.__version__),
         },
         "licence": "MIT",
@@ -604,7 +685,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--threads", type=int, default=0, help="CPU threads (0: all); 1 is faster on a busy machine"
     )
     p.add_argument("--cache-dir", default="/tmp/mfgvision-train-cache")
-    p.add_argument("--init", type=Path, help="continue from weights saved by an earlier run")
+    p.add_argument(
+        "--init",
+        type=Path,
+        help="continue from weights saved by an earlier run (--weights), or from a model.onnx "
+        "this tool exported",
+    )
     p.add_argument(
         "--weights",
         type=Path,
