@@ -171,6 +171,11 @@ def main() -> None:
         default=None,
         help="SQLAlchemy driver of the project's writer, e.g. pymysql (default: the URL's)",
     )
+    parser.add_argument(
+        "--pure-python",
+        action="store_true",
+        help="run mysql-connector without its C extension on both sides",
+    )
     args = parser.parse_args()
 
     server_url = make_url(args.url)
@@ -188,11 +193,14 @@ def main() -> None:
             "port": server_url.port or 3306,
             "user": server_url.username or "root",
             "password": server_url.password or "",
+            "use_pure": args.pure_python,
         }
         t_original = original(server, names["original"], records)
         project_url = server_url.set(database=names["mfgvision"])
         if args.driver:
             project_url = project_url.set(drivername=f"mysql+{args.driver}")
+        elif args.pure_python:
+            project_url = project_url.update_query_dict({"use_pure": "true"})
         t_project = project(project_url.render_as_string(hide_password=False), records)
         with admin.connect() as conn:
             server_version = conn.execute(text("SELECT VERSION()")).scalar()
@@ -212,7 +220,7 @@ def main() -> None:
         "driver": f"mysql+{args.driver}" if args.driver else server_url.drivername,
         "mysql_connector": {
             "version": mysql.connector.__version__,
-            "c_extension": mysql.connector.HAVE_CEXT,
+            "c_extension": mysql.connector.HAVE_CEXT and not args.pure_python,
         },
         "machine": machine(),
         "rows": args.rows,

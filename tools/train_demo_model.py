@@ -11,7 +11,7 @@ targets + 2 x GIoU + 0.5 x L1, dihedral flips/rotations, gain/offset/tint/noise 
 warm-up then cosine over a wall-clock budget, EMA weights. Runs on CPU (bf16 autocast where the CPU
 has native bf16) and uses CUDA when present.
 
-    python tools/train_demo_model.py --minutes 25 --out edge_assets/models/demo-defects/1/
+    python tools/train_demo_model.py --minutes 30 --out edge_assets/models/demo-defects/1/
 """
 
 from __future__ import annotations
@@ -665,7 +665,7 @@ def write_golden(model_dir: Path, size: int) -> dict:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line options."""
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--minutes", type=float, default=25.0, help="training wall-clock budget")
+    p.add_argument("--minutes", type=float, default=30.0, help="training wall-clock budget")
     p.add_argument("--input-size", type=int, default=320)
     p.add_argument("--export-size", type=int, default=None, help="also export at this size")
     p.add_argument("--out", type=Path, default=Path("edge_assets/models/demo-defects/1"))

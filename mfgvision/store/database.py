@@ -275,7 +275,7 @@ def _create_engine(url: URL) -> Engine:
 
 
 def _warn_without_c_extension() -> None:
-    """Say so when mysql-connector runs in pure Python (writes then cost about 40% more CPU)."""
+    """Say so when mysql-connector runs in pure Python (each write then costs more CPU)."""
     import mysql.connector
 
     if not mysql.connector.HAVE_CEXT:
