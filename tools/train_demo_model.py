@@ -524,7 +524,9 @@ def load_onnx_weights(model: DefectNet, path: Path, calibration: torch.Tensor) -
         conv.weight.copy_(weight)
         if id(conv) in norms:
             bn = norms[id(conv)]
-            bn.weight.fill_(1.0), bn.bias.copy_(bias), bn.running_mean.zero_()
+            bn.weight.fill_(1.0)
+            bn.bias.copy_(bias)
+            bn.running_mean.zero_()
             bn.running_var.fill_(1.0 - bn.eps)
             folded_bias[id(conv)] = bias
         else:
@@ -540,8 +542,10 @@ def load_onnx_weights(model: DefectNet, path: Path, calibration: torch.Tensor) -
         h.remove()
     for key, bn in norms.items():
         mean, var = outputs[key].mean((0, 2, 3)), outputs[key].var((0, 2, 3), unbiased=False)
-        bn.running_mean.copy_(mean), bn.running_var.copy_(var)
-        bn.weight.copy_(torch.sqrt(var + bn.eps)), bn.bias.copy_(folded_bias[key] + mean)
+        bn.running_mean.copy_(mean)
+        bn.running_var.copy_(var)
+        bn.weight.copy_(torch.sqrt(var + bn.eps))
+        bn.bias.copy_(folded_bias[key] + mean)
     card = path.with_name("model.yaml")
     return yaml.safe_load(card.read_text())["training"]["stages"] if card.exists() else []
 
