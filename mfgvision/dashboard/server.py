@@ -55,7 +55,14 @@ def dashboard_main(args: argparse.Namespace) -> int:
         configure_logging("dashboard")
     paths = Paths.from_env()
     db = Database(args.db_url or database_url_from_env(paths.default_db_path))
-    server = DashboardServer(db, args.images_dir or paths.images, args.host, args.port, args.title)
+    server = DashboardServer(
+        db,
+        args.images_dir or paths.images,
+        args.host,
+        args.port,
+        args.title,
+        status_dir=args.status_dir,
+    )
     return run_until_signalled(
         [server], on_started=lambda: print(f"mfgvision dashboard on {server.url}", flush=True)
     )

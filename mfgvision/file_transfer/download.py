@@ -35,12 +35,13 @@ from azure.core.exceptions import AzureError
 from tqdm import tqdm
 
 from mfgvision.file_transfer.common import TransferReport, md5_file
+from mfgvision.inference.labels import LABEL_FILES
+from mfgvision.store.images import fsync_folder, write_atomic
 
 log = logging.getLogger(__name__)
 
 SYNC_FILE = ".sync.json"
 MODEL_FILE = "model.onnx"
-LABEL_FILES = ("labels.json", "labels.txt")
 VERSION_FILES = (MODEL_FILE, *LABEL_FILES, "model.yaml")
 _PART = re.compile(r"^[A-Za-z0-9_\-][A-Za-z0-9_.\-]{0,79}$")
 _RENAME_EXCHANGE = 2
@@ -160,8 +161,7 @@ def _sync_version(
             total += _download(container, remote, staging / file_name, progress)
         if verify:
             verify_model(staging)
-        (staging / SYNC_FILE).write_text(json.dumps({"files": wanted}, indent=1), encoding="utf-8")
-        _fsync_tree(staging)
+        write_atomic(staging / SYNC_FILE, json.dumps({"files": wanted}, indent=1).encode())
         _swap_into_place(staging, final)
         return total
     finally:
@@ -213,7 +213,7 @@ def verify_model(folder: Path) -> None:
             f"{MODEL_FILE} cannot be read: {type(exc).__name__}: {exc}"[:400]
         ) from None
     try:
-        model = load_model(folder, RuntimeOptions(providers=["CPUExecutionProvider"]))
+        model = load_model(folder, RuntimeOptions.cpu_only())
     except ModelLoadError as exc:
         raise VerifyError(str(exc)) from None
     except Exception as exc:
@@ -225,10 +225,10 @@ def _swap_into_place(staging: Path, final: Path) -> None:
     """Rename ``staging`` to ``final``; an existing ``final`` is exchanged atomically where possible."""
     if not final.exists():
         os.rename(staging, final)
-        _fsync_dir(final.parent)
+        fsync_folder(final.parent)
         return
     if _exchange(staging, final):  # staging now holds the old version, removed by the caller
-        _fsync_dir(final.parent)
+        fsync_folder(final.parent)
         return
     old = final.with_name(f".{final.name}.old-{os.getpid()}.tmp")
     os.rename(final, old)
@@ -238,7 +238,7 @@ def _swap_into_place(staging: Path, final: Path) -> None:
         os.rename(old, final)
         raise
     shutil.rmtree(old, ignore_errors=True)
-    _fsync_dir(final.parent)
+    fsync_folder(final.parent)
 
 
 def _exchange(a: Path, b: Path) -> bool:
@@ -260,22 +260,6 @@ def _exchange(a: Path, b: Path) -> bool:
     ]
     result = renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE)
     return result == 0
-
-
-def _fsync_tree(folder: Path) -> None:
-    for path in folder.iterdir():
-        if path.is_file():
-            with path.open("rb") as fh:
-                os.fsync(fh.fileno())
-    _fsync_dir(folder)
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def sync_files(container: Any, folder: Path, progress: bool = False) -> TransferReport:

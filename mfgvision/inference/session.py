@@ -33,6 +33,11 @@ class RuntimeOptions:
     trt_cache_dir: Path | None = None
     spin_wait: bool = True
 
+    @classmethod
+    def cpu_only(cls) -> RuntimeOptions:
+        """Options for checking a model: CPU, so no GPU memory or TensorRT engine build is spent."""
+        return cls(providers=[CPU])
+
 
 @dataclass
 class SessionInfo:

@@ -19,7 +19,8 @@ from typing import Any
 import cv2
 
 from mfgvision.evaluation import iou
-from mfgvision.inference import ModelLoadError, load_model
+from mfgvision.inference import ModelLoadError, RuntimeOptions, load_model
+from mfgvision.inference.labels import LABEL_FILES
 
 log = logging.getLogger(__name__)
 
@@ -69,9 +70,9 @@ def seed(shipped: Path, target: Path, depth: int = 2) -> list[str]:
         except OSError:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        for parent_file in source.parent.glob("labels.*") if depth == 2 else ():
-            if not (dest.parent / parent_file.name).exists():
-                shutil.copy2(parent_file, dest.parent / parent_file.name)
+        for name in LABEL_FILES if depth == 2 else ():
+            if (source.parent / name).is_file() and not (dest.parent / name).exists():
+                shutil.copy2(source.parent / name, dest.parent / name)
         seeded.append(str(rel))
     return seeded
 
@@ -89,7 +90,7 @@ def validate(folder: Path, tolerance: float) -> VersionReport:
     """Load and check one version; never raises for a bad model."""
     report = VersionReport(folder.parent.name, folder.name, valid=False)
     try:
-        model = load_model(folder)
+        model = load_model(folder, RuntimeOptions.cpu_only())
     except ModelLoadError as exc:
         report.error = str(exc)
         return report

@@ -79,7 +79,7 @@ def write_atomic(path: Path, data: bytes) -> None:
             os.unlink(tmp_name)
         logger.warning("atomic write failed", extra={"path": str(path)})
         raise
-    _fsync_folder(path.parent)
+    fsync_folder(path.parent)
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -90,7 +90,7 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[written:]
 
 
-def _fsync_folder(folder: Path) -> None:
+def fsync_folder(folder: Path) -> None:
     """Persist the rename itself (POSIX); a no-op where folders cannot be opened."""
     if os.name != "posix":
         return

@@ -8,7 +8,6 @@ the user saw, and a twin changed in between is refused with :class:`ConflictErro
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import os
 from abc import ABC, abstractmethod
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mfgvision.edge.inprocess import InProcessBroker
+from mfgvision.edge.manifest import ManifestError, join_create_options
 
 if TYPE_CHECKING:
     from azure.iot.hub import IoTHubRegistryManager
@@ -108,14 +108,13 @@ class TwinRegistry(ABC):
 
 
 def command_of(module_spec: dict[str, Any]) -> list[str]:
-    """The ``Cmd`` of an ``$edgeAgent`` module entry (createOptions as a string or an object)."""
-    options = (module_spec.get("settings") or {}).get("createOptions") or {}
-    if isinstance(options, str):
-        try:
-            options = json.loads(options) if options.strip() else {}
-        except ValueError:
-            return []
-    cmd = options.get("Cmd") if isinstance(options, dict) else None
+    """The ``Cmd`` of an ``$edgeAgent`` module entry (createOptions as an object, a string or
+    ``createOptions01``... chunks)."""
+    try:
+        options = join_create_options(module_spec.get("settings") or {})
+    except ManifestError:
+        return []
+    cmd = options.get("Cmd")
     return [str(c) for c in cmd] if isinstance(cmd, list) else []
 
 
@@ -250,6 +249,7 @@ class CloudRegistry(TwinRegistry):
             _as_dict(getattr(props, "desired", None)),
             _as_dict(getattr(props, "reported", None)),
             str(getattr(twin, "etag", "") or "*"),
+            _kind(self._commands(device_id), module_id),
         )
 
 

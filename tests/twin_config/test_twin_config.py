@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 from typing import Any
@@ -13,12 +14,13 @@ from azure.iot.hub.models import Module, QueryResult, Twin, TwinProperties
 from flask.testing import FlaskClient
 from werkzeug.security import generate_password_hash
 
+from mfgvision.edge.checks import split_create_options
 from mfgvision.edge.inprocess import InProcessBroker
 from mfgvision.settings import CisSettings, SettingsError
 from mfgvision.twin_config.app import create_app
 from mfgvision.twin_config.forms import form_fields, propose, read_form
 from mfgvision.twin_config.manifest import ManifestEditError, clone_camera, redact
-from mfgvision.twin_config.registry import CloudRegistry, ConflictError, LocalRegistry
+from mfgvision.twin_config.registry import CloudRegistry, ConflictError, LocalRegistry, command_of
 from mfgvision.web.auth import AuthConfig
 
 DESIRED = {"camera_id": "line1-top", "camera_uri": "samples/line1", "prob_threshold": 0.5}
@@ -340,8 +342,9 @@ def test_cloud_registry_uses_the_service_sdk() -> None:
     assert [(m.module_id, m.kind) for m in modules] == [("CIS1", "cis"), ("Dashboard", "dashboard")]
     twin = registry.twin("edge-1", "CIS1")
     assert twin.etag == "e1" and twin.desired_version == 4
+    assert twin.kind == "cis"  # the module page finds its settings form by kind
     updated = registry.patch_desired("edge-1", "CIS1", {"prob_threshold": 0.7}, "e1")
-    assert updated.desired_version == 5
+    assert updated.desired_version == 5 and updated.kind == "cis"
     (call,) = manager.update_module_twin.call_args_list
     device, module, body, etag = call.args
     assert (device, module, etag) == ("edge-1", "CIS1", "e1")
@@ -358,3 +361,17 @@ def test_cloud_conflict_is_reported() -> None:
     manager.update_module_twin.side_effect = error
     with pytest.raises(ConflictError):
         CloudRegistry(manager).patch_desired("d", "m", {"a": 1}, "old")
+
+
+def test_command_of_reads_every_create_options_form() -> None:
+    cmd = ["cis", "--module", "CIS1"]
+    padding = {"HostConfig": {"Binds": [f"/srv/volume{i}:/data{i}" for i in range(40)]}}
+    as_object = {"settings": {"createOptions": {"Cmd": cmd, **padding}}}
+    as_string = {"settings": {"createOptions": json.dumps({"Cmd": cmd})}}
+    chunked = copy.deepcopy(as_object)
+    split_create_options(chunked["settings"])
+    assert "createOptions01" in chunked["settings"]
+    for spec in (as_object, as_string, chunked):
+        assert command_of(spec) == cmd
+    assert command_of({"settings": {"createOptions": "{not json"}}) == []
+    assert command_of({}) == []
