@@ -9,30 +9,47 @@ the same server:
 * mfgvision: ``Database.write`` on the pooled engine in batches of 64 rows (the CIS writer's batch),
   one transaction and one multi-row ``INSERT`` per table per batch.
 
-Prints one JSON object with rows/s of each and the ratio.
+Prints one JSON object with rows/s of each, the ratio, and whether the connections were encrypted.
 
     python benchmarks/db_writes.py --url mysql+mysqlconnector://root:@127.0.0.1:3306 --rows 2000
+    python benchmarks/db_writes.py --private-server tls    # a throwaway MariaDB serving TLS
+
+A new connection costs far more when the server offers TLS, as MariaDB >= 11.4 (the image the
+deployment manifest runs) and MySQL 8.0 (the original's image) do out of the box: the driver then
+encrypts by default. ``--private-server`` starts a throwaway MariaDB on a free port, with (``tls``) or
+without (``plain``) a self-signed certificate, so that both configurations can be measured on any
+machine with the MariaDB server binaries.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
 import random
 import subprocess
+import sys
+import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import mysql.connector
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from mfgvision.edge.certs import ensure_ca, issue_server_cert
 from mfgvision.inference.types import Box, Detection
 from mfgvision.store.database import Database
 from mfgvision.store.records import InferenceRecord
+
+# The throwaway server is the one the tests use; the repository root makes it importable.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests.services import PrivateMariaDB
 
 BATCH_ROWS = 64
 LABELS = ["scratch", "hole", "spot"]
@@ -129,16 +146,53 @@ def original(server: dict, database: str, records: list[InferenceRecord]) -> flo
     return time.perf_counter() - start
 
 
-def project(url: str, records: list[InferenceRecord]) -> float:
-    """The project's writer: pooled engine, batched inserts; returns seconds."""
+def project(url: str, records: list[InferenceRecord]) -> tuple[float, str | None]:
+    """The project's writer: pooled engine, batched inserts; returns seconds and the TLS cipher."""
     db = Database(url)
     db.create_schema()
     start = time.perf_counter()
     for i in range(0, len(records), BATCH_ROWS):
         db.write(records[i : i + BATCH_ROWS])
     elapsed = time.perf_counter() - start
+    with db.engine.connect() as conn:
+        cipher = conn.execute(text("SHOW SESSION STATUS LIKE 'Ssl_cipher'")).one()[1]
     db.close()
-    return elapsed
+    return elapsed, cipher or None
+
+
+def original_cipher(server: dict) -> str | None:
+    """The TLS cipher a connection made like the original's gets; None when unencrypted."""
+    conn = mysql.connector.connect(**server)
+    try:
+        cursor = conn.cursor()
+        cursor.execute("SHOW SESSION STATUS LIKE 'Ssl_cipher'")
+        cipher = cursor.fetchone()[1]
+        cursor.close()
+    finally:
+        conn.close()
+    return cipher or None
+
+
+@contextlib.contextmanager
+def private_server(tls: bool) -> Iterator[str]:
+    """A throwaway MariaDB on a free port (TLS with a self-signed certificate when ``tls``)."""
+    with tempfile.TemporaryDirectory(prefix="db-writes-") as folder:
+        root = Path(folder)
+        args: list[str] = []
+        if tls:
+            ca, ca_key = ensure_ca(root / "tls", common_name="db_writes benchmark CA")
+            files = issue_server_cert(ca, ca_key, root / "tls", ["127.0.0.1"])
+            args = [f"--ssl-cert={files.cert}", f"--ssl-key={files.key}", f"--ssl-ca={files.ca}"]
+        server = PrivateMariaDB(root / "mariadb", extra_args=args)
+        server.install()
+        try:
+            server.sql(
+                "CREATE USER 'bench'@'127.0.0.1' IDENTIFIED BY 'benchpw'; "
+                "GRANT ALL ON *.* TO 'bench'@'127.0.0.1';"
+            )
+            yield f"mysql+mysqlconnector://bench:benchpw@127.0.0.1:{server.port}"
+        finally:
+            server.stop()
 
 
 def machine() -> dict:
@@ -165,6 +219,11 @@ def main() -> None:
         ),
         help="server URL without a database; two scratch databases are created and dropped",
     )
+    parser.add_argument(
+        "--private-server",
+        choices=("tls", "plain"),
+        help="start a throwaway MariaDB for the run (with or without TLS) instead of using --url",
+    )
     parser.add_argument("--rows", type=int, default=2000)
     parser.add_argument(
         "--driver",
@@ -177,8 +236,16 @@ def main() -> None:
         help="run mysql-connector without its C extension on both sides",
     )
     args = parser.parse_args()
+    if args.private_server:
+        with private_server(tls=args.private_server == "tls") as url:
+            run(args, url)
+    else:
+        run(args, args.url)
 
-    server_url = make_url(args.url)
+
+def run(args: argparse.Namespace, url: str) -> None:
+    """Both patterns on the server at ``url``; prints the result."""
+    server_url = make_url(url)
     admin = create_engine(server_url)
     suffix = uuid.uuid4().hex[:8]
     names = {"original": f"bench_original_{suffix}", "mfgvision": f"bench_mfgvision_{suffix}"}
@@ -195,13 +262,16 @@ def main() -> None:
             "password": server_url.password or "",
             "use_pure": args.pure_python,
         }
+        cipher = original_cipher(server)
         t_original = original(server, names["original"], records)
         project_url = server_url.set(database=names["mfgvision"])
         if args.driver:
             project_url = project_url.set(drivername=f"mysql+{args.driver}")
         elif args.pure_python:
             project_url = project_url.update_query_dict({"use_pure": "true"})
-        t_project = project(project_url.render_as_string(hide_password=False), records)
+        t_project, project_cipher = project(
+            project_url.render_as_string(hide_password=False), records
+        )
         with admin.connect() as conn:
             server_version = conn.execute(text("SELECT VERSION()")).scalar()
             stored = {
@@ -223,6 +293,8 @@ def main() -> None:
             "c_extension": mysql.connector.HAVE_CEXT and not args.pure_python,
         },
         "machine": machine(),
+        "server_config": args.private_server or "given --url",
+        "tls_cipher": {"original": cipher, "mfgvision": project_cipher},
         "rows": args.rows,
         "detections": detections,
         "batch_rows": BATCH_ROWS,

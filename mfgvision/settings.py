@@ -8,10 +8,13 @@ never accepted from the twin: they come from the environment.
 
 from __future__ import annotations
 
+import copy
 import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from mfgvision.edge.twins import merge
 
 CameraType = Literal["folder", "video", "rtsp", "http", "usb", "basler", "allied", "genicam"]
 
@@ -342,13 +345,8 @@ def parse_settings(model: type[ModuleSettings], desired: dict[str, Any]) -> Modu
 
 
 def merge_patch(current: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
-    """Apply a desired-properties patch (JSON merge-patch: null deletes a key)."""
-    merged = dict(current)
-    for key, value in patch.items():
-        if key.startswith("$"):
-            continue
-        if value is None:
-            merged.pop(key, None)
-        else:
-            merged[key] = value
+    """``current`` with a desired-properties patch applied as the hub applies it (JSON merge-patch:
+    nested objects merge, null deletes, ``$`` keys are metadata)."""
+    merged = copy.deepcopy(current)
+    merge(merged, patch)
     return merged

@@ -8,8 +8,12 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
+from sqlalchemy import select
+
 from mfgvision.inference.types import Box, Detection
+from mfgvision.store.database import Database, records_with_detections
 from mfgvision.store.records import InferenceRecord
+from mfgvision.store.schema import inference_data
 
 T0 = datetime(2026, 3, 1, 8, 30, tzinfo=timezone.utc)
 
@@ -47,3 +51,13 @@ def wait_for(check: Callable[[], bool], timeout: float = 20.0) -> bool:
             return True
         time.sleep(0.05)
     return False
+
+
+def recent(db: Database, limit: int, camera_id: str | None = None) -> list[InferenceRecord]:
+    """The newest ``limit`` stored inferences (optionally of one camera), newest first."""
+    t = inference_data
+    query = select(t).order_by(t.c.created.desc(), t.c.id.desc()).limit(max(limit, 0))
+    if camera_id is not None:
+        query = query.where(t.c.camera_id == camera_id)
+    with db.engine.connect() as conn:
+        return records_with_detections(conn, conn.execute(query).all())

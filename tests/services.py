@@ -13,7 +13,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -129,8 +129,9 @@ class Azurite:
 class PrivateMariaDB:
     """A throwaway MariaDB server under ``root`` on its own port (never the system one on 3306)."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, extra_args: Sequence[str] = ()) -> None:
         self.root = root
+        self.extra_args = list(extra_args)
         self.data = root / "data"
         self.socket = root / "run" / "mysqld.sock"
         self.port = free_port()
@@ -162,7 +163,7 @@ class PrivateMariaDB:
         if result.returncode != 0:
             unavailable(f"mariadb-install-db failed: {result.stderr[-500:]}")
         self.start()
-        self._sql(
+        self.sql(
             "CREATE DATABASE edge; CREATE USER 'edge'@'127.0.0.1' IDENTIFIED BY 'edgepw'; "
             "GRANT ALL ON edge.* TO 'edge'@'127.0.0.1';"
         )
@@ -185,6 +186,7 @@ class PrivateMariaDB:
                 f"--log-error={self.root / 'error.log'}",
                 "--innodb-buffer-pool-size=32M",
                 "--innodb-log-file-size=8M",
+                *self.extra_args,
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -201,7 +203,8 @@ class PrivateMariaDB:
             _terminate(self.proc, timeout=120)
             self.proc = None
 
-    def _sql(self, statements: str) -> None:
+    def sql(self, statements: str) -> None:
+        """Run ``statements`` as root over the server's socket."""
         client = shutil.which("mariadb") or shutil.which("mysql")
         if client is None:
             unavailable("the mariadb client is not installed")

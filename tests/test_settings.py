@@ -75,6 +75,17 @@ def test_merge_patch_deletes_with_null_and_ignores_metadata():
     assert merge_patch({"a": 1, "b": 2}, {"a": None, "c": 3, "$version": 9}) == {"b": 2, "c": 3}
 
 
+def test_merge_patch_merges_nested_objects_as_the_hub_does():
+    current = {"camera_features": {"ExposureTime": 8000, "Gain": 2.0}, "prob_threshold": 0.5}
+    patch = {"camera_features": {"Gain": None, "Gamma": 1.2}}
+    merged = merge_patch(current, patch)
+    assert merged == {
+        "camera_features": {"ExposureTime": 8000, "Gamma": 1.2},
+        "prob_threshold": 0.5,
+    }
+    assert current["camera_features"] == {"ExposureTime": 8000, "Gain": 2.0}  # left as it was
+
+
 def test_every_setting_is_documented():
     from pathlib import Path
 

@@ -51,6 +51,19 @@ def decode_side(model: Model) -> int:
     return max(*model.input_size, ANNOTATED_MIN_SIDE)
 
 
+def infers_every_frame(s: CisSettings) -> bool:
+    """True when the settings let every captured frame through to the model.
+
+    Only then is a JPEG frame decoded on the capture thread (beside inference); when the sampler
+    thins the frames, only those it admits are decoded, on the inference thread.
+    """
+    return (
+        s.trigger_paced
+        or s.inference_fps == 0
+        or (s.camera_fps > 0 and s.inference_fps >= s.camera_fps)
+    )
+
+
 def model_request(s: CisSettings, intra_op_threads: int | None) -> ModelRequest:
     return ModelRequest(
         s.model_name,
@@ -218,15 +231,15 @@ class CisPipeline:
                 continue
             with self._lock:
                 forced, self._capture_requests = self._capture_requests, []
-            model = self.models.current
-            if model is not None:
-                grabber.decode_side = decode_side(model)
+            model, s = self.models.current, self.settings
+            grabber.decode_side = (
+                decode_side(model) if model is not None and infers_every_frame(s) else None
+            )
             if model is None:
                 self.metrics.count("frames_without_model")
                 for f in forced:
                     f.set_exception(RuntimeError(f"no model serving: {self.models.error}"))
                 continue
-            s = self.settings
             if not (forced or s.trigger_paced or self._sampler.admit(time.monotonic())):
                 continue
             try:

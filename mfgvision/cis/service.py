@@ -158,12 +158,7 @@ class CisService:
         }
 
     def _report(self) -> None:
-        status: dict[str, Any] | None = None
-        try:
-            status = self.status()
-            self.hub.patch_reported(status)
-        except Exception as exc:
-            log.warning("reported properties not sent", extra={"error": str(exc)})
+        status = self.hub.report(self.status)
         if status is not None:
             self._write_status_file(status)
 

@@ -86,7 +86,7 @@ def overview() -> ResponseReturnValue:
     context = dashboard_context()
     latest = queries.latest_per_camera(context.db.engine)
     statuses = read_statuses(context.status_dir, now)
-    stats = context.rollup.stats(window)
+    stats = context.rollup.stats(window, labels=False)
     payload = build_overview(now, latest, statuses, stats, image_urls)
     for camera in payload["cameras"]:
         if camera["latest"] is not None:

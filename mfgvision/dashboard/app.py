@@ -19,6 +19,7 @@ from mfgvision.dashboard.stats import Rollup
 from mfgvision.dashboard.status import STATUS_FOLDER
 from mfgvision.store.database import Database
 from mfgvision.web.auth import AuthConfig, install_auth
+from mfgvision.web.headers import install_security_headers
 
 # Plotly sets inline styles on the elements it draws, hence 'unsafe-inline' for styles (not scripts).
 CONTENT_SECURITY_POLICY = (
@@ -93,7 +94,7 @@ def create_app(
     )
     app.register_error_handler(404, _not_found)
     app.register_error_handler(405, _not_found)
-    app.after_request(_security_headers)
+    install_security_headers(app, CONTENT_SECURITY_POLICY, CACHEABLE_ENDPOINTS)
     return app
 
 
@@ -102,14 +103,3 @@ def _not_found(exc: HTTPException) -> ResponseReturnValue:
     if request.path.startswith("/api/"):
         return jsonify(error=exc.description or exc.name), exc.code or 404
     return exc
-
-
-def _security_headers(response: Response) -> Response:
-    """Headers every response gets; dynamic data is never cached."""
-    response.headers.setdefault("X-Content-Type-Options", "nosniff")
-    response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
-    response.headers.setdefault("Referrer-Policy", "no-referrer")
-    response.headers.setdefault("X-Frame-Options", "DENY")
-    if request.endpoint not in CACHEABLE_ENDPOINTS or response.status_code >= 400:
-        response.headers["Cache-Control"] = "no-store"
-    return response

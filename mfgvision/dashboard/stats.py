@@ -186,8 +186,13 @@ class Rollup:
         """Build the rollup on a background thread (a dashboard start calls this)."""
         threading.Thread(target=self._rebuild_quietly, name="rollup-warmup", daemon=True).start()
 
-    def stats(self, window: Window, camera_id: str | None = None) -> WindowStats:
-        """Counts per camera, defects per class and bucket, inference time per camera and bucket."""
+    def stats(
+        self, window: Window, camera_id: str | None = None, labels: bool = True
+    ) -> WindowStats:
+        """Counts per camera, defects per class and bucket, inference time per camera and bucket.
+
+        ``labels=False`` leaves the defects out (empty), for callers that only need the counts.
+        """
         defect_s, latency_s = window.defect_bucket_s, window.latency_bucket_s
         counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])
         defects: dict[int, dict[str, int]] = defaultdict(dict)
@@ -217,7 +222,8 @@ class Rollup:
             # Beyond the horizon: aggregate in the database at the coarser of the two bucket sizes.
             bucket_s = math.gcd(defect_s, latency_s)
             add_cams(camera_buckets(self.engine, window.start, window.end, bucket_s), bucket_s)
-            add_labels(label_buckets(self.engine, window.start, window.end, bucket_s), bucket_s)
+            if labels:
+                add_labels(label_buckets(self.engine, window.start, window.end, bucket_s), bucket_s)
             source = "database"
         else:
             mid_lo = first_full
@@ -226,10 +232,11 @@ class Rollup:
             for begin, finish in live:
                 if begin < finish:
                     add_cams(camera_buckets(self.engine, begin, finish, MINUTE), MINUTE)
-                    add_labels(label_buckets(self.engine, begin, finish, MINUTE), MINUTE)
+                    if labels:
+                        add_labels(label_buckets(self.engine, begin, finish, MINUTE), MINUTE)
             for minutes in snap.cameras.values():
                 add_cams((c for m, c in minutes.items() if mid_lo <= m < mid_hi), MINUTE)
-            for cam, minutes in snap.labels.items():
+            for cam, minutes in snap.labels.items() if labels else ():
                 rows = (
                     (cam, m, label, n)
                     for m, per in minutes.items()

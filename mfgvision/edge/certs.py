@@ -21,6 +21,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 CA_DAYS = 3650
 SERVER_DAYS = 825
+CA_NAME = "mfgvision edgeHub stand-in CA"
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,7 @@ def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
     )
 
 
-def ensure_ca(folder: Path) -> tuple[Path, Path]:
+def ensure_ca(folder: Path, common_name: str = CA_NAME) -> tuple[Path, Path]:
     """``ca.pem`` and ``ca.key`` in ``folder``, created once and kept."""
     folder.mkdir(parents=True, exist_ok=True)
     cert_path, key_path = folder / "ca.pem", folder / "ca.key"
@@ -60,7 +61,7 @@ def ensure_ca(folder: Path) -> tuple[Path, Path]:
         if cert.not_valid_after_utc > _now() + dt.timedelta(days=30):
             return cert_path, key_path
     key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "mfgvision edgeHub stand-in CA")])
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     cert = (
         x509.CertificateBuilder()
         .subject_name(name)

@@ -84,6 +84,23 @@ class Hub(ABC):
     def patch_reported(self, patch: dict[str, Any]) -> None:
         """Merge ``patch`` into the reported properties."""
 
+    def report(self, build: Callable[[], dict[str, Any]]) -> dict[str, Any] | None:
+        """Send ``build()`` as reported properties; failures are logged, never raised (the next
+        report carries the state again). Returns what was built (sent or not), None if nothing."""
+        try:
+            properties = build()
+        except Exception:
+            log.exception("reported properties not built", extra={"hub_module": self.module_id})
+            return None
+        try:
+            self.patch_reported(properties)
+        except Exception as exc:
+            log.warning(
+                "reported properties not sent",
+                extra={"hub_module": self.module_id, "error": f"{type(exc).__name__}: {exc}"},
+            )
+        return properties
+
     def on_method(self, name: str, handler: MethodHandler) -> None:
         """Answer direct method ``name`` with ``handler(payload)``."""
         self._methods[name] = handler

@@ -18,6 +18,7 @@ from typing import Any
 
 from mfgvision.edge.hub import Hub, HubMessage, InputHandler, PatchHandler
 from mfgvision.edge.routes import Route
+from mfgvision.edge.twins import merge
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +124,7 @@ class InProcessHub(Hub):
 
     def patch_reported(self, patch: dict[str, Any]) -> None:
         with self._lock:
-            _merge(self.reported, copy.deepcopy(patch))
+            merge(self.reported, patch)
 
     def deliver(self, input_name: str, message: HubMessage) -> None:
         """Queue a message for one of this module's inputs."""
@@ -133,7 +134,7 @@ class InProcessHub(Hub):
         """Merge a desired patch, bump ``$version`` and notify the module."""
         with self._lock:
             version = int(self._desired.get("$version", 1)) + 1
-            _merge(self._desired, {k: v for k, v in patch.items() if not k.startswith("$")})
+            merge(self._desired, patch)
             self._desired["$version"] = version
             body = {**copy.deepcopy(patch), "$version": version}
         self._queue.put(("patch", "", body))
@@ -159,14 +160,3 @@ class InProcessHub(Hub):
                     log.exception(
                         "handler failed", extra={"hub_module": self.module_id, "kind": kind}
                     )
-
-
-def _merge(target: dict[str, Any], patch: dict[str, Any]) -> None:
-    """JSON merge-patch in place: nested dicts merge, None deletes."""
-    for key, value in patch.items():
-        if value is None:
-            target.pop(key, None)
-        elif isinstance(value, dict) and isinstance(target.get(key), dict):
-            _merge(target[key], value)
-        else:
-            target[key] = value

@@ -447,13 +447,7 @@ class IoTEdgeHub(Hub):
         if client is None:
             log.debug("reported properties after shutdown skipped")
             return
-        try:
-            client.patch_twin_reported_properties(patch)
-        except _TRANSIENT as exc:
-            log.warning(
-                "reported properties not sent",
-                extra={"hub_module": self.module_id, "error": f"{type(exc).__name__}: {exc}"},
-            )
+        client.patch_twin_reported_properties(patch)
 
     # -- direct methods -----------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ import threading
 from typing import Any
 
 from mfgvision.edge.hub import Hub
+from mfgvision.settings import DesiredSettings, ModuleSettings
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +69,31 @@ class PeriodicModule:
             self._wake.clear()
 
     def _report(self) -> None:
-        try:
-            self.hub.patch_reported(self.status())
-        except Exception as exc:
-            log.warning("reported properties not sent", extra={"error": str(exc)})
+        self.hub.report(self.status)
+
+
+class ConfiguredModule(PeriodicModule):
+    """A periodic module whose settings come from its twin's desired properties.
+
+    Each patch is validated into ``settings`` (a refused one is logged and reported, the last good
+    settings stay) and wakes the loop, so a new interval or threshold applies at once.
+    """
+
+    def __init__(self, hub: Hub, thread_name: str, settings: type[ModuleSettings]) -> None:
+        super().__init__(hub, thread_name)
+        self.settings = DesiredSettings(settings)
+
+    def _connected(self) -> None:
+        self.hub.on_desired_patch(lambda patch: self._apply(patch, replace=False))
+        self._apply(self.hub.get_twin().get("desired", {}), replace=True)
+        self._wake.clear()  # the loop starts with a run anyway
+
+    def _apply(self, desired: dict[str, Any], replace: bool) -> None:
+        if not self.settings.apply(desired, replace):
+            error = self.settings.error or {}
+            log.error(
+                "desired properties refused",
+                extra={"version": error.get("version"), "error": error.get("message")},
+            )
+        self._report()
+        self._wake.set()

@@ -15,17 +15,17 @@ from typing import Any
 
 from mfgvision import __version__
 from mfgvision.edge.hub import Hub
-from mfgvision.edge.periodic import PeriodicModule
+from mfgvision.edge.periodic import ConfiguredModule
 from mfgvision.file_cleanup.policy import DiskUsageFn, PassReport, run_pass
 from mfgvision.runtime import Paths
-from mfgvision.settings import DesiredSettings, FileCleanupSettings
+from mfgvision.settings import FileCleanupSettings
 from mfgvision.store.database import Database
 from mfgvision.store.outbox import OutboxReader, outbox_path
 
 log = logging.getLogger(__name__)
 
 
-class FileCleanupService(PeriodicModule):
+class FileCleanupService(ConfiguredModule):
     """Keeps the data volume within its limits without deleting anything still needed."""
 
     def __init__(
@@ -35,11 +35,10 @@ class FileCleanupService(PeriodicModule):
         db: Database,
         disk_usage: DiskUsageFn = shutil.disk_usage,  # type: ignore[assignment]
     ) -> None:
-        super().__init__(hub, "file-cleanup")
+        super().__init__(hub, "file-cleanup", FileCleanupSettings)
         self.paths = paths
         self.db = db
         self.disk_usage = disk_usage
-        self.settings = DesiredSettings(FileCleanupSettings)
         self.passes = 0
         self.last_pass: PassReport | None = None
         self.totals = {"freed_bytes": 0, "deleted_files": 0, "rows_pruned": 0, "tmp_removed": 0}
@@ -53,11 +52,6 @@ class FileCleanupService(PeriodicModule):
     def stop(self) -> None:
         super().stop()
         self.db.close()
-
-    def _connected(self) -> None:
-        self.hub.on_desired_patch(lambda patch: self._apply(patch, replace=False))
-        self._apply(self.hub.get_twin().get("desired", {}), replace=True)
-        self._wake.clear()
 
     def status(self) -> dict[str, Any]:
         return {
@@ -134,13 +128,3 @@ class FileCleanupService(PeriodicModule):
             return {"started": True, "finished": False}
         assert self.last_pass is not None
         return {"started": True, "finished": True, "pass": self.last_pass.as_dict()}
-
-    def _apply(self, desired: dict[str, Any], replace: bool) -> None:
-        if not self.settings.apply(desired, replace):
-            error = self.settings.error or {}
-            log.error(
-                "desired properties refused",
-                extra={"version": error.get("version"), "error": error.get("message")},
-            )
-        self._report()
-        self._wake.set()

@@ -69,15 +69,11 @@ def upload_tree(
             continue
         try:
             size = path.stat().st_size
-            existing = remote.get(name)
-            if existing is not None and existing[0] != size:
-                todo.append((path, name, size, md5_file(path)))
-                continue
             md5 = md5_file(path)
         except OSError as exc:
             report.failures.append((name, str(exc)))
             continue
-        if existing is not None and existing[1] == md5:
+        if remote.get(name) == (size, md5):  # already there, same bytes
             report.skipped += 1
         else:
             todo.append((path, name, size, md5))

@@ -372,10 +372,7 @@ class ImageUploadService:
     # -- reporting --------------------------------------------------------------------------------
 
     def _report(self) -> None:
-        try:
-            self.hub.patch_reported(self.status())
-        except Exception as exc:
-            log.warning("reported properties not sent", extra={"error": str(exc)})
+        self.hub.report(self.status)
 
     def _report_loop(self) -> None:
         while not self._stop.wait(self._settings().report_every_s):

@@ -141,14 +141,50 @@ def _check_golden(model: Any, folder: Path, tolerance: float) -> str:
     return "passed"
 
 
-def inventory(models: Path, tolerance: float) -> dict[str, dict[str, Any]]:
-    """Validation reports of every version under ``models``, keyed ``<name>/<version>``."""
-    reports = {}
-    for folder in versions(models):
+def fingerprint(folder: Path) -> tuple[tuple[str, int, int], ...]:
+    """What validating ``folder`` depends on: name, size and change time of each of its files and of
+    the labels beside it."""
+    files = [p for p in folder.iterdir() if p.is_file()]
+    files += [folder.parent / n for n in LABEL_FILES if (folder.parent / n).is_file()]
+    stats = [(p, p.stat()) for p in files]
+    return tuple(sorted((str(p), st.st_size, st.st_mtime_ns) for p, st in stats))
+
+
+class Inventory:
+    """Validation reports of every version under ``models``, keyed ``<name>/<version>``.
+
+    A version is loaded and checked again only when its files (or the tolerance) changed since its
+    last check, so a periodic pass over an unchanged volume costs a directory listing.
+    """
+
+    def __init__(self, models: Path) -> None:
+        self.models = models
+        self._checked: dict[Path, tuple[Any, dict[str, Any]]] = {}
+
+    def refresh(self, tolerance: float) -> dict[str, dict[str, Any]]:
+        """The current reports; versions new or changed since the last call are validated now."""
+        reports: dict[str, dict[str, Any]] = {}
+        seen: dict[Path, tuple[Any, dict[str, Any]]] = {}
+        for folder in versions(self.models):
+            try:
+                key = (fingerprint(folder), tolerance)
+            except OSError:
+                key = None  # changing under our feet: validate now, check again next pass
+            cached = self._checked.get(folder)
+            if key is not None and cached is not None and cached[0] == key:
+                entry = cached[1]
+            else:
+                entry = self._validate(folder, tolerance)
+            seen[folder] = (key, entry)
+            reports[f"{folder.parent.name}/{folder.name}"] = entry
+        self._checked = seen
+        return reports
+
+    @staticmethod
+    def _validate(folder: Path, tolerance: float) -> dict[str, Any]:
         report = validate(folder, tolerance)
-        if not report.valid:
+        if report.valid:
+            log.info("model version validated", extra={"model": report.key})
+        else:
             log.error("model version invalid", extra={"model": report.key, "error": report.error})
-        reports[report.key] = {
-            k: v for k, v in asdict(report).items() if k not in ("name", "version")
-        }
-    return reports
+        return {k: v for k, v in asdict(report).items() if k not in ("name", "version")}

@@ -15,10 +15,10 @@ from typing import Any
 
 from mfgvision import __version__
 from mfgvision.edge.hub import Hub
-from mfgvision.edge.periodic import PeriodicModule
-from mfgvision.model_repo.inventory import inventory, seed
+from mfgvision.edge.periodic import ConfiguredModule
+from mfgvision.model_repo.inventory import Inventory, seed
 from mfgvision.runtime import REPO_ASSETS, Paths
-from mfgvision.settings import DesiredSettings, ModelRepoSettings
+from mfgvision.settings import ModelRepoSettings
 from mfgvision.store.images import write_atomic
 
 log = logging.getLogger(__name__)
@@ -31,14 +31,14 @@ def shipped_assets() -> Path:
     return Path(os.environ.get("MFGVISION_SHIPPED_ASSETS", REPO_ASSETS))
 
 
-class ModelRepoService(PeriodicModule):
+class ModelRepoService(ConfiguredModule):
     """Keeps the model volume seeded and its inventory current."""
 
     def __init__(self, hub: Hub, paths: Paths, shipped: Path | None = None) -> None:
-        super().__init__(hub, "model-repo")
+        super().__init__(hub, "model-repo", ModelRepoSettings)
         self.paths = paths
         self.shipped = shipped or shipped_assets()
-        self.settings = DesiredSettings(ModelRepoSettings)
+        self.inventory = Inventory(paths.models)
         self.models: dict[str, dict[str, Any]] = {}
         self.seeded: list[str] = []
         self.passes = 0
@@ -48,8 +48,7 @@ class ModelRepoService(PeriodicModule):
         return self.paths.data / INVENTORY_FILE
 
     def _connected(self) -> None:
-        self.hub.on_desired_patch(lambda patch: self._apply(patch, replace=False))
-        self._apply(self.hub.get_twin().get("desired", {}), replace=True)
+        super()._connected()
         self.seeded = seed(self.shipped / "models", self.paths.models)
         self.seeded += [
             f"samples/{s}"
@@ -62,7 +61,7 @@ class ModelRepoService(PeriodicModule):
         settings = self.settings.current
         assert isinstance(settings, ModelRepoSettings)
         try:
-            self.models = inventory(self.paths.models, settings.golden_tolerance)
+            self.models = self.inventory.refresh(settings.golden_tolerance)
             self.paths.data.mkdir(parents=True, exist_ok=True)
             body = {"updated": _now(), "models": self.models}
             write_atomic(self.inventory_path, (json.dumps(body, indent=2) + "\n").encode())
@@ -97,12 +96,6 @@ class ModelRepoService(PeriodicModule):
             "config": self.settings.report(),
             "updated": _now(),
         }
-
-    def _apply(self, desired: dict[str, Any], replace: bool) -> None:
-        if not self.settings.apply(desired, replace):
-            log.error("desired properties refused", extra={"error": self.settings.error})
-        self._report()
-        self._wake.set()
 
 
 def _now() -> str:

@@ -1,6 +1,7 @@
-"""The edge database: batched writes from the CIS and the reads the dashboard needs.
+"""The edge database: schema migrations, batched idempotent writes from the CIS, and pruning.
 
-SQLite (one file, WAL) for a single box, or MySQL/MariaDB for a shared server. The URL decides.
+SQLite (one file, WAL) for a single box, or MySQL/MariaDB for a shared server. The URL decides. The
+dashboard's reads are in ``mfgvision.store.queries``.
 """
 
 from __future__ import annotations
@@ -9,7 +10,6 @@ import contextlib
 import logging
 import os
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -20,10 +20,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import (
     Connection,
     Engine,
-    Integer,
     Row,
-    Select,
-    case,
     create_engine,
     delete,
     event,
@@ -34,6 +31,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import IntegrityError
 
 from mfgvision.inference.types import Box, Detection
 from mfgvision.store.records import InferenceRecord
@@ -45,35 +43,14 @@ DB_URL_ENV = "MFGVISION_DB_URL"
 MYSQL_BACKENDS = ("mysql", "mariadb")
 MYSQL_POOL_RECYCLE_S = 1800
 MYSQL_CONNECT_TIMEOUT_S = 5
+# Positional parameters: the MySQL drivers quote a whole row in one call instead of one per column.
+MYSQL_PARAMSTYLE = "format"
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 BASELINE_REVISION = "0001"
 SCHEMA_LOCK = "mfgvision_schema"
 SCHEMA_LOCK_TIMEOUT_S = 120
 # Columns only this product's first schema has; a same-named table without them is someone else's.
 _BASELINE_COLUMNS = {"unique_id", "detection_count", "frame_width", "frame_height", "model_version"}
-
-
-@dataclass(frozen=True)
-class Camera:
-    """A camera that has stored at least one inference."""
-
-    camera_id: str
-    camera_name: str
-    last_seen: datetime
-
-
-@dataclass(frozen=True)
-class Counts:
-    """Inference counts: ``ok`` had no detection, ``ng`` had at least one."""
-
-    total: int = 0
-    ok: int = 0
-    ng: int = 0
-
-    @property
-    def yield_pct(self) -> float | None:
-        """Share of OK inferences in percent, ``None`` when there is nothing to count."""
-        return None if self.total == 0 else 100.0 * self.ok / self.total
 
 
 def database_url_from_env(default_sqlite_path: Path | str) -> str:
@@ -83,7 +60,7 @@ def database_url_from_env(default_sqlite_path: Path | str) -> str:
 
 
 class Database:
-    """Connection pool plus the queries of the product; safe to share between threads."""
+    """Connection pool, schema and writes of the edge database; safe to share between threads."""
 
     def __init__(self, url: str) -> None:
         parsed = make_url(url)
@@ -141,32 +118,44 @@ class Database:
         """Insert a batch of records and their detections in one transaction (all or nothing).
 
         Idempotent by ``unique_id``: records already stored are skipped, so replaying a batch whose
-        first write did commit (a crash before it was acknowledged) never duplicates rows. Returns the
-        number of records inserted.
+        first write did commit (a crash before it was acknowledged) never duplicates rows. A fresh
+        batch is inserted straight away; only when the unique key refuses it are the stored ids
+        looked up and the rest inserted. Returns the number of records inserted.
         """
         if not records:
             return 0
-        ids = [r.unique_id for r in records]
-        t = inference_data
+        try:
+            return self._insert(records)
+        except IntegrityError:
+            stored = self._stored_ids([r.unique_id for r in records])
+            if not stored:
+                raise
+        fresh = [r for r in records if r.unique_id not in stored]
+        logger.info(
+            "records already stored skipped",
+            extra={"records": len(records), "already_stored": len(records) - len(fresh)},
+        )
+        return self._insert(fresh)
+
+    def _insert(self, records: Sequence[InferenceRecord]) -> int:
+        """One transaction: the records' rows, then their detections."""
+        if not records:
+            return 0
+        detections = [row for record in records for row in _detection_rows(record)]
         with self.engine.begin() as conn:
-            stored = set(
-                conn.execute(select(t.c.unique_id).where(t.c.unique_id.in_(ids))).scalars()
-            )
-            fresh = [r for r in records if r.unique_id not in stored]
-            detections = [row for record in fresh for row in _detection_rows(record)]
-            if fresh:
-                conn.execute(insert(inference_data), [_inference_row(r) for r in fresh])
+            conn.execute(insert(inference_data), [_inference_row(r) for r in records])
             if detections:
                 conn.execute(insert(detection_data), detections)
         logger.debug(
-            "records stored",
-            extra={
-                "records": len(fresh),
-                "already_stored": len(records) - len(fresh),
-                "detections": len(detections),
-            },
+            "records stored", extra={"records": len(records), "detections": len(detections)}
         )
-        return len(fresh)
+        return len(records)
+
+    def _stored_ids(self, ids: Sequence[str]) -> set[str]:
+        """Those of ``ids`` already in ``inference_data``."""
+        t = inference_data
+        with self.engine.connect() as conn:
+            return set(conn.execute(select(t.c.unique_id).where(t.c.unique_id.in_(ids))).scalars())
 
     def prune(self, before: datetime, batch_size: int = 1000) -> int:
         """Delete inferences created before ``before`` with their detections; returns how many.
@@ -217,41 +206,6 @@ class Database:
                 return True
             return conn.execute(select(inference_data.c.id).limit(1)).first() is None
 
-    def cameras(self) -> list[Camera]:
-        """Every camera with stored data, ordered by camera id."""
-        with self.engine.connect() as conn:
-            rows = conn.execute(_latest_per_camera_query()).all()
-        return [Camera(r.camera_id, r.camera_name, r.created) for r in _first_per_camera(rows)]
-
-    def latest_per_camera(self) -> list[InferenceRecord]:
-        """The latest inference of each camera with its detections, ordered by camera id."""
-        with self.engine.connect() as conn:
-            rows = _first_per_camera(conn.execute(_latest_per_camera_query()).all())
-            return records_with_detections(conn, rows)
-
-    def counts(self, since: datetime | None = None) -> dict[str, Counts]:
-        """Per camera id: total, OK and NG inferences created at or after ``since`` (None: all)."""
-        t = inference_data
-        ng = func.sum(case((t.c.object_detected, 1), else_=0), type_=Integer)
-        query = select(t.c.camera_id, func.count().label("total"), ng.label("ng"))
-        if since is not None:
-            query = query.where(t.c.created >= since)
-        query = query.group_by(t.c.camera_id).order_by(t.c.camera_id)
-        with self.engine.connect() as conn:
-            rows = conn.execute(query).all()
-        return {
-            r.camera_id: Counts(r.total, r.total - int(r.ng or 0), int(r.ng or 0)) for r in rows
-        }
-
-    def recent(self, limit: int, camera_id: str | None = None) -> list[InferenceRecord]:
-        """The newest ``limit`` inferences (optionally of one camera), newest first."""
-        t = inference_data
-        query = select(t).order_by(t.c.created.desc(), t.c.id.desc()).limit(max(limit, 0))
-        if camera_id is not None:
-            query = query.where(t.c.camera_id == camera_id)
-        with self.engine.connect() as conn:
-            return records_with_detections(conn, conn.execute(query).all())
-
     def close(self) -> None:
         """Close every pooled connection."""
         self.engine.dispose()
@@ -269,7 +223,11 @@ def _create_engine(url: URL) -> Engine:
             if "connection_timeout" not in url.query:
                 connect_args["connection_timeout"] = MYSQL_CONNECT_TIMEOUT_S
         return create_engine(
-            url, pool_pre_ping=True, pool_recycle=MYSQL_POOL_RECYCLE_S, connect_args=connect_args
+            url,
+            pool_pre_ping=True,
+            pool_recycle=MYSQL_POOL_RECYCLE_S,
+            connect_args=connect_args,
+            paramstyle=MYSQL_PARAMSTYLE,
         )
     raise ValueError(f"unsupported database backend {backend!r}: use sqlite or mysql/mariadb")
 
@@ -413,32 +371,6 @@ def _detection_rows(record: InferenceRecord) -> Iterable[dict[str, Any]]:
             "nx2": float(d.box_norm.x2),
             "ny2": float(d.box_norm.y2),
         }
-
-
-def _latest_per_camera_query() -> Select[Any]:
-    """Rows holding each camera's newest ``created``; ties come newest id first."""
-    t = inference_data
-    newest = (
-        select(t.c.camera_id, func.max(t.c.created).label("created"))
-        .group_by(t.c.camera_id)
-        .subquery()
-    )
-    return (
-        select(t)
-        .join(newest, (t.c.camera_id == newest.c.camera_id) & (t.c.created == newest.c.created))
-        .order_by(t.c.camera_id, t.c.id.desc())
-    )
-
-
-def _first_per_camera(rows: Sequence[Row[Any]]) -> list[Row[Any]]:
-    """Keep the first row of each camera (rows come grouped by camera id)."""
-    seen: set[str] = set()
-    kept = []
-    for row in rows:
-        if row.camera_id not in seen:
-            seen.add(row.camera_id)
-            kept.append(row)
-    return kept
 
 
 def records_with_detections(conn: Connection, rows: Sequence[Row[Any]]) -> list[InferenceRecord]:

@@ -47,6 +47,7 @@ from mfgvision.twin_config.registry import (
     TwinRegistry,
 )
 from mfgvision.web.auth import AuthConfig, install_auth
+from mfgvision.web.headers import install_security_headers
 
 log = logging.getLogger(__name__)
 
@@ -78,18 +79,8 @@ def create_app(
         token_prefixes=("/api/",),
     )
     app.jinja_env.globals["app_title"] = title
-    app.after_request(_security_headers)
+    install_security_headers(app, CONTENT_SECURITY_POLICY)
     return app
-
-
-def _security_headers(response: Response) -> Response:
-    response.headers.setdefault("X-Content-Type-Options", "nosniff")
-    response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
-    response.headers.setdefault("Referrer-Policy", "no-referrer")
-    response.headers.setdefault("X-Frame-Options", "DENY")
-    if request.endpoint != "static":
-        response.headers["Cache-Control"] = "no-store"
-    return response
 
 
 def _registry() -> TwinRegistry:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mfgvision.edge.inprocess import InProcessBroker
-from mfgvision.edge.manifest import ManifestError, join_create_options
+from mfgvision.edge.manifest import ManifestError, join_create_options, load_manifest
 
 if TYPE_CHECKING:
     from azure.iot.hub import IoTHubRegistryManager
@@ -329,12 +329,17 @@ class StandInRegistry(TwinRegistry):
         self.state = state
         self.manifest_path = manifest_path
         self.device_id = device_id
+        self._parsed: tuple[tuple[int, int], dict[str, Any], dict[str, list[str]]] | None = None
 
     def _manifest(self) -> tuple[dict[str, Any], dict[str, list[str]]]:
-        from mfgvision.edge.manifest import load_manifest
-
-        manifest = load_manifest(self.manifest_path, strict=False)
-        return manifest.raw, {name: spec.command for name, spec in manifest.modules.items()}
+        """The manifest and each module's command; read again only when the file changed."""
+        st = self.manifest_path.stat()
+        stamp = (st.st_mtime_ns, st.st_size)
+        if self._parsed is None or self._parsed[0] != stamp:
+            manifest = load_manifest(self.manifest_path, strict=False)
+            commands = {name: spec.command for name, spec in manifest.modules.items()}
+            self._parsed = (stamp, manifest.raw, commands)
+        return self._parsed[1], self._parsed[2]
 
     def devices(self) -> list[str]:
         return [self.device_id]
@@ -383,7 +388,7 @@ class StandInRegistry(TwinRegistry):
     def deployment(self, device_id: str) -> DeploymentInfo:
         self._device(device_id)
         raw, commands = self._manifest()
-        return DeploymentInfo(raw, commands)
+        return DeploymentInfo(copy.deepcopy(raw), dict(commands))
 
     def _device(self, device_id: str) -> None:
         if device_id != self.device_id:

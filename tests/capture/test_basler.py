@@ -25,6 +25,7 @@ from mfgvision.settings import CisSettings
 from mfgvision.store.database import Database
 from tests.capture.conftest import wait_for
 from tests.cis.conftest import FRAME_H, FRAME_W, LABELS
+from tests.factories import recent
 
 RED, BLUE = (0, 0, 255), (255, 0, 0)
 
@@ -197,8 +198,8 @@ def test_replayed_frames_flow_through_the_cis_into_rows(pylon_emulation, tmp_pat
     cis.start()
     reader = Database(f"sqlite:///{tmp_path / 'data' / 'cis.db'}")
     try:
-        assert wait_for(lambda: len(reader.recent(100)) >= 3)
-        record = reader.recent(1)[0]
+        assert wait_for(lambda: len(recent(reader, 100)) >= 3)
+        record = recent(reader, 1)[0]
         assert (record.frame_width, record.frame_height) == (FRAME_W, FRAME_H)
         assert record.camera_id == "basler-1"
         assert {d.label for d in record.detections} == set(LABELS[:2])
@@ -251,9 +252,9 @@ def test_trigger_method_and_trigger_input(pylon_emulation, tmp_path, models_dir)
         assert pipeline.status()["camera"]["frames"] == 0  # nothing without a trigger
         status, answer = hub.call_method("trigger", None)
         assert (status, answer) == (200, {"triggered": True})
-        assert wait_for(lambda: len(reader.recent(10)) == 1)
+        assert wait_for(lambda: len(recent(reader, 10)) == 1)
         hub.deliver("trigger", HubMessage.from_json({"part": "A-17"}))
-        assert wait_for(lambda: len(reader.recent(10)) == 2)
+        assert wait_for(lambda: len(recent(reader, 10)) == 2)
         assert pipeline.status()["camera"]["reconnects"] == 0
         grabber = pipeline.grabber
         broker.patch_desired("cam", {"camera_trigger_mode": "off"})

@@ -22,7 +22,7 @@ from tests.cis.conftest import (
     SCORES,
     yolo_model_bytes,
 )
-from tests.factories import wait_for
+from tests.factories import recent, wait_for
 
 ROUTES = [
     parse_route("up", "FROM /messages/modules/cam/outputs/inference INTO $upstream"),
@@ -52,7 +52,7 @@ def _desired(frames_dir: Path, **extra) -> dict:
 
 
 def _rows(db: Database) -> int:
-    return len(db.recent(1000))
+    return len(recent(db, 1000))
 
 
 @pytest.fixture
@@ -76,7 +76,7 @@ def running(tmp_path, models_dir, frames_dir):
 def test_frames_flow_to_rows_images_messages_and_uploads(running):
     cis, broker, db, paths = running
     assert wait_for(lambda: _rows(db) >= 3)
-    record = db.recent(1)[0]
+    record = recent(db, 1)[0]
     assert (record.frame_width, record.frame_height) == (FRAME_W, FRAME_H)
     assert record.camera_id == "cam-9" and record.model_name == "const"
     got = sorted(record.detections, key=lambda d: d.label_id)
@@ -114,7 +114,7 @@ def test_status_is_reported_and_patches_apply_live(running, frames_dir):
     assert hub.get_twin()["reported"]["config"]["settings"]["prob_threshold"] == 0.95
     n = _rows(db)
     assert wait_for(lambda: _rows(db) >= n + 3)
-    assert db.recent(1)[0].detections == []  # both scores are below the new threshold
+    assert recent(db, 1)[0].detections == []  # both scores are below the new threshold
 
     bad = broker.patch_desired("cam", {"prob_threshold": "high", "inference_fps": 2})
     assert wait_for(
@@ -221,13 +221,33 @@ def test_live_model_swap_keeps_every_frame_and_the_camera(running, models_dir):
     version = broker.patch_desired("cam", {"model_version": "2"})
     assert wait_for(lambda: hub.get_twin()["reported"]["status"]["model"]["serving"] == "const/2")
     assert hub.get_twin()["reported"]["config"]["applied_version"] == version
-    assert wait_for(lambda: any(r.model_version == "2" for r in db.recent(50)))
+    assert wait_for(lambda: any(r.model_version == "2" for r in recent(db, 50)))
     counters = pipeline.metrics.counters
     assert counters["inferences"] > before["inferences"]
     # no restart and no frame lost to the swap: same capture thread, every frame had a model
     assert pipeline.grabber is grabber and grabber.stats.reconnects == 0
     for lost in ("frames_without_model", "inference_errors", "dropped_outcomes"):
         assert counters.get(lost, 0) == before.get(lost, 0), lost
-    versions = [r.model_version for r in reversed(db.recent(1000))]
+    versions = [r.model_version for r in reversed(recent(db, 1000))]
     assert versions[0] == "1" and versions[-1] == "2"
     assert versions == sorted(versions)  # one clean switch, never back
+
+
+def test_frames_are_decoded_on_the_capture_thread_only_when_all_are_inferred(running):
+    cis, broker, _, _ = running
+    pipeline = cis.pipeline
+    assert pipeline.models.wait_ready(20)
+    grabber = pipeline.grabber
+    # inference_fps 0: every frame goes to the model, so the capture thread decodes it
+    assert wait_for(lambda: grabber.stats.decode_ms > 0)
+    assert grabber.decode_side is not None
+
+    broker.patch_desired("cam", {"inference_fps": 2})  # the camera runs at 20 frames/s
+    assert wait_for(lambda: pipeline.settings.inference_fps == 2)
+    assert wait_for(lambda: grabber.decode_side is None)
+
+    def decoded_when_inferred() -> int:
+        return pipeline.metrics.summary().get("decode", {}).get("n", 0)
+
+    before = decoded_when_inferred()
+    assert wait_for(lambda: decoded_when_inferred() >= before + 2)  # only admitted frames

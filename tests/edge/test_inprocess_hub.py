@@ -69,3 +69,20 @@ def test_methods_never_raise():
     assert hub.call_method("conflict", None) == (409, {"error": "busy"})
     assert hub.call_method("bad", {"n": "x"})[0] == 400
     assert hub.call_method("boom", None)[0] == 500
+
+
+def test_report_never_raises_and_returns_what_was_built(monkeypatch, caplog):
+    hub = _broker().hub("cam")
+    assert hub.report(lambda: {"status": {"state": "running"}}) == {"status": {"state": "running"}}
+    assert hub.get_twin()["reported"] == {"status": {"state": "running"}}
+
+    def refuse(_patch):
+        raise ConnectionError("hub away")
+
+    monkeypatch.setattr(hub, "patch_reported", refuse)
+    built = hub.report(lambda: {"status": {"state": "degraded"}})
+    assert built == {"status": {"state": "degraded"}}  # still usable, e.g. for a status file
+    assert hub.report(lambda: {"n": 1 / 0}) is None
+    messages = [r.getMessage() for r in caplog.records]
+    assert "reported properties not sent" in messages
+    assert "reported properties not built" in messages

@@ -237,16 +237,18 @@ def test_get_twin_retries_while_edgehub_is_away(client):
     hub.disconnect()
 
 
-def test_reported_properties_and_failures_are_not_raised(client):
+def test_reported_properties_and_failures_are_logged_by_report(client):
     hub = _hub(client)
     hub.connect()
     hub.patch_reported({"status": {"state": "running"}})
     client.patch_twin_reported_properties.assert_called_once_with({"status": {"state": "running"}})
     client.patch_twin_reported_properties.side_effect = sdk_errors.ConnectionFailedError("down")
-    hub.patch_reported({"status": {"state": "running"}})  # logged, not raised
+    with pytest.raises(sdk_errors.ConnectionFailedError):
+        hub.patch_reported({"status": {"state": "running"}})
+    assert hub.report(lambda: {"status": {"state": "running"}}) is not None  # logged, not raised
     hub.disconnect()
     hub.patch_reported({"late": True})  # after shutdown: skipped
-    assert client.patch_twin_reported_properties.call_count == 2
+    assert client.patch_twin_reported_properties.call_count == 3
 
 
 def _request(name: str, payload) -> MethodRequest:

@@ -24,7 +24,7 @@ from mfgvision.runtime import Paths
 from mfgvision.settings import FileCleanupSettings
 from mfgvision.store.database import Database
 from mfgvision.store.outbox import OutboxItem, OutboxReader, UploadOutbox, outbox_path
-from tests.factories import make_record
+from tests.factories import make_record, recent
 
 NOW = time.time()
 HOUR = 3600.0
@@ -272,7 +272,7 @@ def test_old_rows_are_pruned(paths: Paths, db: Database) -> None:
         now=NOW,
     )
     assert report.rows_pruned == 2
-    assert len(db.recent(100)) == 2
+    assert len(recent(db, 100)) == 2
 
 
 def test_unreadable_outbox_means_no_image_is_deleted(paths: Paths, db: Database) -> None:

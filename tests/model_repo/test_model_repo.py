@@ -1,4 +1,5 @@
 import json
+import shutil
 from pathlib import Path
 
 import cv2
@@ -6,7 +7,8 @@ import numpy as np
 
 from mfgvision.edge.inprocess import InProcessBroker
 from mfgvision.inference import load_model
-from mfgvision.model_repo.inventory import inventory, seed, validate
+from mfgvision.model_repo import inventory as inventory_module
+from mfgvision.model_repo.inventory import Inventory, seed, validate
 from mfgvision.model_repo.service import INVENTORY_FILE, ModelRepoService
 from mfgvision.runtime import Paths
 from tests.cis.conftest import LABELS, yolo_model_bytes
@@ -59,11 +61,38 @@ def test_bad_versions_are_reported_not_raised(tmp_path):
     write_model_dir(tmp_path, b"not onnx", LABELS, name="broken", version="1")
     write_model_dir(tmp_path, yolo_model_bytes(), ["only", "two"], name="labels", version="1")
     write_model_dir(tmp_path, yolo_model_bytes(), LABELS, name="good", version="3")
-    found = inventory(tmp_path, tolerance=0.05)
+    found = Inventory(tmp_path).refresh(tolerance=0.05)
     assert set(found) == {"broken/1", "labels/1", "good/3"}
     assert found["good/3"]["valid"] and found["good/3"]["golden"] == "none"
     assert not found["broken/1"]["valid"] and "model.onnx" in found["broken/1"]["error"]
     assert not found["labels/1"]["valid"] and "labels" in found["labels/1"]["error"]
+
+
+def test_unchanged_versions_are_not_loaded_again(tmp_path, monkeypatch):
+    good = write_model_dir(tmp_path, yolo_model_bytes(), LABELS, name="good", version="1")
+    write_model_dir(tmp_path, yolo_model_bytes(), LABELS, name="other", version="1")
+    checked: list[str] = []
+    real = inventory_module.validate
+    monkeypatch.setattr(
+        inventory_module,
+        "validate",
+        lambda folder, tolerance: checked.append(folder.parent.name) or real(folder, tolerance),
+    )
+    models = Inventory(tmp_path)
+    first = models.refresh(tolerance=0.05)
+    assert sorted(checked) == ["good", "other"]
+    assert models.refresh(tolerance=0.05) == first and len(checked) == 2
+    (good / "model.onnx").write_bytes(b"replaced by something broken")
+    second = models.refresh(tolerance=0.05)
+    assert checked[2:] == ["good"]
+    assert not second["good/1"]["valid"] and second["other/1"] == first["other/1"]
+    (tmp_path / "good" / "labels.txt").write_text("a\nb\n")  # labels beside the versions count
+    models.refresh(tolerance=0.05)
+    assert checked[3:] == ["good"]
+    models.refresh(tolerance=0.10)  # a new tolerance checks every version again
+    assert sorted(checked[4:]) == ["good", "other"]
+    shutil.rmtree(tmp_path / "other")
+    assert set(models.refresh(tolerance=0.10)) == {"good/1"}
 
 
 def test_service_seeds_reports_and_writes_the_inventory(tmp_path):

@@ -15,7 +15,7 @@ from mfgvision.inference.types import Box
 from mfgvision.store.database import Database, SchemaError
 from mfgvision.store.records import InferenceRecord
 from mfgvision.store.schema import detection_data, inference_data, metadata
-from tests.factories import make_detection, make_record
+from tests.factories import make_detection, make_record, recent
 
 T0 = datetime(2026, 3, 1, 8, 30, tzinfo=timezone.utc)
 
@@ -59,7 +59,7 @@ def test_upgrade_from_the_initial_revision_keeps_rows(empty_db: Database) -> Non
     indexes = {ix["name"] for ix in inspect(empty_db.engine).get_indexes("detection_data")}
     assert "ix_detection_data_tag_name" in indexes
     assert counts(empty_db) == before == (20, 19)
-    back = {r.unique_id: r for r in empty_db.recent(100)}
+    back = {r.unique_id: r for r in recent(empty_db, 100)}
     assert all(back[r.unique_id] == r for r in batch)
 
 
@@ -126,7 +126,7 @@ def test_prune_removes_old_rows_and_their_detections(empty_db: Database) -> None
     assert not empty_db.is_empty()
     assert empty_db.prune(T0 + timedelta(seconds=10), batch_size=4) == 10
     assert counts(empty_db) == (15, 30)
-    left = sorted(r.created for r in empty_db.recent(100))
+    left = sorted(r.created for r in recent(empty_db, 100))
     assert left[0] == T0 + timedelta(seconds=10)
     assert empty_db.prune(T0) == 0
 

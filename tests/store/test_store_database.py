@@ -11,10 +11,11 @@ from sqlalchemy import delete, event, func, insert, inspect, select, text
 from sqlalchemy.exc import IntegrityError, StatementError
 
 from mfgvision.inference.types import Box, Detection
-from mfgvision.store.database import Counts, Database, database_url_from_env
+from mfgvision.store import queries
+from mfgvision.store.database import Database, database_url_from_env
 from mfgvision.store.records import InferenceRecord
 from mfgvision.store.schema import detection_data, inference_data
-from tests.factories import make_detection, make_record
+from tests.factories import make_detection, make_record, recent
 
 T0 = datetime(2026, 3, 1, 8, 30, 15, 123456, tzinfo=timezone.utc)
 
@@ -69,7 +70,7 @@ def test_write_batch_and_read_back(db: Database) -> None:
 
     assert row_count(db, inference_data) == 3
     assert row_count(db, detection_data) == 3
-    latest = db.latest_per_camera()
+    latest = queries.latest_per_camera(db.engine)
     assert [r.camera_id for r in latest] == ["cam-a", "cam-b"]
     assert latest[0] == new_a
     assert latest[1] == only_b
@@ -77,23 +78,52 @@ def test_write_batch_and_read_back(db: Database) -> None:
     assert not latest[1].object_detected
 
 
-def test_write_uses_one_statement_per_table(db: Database) -> None:
+def statements_of(db: Database, action) -> list[str]:
+    """The SQL statements ``action()`` sends through the engine."""
     statements: list[str] = []
 
     def collect(conn, cursor, statement, parameters, context, executemany) -> None:
-        statements.append(statement)
+        statements.append(statement.lstrip().split(None, 1)[0].upper())
 
+    event.listen(db.engine, "before_cursor_execute", collect)
+    try:
+        action()
+    finally:
+        event.remove(db.engine, "before_cursor_execute", collect)
+    return statements
+
+
+def test_write_uses_one_statement_per_table(db: Database) -> None:
     batch = [
         record("cam-a", T0 + timedelta(seconds=i), detection(0, "spot", 0.7)) for i in range(5)
     ]
-    event.listen(db.engine, "before_cursor_execute", collect)
-    try:
-        db.write(batch)
-    finally:
-        event.remove(db.engine, "before_cursor_execute", collect)
-    inserts = [s for s in statements if s.lstrip().upper().startswith("INSERT")]
-    assert len(inserts) == 2
+    sent = statements_of(db, lambda: db.write(batch))
+    assert sent == ["INSERT", "INSERT"]  # a fresh batch needs no look-up first
     assert row_count(db, detection_data) == 5
+
+
+def test_replayed_batch_looks_up_stored_ids_and_inserts_the_rest(db: Database) -> None:
+    batch = [
+        record("cam-a", T0 + timedelta(seconds=i), detection(0, "spot", 0.7)) for i in range(4)
+    ]
+    db.write(batch[:2])
+    written: list[int] = []
+    sent = statements_of(db, lambda: written.append(db.write(batch)))
+    assert written == [2]
+    assert sent == ["INSERT", "SELECT", "INSERT", "INSERT"]
+    assert row_count(db, inference_data) == 4
+    assert row_count(db, detection_data) == 4
+
+
+def test_duplicate_inside_a_replayed_batch_is_still_refused(db: Database) -> None:
+    stored = record("cam-a", T0)
+    db.write([stored])
+    fresh = record("cam-a", T0 + timedelta(seconds=1))
+    twin = record("cam-a", T0 + timedelta(seconds=2))
+    twin.unique_id = fresh.unique_id
+    with pytest.raises(IntegrityError):
+        db.write([stored, fresh, twin])
+    assert row_count(db, inference_data) == 1
 
 
 def test_write_is_all_or_nothing(db: Database) -> None:
@@ -138,7 +168,7 @@ def test_created_round_trips_as_aware_utc_with_microseconds(db: Database) -> Non
     plus_0530 = timezone(timedelta(hours=5, minutes=30))
     local = datetime(2026, 3, 1, 14, 0, 15, 123456, tzinfo=plus_0530)
     db.write([record("cam-a", local)])
-    (back,) = db.recent(1)
+    (back,) = recent(db, 1)
     assert back.created == local
     assert back.created.tzinfo == timezone.utc
     assert back.created == datetime(2026, 3, 1, 8, 30, 15, 123456, tzinfo=timezone.utc)
@@ -152,47 +182,22 @@ def test_naive_datetimes_are_refused(db: Database) -> None:
     with pytest.raises(StatementError, match="timezone-aware"):
         db.write([record("cam-a", datetime(2026, 3, 1, 8, 30))])
     with pytest.raises(StatementError, match="timezone-aware"):
-        db.counts(datetime(2026, 3, 1))
+        db.count_before(datetime(2026, 3, 1))
 
 
-def test_counts_since_and_all(db: Database) -> None:
-    db.write(
-        [
-            record("cam-a", T0 - timedelta(hours=2), detection(0, "scratch", 0.9)),
-            record("cam-a", T0 - timedelta(minutes=10)),
-            record("cam-a", T0, detection(1, "hole", 0.6), detection(2, "spot", 0.4)),
-            record("cam-b", T0 - timedelta(minutes=1)),
-        ]
-    )
-    assert db.counts() == {"cam-a": Counts(3, 1, 2), "cam-b": Counts(1, 1, 0)}
-    recent = db.counts(T0 - timedelta(hours=1))
-    assert recent == {"cam-a": Counts(2, 1, 1), "cam-b": Counts(1, 1, 0)}
-    assert recent["cam-a"].yield_pct == 50.0
-    assert db.counts(T0 + timedelta(seconds=1)) == {}
-    assert Counts().yield_pct is None
-
-
-def test_recent_orders_newest_first_and_filters_by_camera(db: Database) -> None:
-    batch = [record(cam, T0 + timedelta(seconds=i)) for i, cam in enumerate("abab")]
-    batch[3].detections.append(detection(4, "dent", 0.99))
-    db.write(batch)
-    assert [r.unique_id for r in db.recent(3)] == [b.unique_id for b in batch[:0:-1]]
-    only_b = db.recent(10, camera_id="b")
-    assert [r.unique_id for r in only_b] == [batch[3].unique_id, batch[1].unique_id]
-    assert only_b[0].detections == batch[3].detections
-    assert db.recent(0) == []
-
-
-def test_cameras_list_latest_name_and_time(db: Database) -> None:
-    assert db.cameras() == []
+def test_latest_per_camera_has_the_newest_name_and_time(db: Database) -> None:
+    assert queries.latest_per_camera(db.engine) == []
     renamed = record("cam-a", T0)
     renamed.camera_name = "Line 1 top"
-    db.write([record("cam-a", T0 - timedelta(seconds=1)), renamed, record("cam-b", T0)])
-    cameras = db.cameras()
-    assert [(c.camera_id, c.camera_name, c.last_seen) for c in cameras] == [
+    tie_first, tie_second = record("cam-b", T0), record("cam-b", T0)
+    db.write([record("cam-a", T0 - timedelta(seconds=1)), renamed, tie_first])
+    db.write([tie_second])
+    latest = queries.latest_per_camera(db.engine)
+    assert [(r.camera_id, r.camera_name, r.created) for r in latest] == [
         ("cam-a", "Line 1 top", T0),
         ("cam-b", "Camera cam-b", T0),
     ]
+    assert latest[1].unique_id == tie_second.unique_id  # same time: the row stored last
 
 
 def test_ping(db: Database) -> None:

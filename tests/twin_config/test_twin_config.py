@@ -16,11 +16,20 @@ from werkzeug.security import generate_password_hash
 
 from mfgvision.edge.checks import split_create_options
 from mfgvision.edge.inprocess import InProcessBroker
+from mfgvision.edge.twins import TwinStore
 from mfgvision.settings import CisSettings, SettingsError
+from mfgvision.twin_config import registry as registry_module
 from mfgvision.twin_config.app import create_app
 from mfgvision.twin_config.forms import form_fields, propose, read_form
 from mfgvision.twin_config.manifest import ManifestEditError, clone_camera, redact
-from mfgvision.twin_config.registry import CloudRegistry, ConflictError, LocalRegistry, command_of
+from mfgvision.twin_config.registry import (
+    LOCAL_DEVICE,
+    CloudRegistry,
+    ConflictError,
+    LocalRegistry,
+    StandInRegistry,
+    command_of,
+)
 from mfgvision.web.auth import AuthConfig
 
 DESIRED = {"camera_id": "line1-top", "camera_uri": "samples/line1", "prob_threshold": 0.5}
@@ -375,3 +384,33 @@ def test_command_of_reads_every_create_options_form() -> None:
         assert command_of(spec) == cmd
     assert command_of({"settings": {"createOptions": "{not json"}}) == []
     assert command_of({}) == []
+
+
+def test_stand_in_registry_reads_its_twins_file_and_the_manifest_once(
+    tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    manifest_path = tmp_path / "deployment.json"
+    manifest_path.write_text(json.dumps(MANIFEST))
+    state = tmp_path / "edgehub"
+    TwinStore(state / "twins.json").deploy("CIS1", DESIRED)  # no stand-in running: its file
+    parsed: list[object] = []
+    real = registry_module.load_manifest
+    monkeypatch.setattr(
+        registry_module, "load_manifest", lambda *a, **k: parsed.append(a) or real(*a, **k)
+    )
+    standin = StandInRegistry(state, manifest_path)
+    modules = standin.modules(LOCAL_DEVICE)
+    assert [(m.module_id, m.kind) for m in modules] == [("CIS1", "cis"), ("Dashboard", "dashboard")]
+    twin = standin.twin(LOCAL_DEVICE, "CIS1")
+    assert twin.kind == "cis" and twin.desired["prob_threshold"] == 0.5
+    after = standin.patch_desired(LOCAL_DEVICE, "CIS1", {"prob_threshold": 0.8}, twin.etag)
+    assert after.desired["prob_threshold"] == 0.8
+    assert TwinStore(state / "twins.json").twin("CIS1")["desired"]["prob_threshold"] == 0.8
+    with pytest.raises(ConflictError):
+        standin.patch_desired(LOCAL_DEVICE, "CIS1", {"prob_threshold": 0.7}, twin.etag)
+    assert len(parsed) == 1  # every call above used the manifest parsed once
+    changed = copy.deepcopy(MANIFEST)
+    del changed["modulesContent"]["$edgeAgent"]["properties.desired"]["modules"]["Dashboard"]
+    manifest_path.write_text(json.dumps(changed))
+    assert [m.module_id for m in standin.modules(LOCAL_DEVICE)] == ["CIS1"]
+    assert len(parsed) == 2
