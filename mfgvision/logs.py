@@ -44,3 +44,6 @@ def configure_logging(module: str, level: str = "INFO") -> None:
     root.setLevel(level.upper())
     for noisy in ("azure", "paho", "urllib3", "werkzeug", "waitress"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    # "Task queue depth is N" is a warning for every request that waits for a thread, which a page
+    # loading its thumbnails causes by design; real trouble from the server still shows as errors.
+    logging.getLogger("waitress.queue").setLevel(max(logging.ERROR, root.level))

@@ -1,0 +1,55 @@
+"""Structured logging: one JSON object per line with UTC time, module and extra fields."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from mfgvision.logs import configure_logging
+
+
+@pytest.fixture(autouse=True)
+def restore_logging() -> Iterator[None]:
+    """Leave the process's logging as the test found it."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    quiet = {name: logging.getLogger(name).level for name in ("waitress", "waitress.queue")}
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    for name, saved in quiet.items():
+        logging.getLogger(name).setLevel(saved)
+
+
+def lines(capsys: pytest.CaptureFixture[str]) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+
+
+def test_each_event_is_one_json_line_in_utc(capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging("cis")
+    log = logging.getLogger("mfgvision.test")
+    log.info("frame stored", extra={"camera_id": "line1-top", "rows": 3})
+    try:
+        raise ValueError("bad frame")
+    except ValueError:
+        log.exception("frame failed")
+    first, second = lines(capsys)
+    assert first["event"] == "frame stored" and first["level"] == "info"
+    assert first["module"] == "cis" and first["logger"] == "mfgvision.test"
+    assert first["camera_id"] == "line1-top" and first["rows"] == 3
+    assert first["ts"].endswith("+00:00")
+    assert second["level"] == "error" and "ValueError: bad frame" in second["exc"]
+
+
+def test_server_queue_notices_are_quiet_but_server_errors_show(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    configure_logging("dashboard")
+    logging.getLogger("waitress.queue").warning("Task queue depth is 2")
+    logging.getLogger("waitress").info("Serving on http://127.0.0.1:23000")
+    logging.getLogger("waitress").error("socket failed")
+    assert [line["event"] for line in lines(capsys)] == ["socket failed"]
