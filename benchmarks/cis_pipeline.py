@@ -5,6 +5,9 @@ Pipeline: JPEG files -> capture thread -> inference (unbounded rate) -> annotate
 Prints one JSON object; ``ratio`` is pipeline fps / bare fps for each model.
 
     python benchmarks/cis_pipeline.py edge_assets/models/demo-defects/1 [MODEL_DIR ...] --frames 120
+
+``--sampled CAMERA_FPS:INFERENCE_FPS`` instead runs the pipeline for ``--seconds`` with a paced camera
+whose frames the sampler thins, and reports the CPU the whole process used per second of it.
 """
 
 from __future__ import annotations
@@ -112,6 +115,60 @@ def pipeline(model_dir: Path, frames_dir: Path, n: int, threads: int | None, wor
     }
 
 
+def sampled(
+    model_dir: Path,
+    frames_dir: Path,
+    camera_fps: float,
+    inference_fps: float,
+    seconds: float,
+    threads: int | None,
+    work: Path,
+) -> dict:
+    """CPU seconds per second for a camera at ``camera_fps`` thinned to ``inference_fps``."""
+    settings = CisSettings(
+        camera_type="folder",
+        camera_uri=str(frames_dir),
+        camera_fps=camera_fps,
+        inference_fps=inference_fps,
+        model_name=model_dir.parent.name,
+        model_version=model_dir.name,
+        prob_threshold=0.25,
+        retrain_interval_s=0,
+    )
+    db = Database(f"sqlite:///{work / 'bench.db'}")
+    db.create_schema()
+    pipe = CisPipeline(
+        settings,
+        work,
+        model_dir.parent.parent,
+        work / "images",
+        db,
+        lambda _o, _b: None,
+        intra_op_threads=threads,
+    )
+    pipe.start()
+    if not pipe.models.wait_ready(120):
+        raise SystemExit(f"model did not load: {pipe.models.error}")
+    while pipe.metrics.counters["inferences"] < 3:
+        time.sleep(0.01)
+    frames0, inferences0 = pipe.grabber.stats.frames, pipe.metrics.counters["inferences"]
+    cpu0, start = time.process_time(), time.perf_counter()
+    time.sleep(seconds)
+    cpu, elapsed = time.process_time() - cpu0, time.perf_counter() - start
+    frames = pipe.grabber.stats.frames - frames0
+    inferences = pipe.metrics.counters["inferences"] - inferences0
+    pipe.stop()
+    db.close()
+    return {
+        "camera_fps": camera_fps,
+        "inference_fps": inference_fps,
+        "seconds": round(elapsed, 1),
+        "frames_captured_per_s": round(frames / elapsed, 2),
+        "inferences_per_s": round(inferences / elapsed, 2),
+        "cpu_s_per_s": round(cpu / elapsed, 3),
+    }
+
+
 def cpu_model() -> str:
     """The CPU's model name (Linux), else the architecture."""
     try:
@@ -139,15 +196,34 @@ def main() -> None:
         default=None,
         help="ONNX Runtime intra-op threads in the pipeline (default: as --threads)",
     )
+    parser.add_argument(
+        "--sampled",
+        metavar="CAMERA_FPS:INFERENCE_FPS",
+        help="measure CPU use with a paced camera thinned by the sampler instead of throughput",
+    )
+    parser.add_argument("--seconds", type=float, default=30.0, help="length of a --sampled run")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         frames_dir = work / "frames"
         frames_dir.mkdir()
         paths = make_frames(frames_dir, args.distinct)
-        decoded = [cv2.imread(str(p)) for p in paths]
         runs = []
-        for model_dir in args.models:
+        if args.sampled:
+            camera_fps, inference_fps = (float(x) for x in args.sampled.split(":"))
+            for model_dir in args.models:
+                result = sampled(
+                    model_dir,
+                    frames_dir,
+                    camera_fps,
+                    inference_fps,
+                    args.seconds,
+                    args.pipeline_threads or args.threads,
+                    work / f"run{len(runs)}",
+                )
+                runs.append({"model": str(model_dir), "sampled": result})
+        decoded = [] if args.sampled else [cv2.imread(str(p)) for p in paths]
+        for model_dir in [] if args.sampled else args.models:
             b = bare(model_dir, decoded, args.frames, args.threads)
             threads = args.pipeline_threads or args.threads
             p = pipeline(model_dir, frames_dir, args.frames, threads, work / f"run{len(runs)}")
