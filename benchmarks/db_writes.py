@@ -260,7 +260,7 @@ def run(args: argparse.Namespace, url: str) -> None:
             "port": server_url.port or 3306,
             "user": server_url.username or "root",
             "password": server_url.password or "",
-            "use_pure": args.pure_python,
+            **({"use_pure": True} if args.pure_python else {}),
         }
         cipher = original_cipher(server)
         t_original = original(server, names["original"], records)

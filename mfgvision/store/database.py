@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import socket
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -67,7 +68,11 @@ class Database:
         self.engine: Engine = _create_engine(parsed)
         logger.info(
             "database configured",
-            extra={"db_url": self.safe_url, "dialect": self.engine.dialect.name},
+            extra={
+                "db_url": self.safe_url,
+                "dialect": self.engine.dialect.name,
+                "driver": _driver(self.engine),
+            },
         )
 
     @property
@@ -218,29 +223,45 @@ def _create_engine(url: URL) -> Engine:
         return _create_sqlite_engine(url)
     if backend in MYSQL_BACKENDS:
         connect_args: dict[str, Any] = {}
-        if url.get_driver_name() == "mysqlconnector":
-            _warn_without_c_extension()
-            if "connection_timeout" not in url.query:
-                connect_args["connection_timeout"] = MYSQL_CONNECT_TIMEOUT_S
-        return create_engine(
+        if url.get_driver_name() == "mysqlconnector" and "connection_timeout" not in url.query:
+            connect_args["connection_timeout"] = MYSQL_CONNECT_TIMEOUT_S
+        engine = create_engine(
             url,
             pool_pre_ping=True,
             pool_recycle=MYSQL_POOL_RECYCLE_S,
             connect_args=connect_args,
             paramstyle=MYSQL_PARAMSTYLE,
         )
+        event.listen(engine, "connect", _send_without_delay)
+        return engine
     raise ValueError(f"unsupported database backend {backend!r}: use sqlite or mysql/mariadb")
 
 
-def _warn_without_c_extension() -> None:
-    """Say so when mysql-connector runs in pure Python (each write then costs more CPU)."""
-    import mysql.connector
+def _send_without_delay(dbapi_connection: Any, _record: Any) -> None:
+    """Turn Nagle's algorithm off on a pure-Python mysql-connector connection's TCP socket.
 
-    if not mysql.connector.HAVE_CEXT:
-        logger.warning(
-            "mysql-connector C extension unavailable; using its pure-Python protocol",
-            extra={"mysql_connector": mysql.connector.__version__},
-        )
+    The driver leaves it on, so over TLS the last segment of each statement waited for the
+    server's delayed acknowledgement: batched writes ran 6x slower (docs/performance.md). The C
+    client library sets it itself; Unix sockets have no such option.
+    """
+    sock = getattr(getattr(dbapi_connection, "_socket", None), "sock", None)
+    if isinstance(sock, socket.socket) and sock.family in (socket.AF_INET, socket.AF_INET6):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+def _driver(engine: Engine) -> str:
+    """The DB-API driver in use, with its version and, for mysql-connector, which protocol code.
+
+    mysql-connector's C extension bundles its own OpenSSL, which does not load beside the system's
+    that ONNX Runtime and Python's ``ssl`` use, so the modules run its pure-Python protocol (fast
+    enough by far, see docs/performance.md).
+    """
+    module = engine.dialect.dbapi
+    version = getattr(module, "__version__", None) or getattr(module, "sqlite_version", "")
+    name = f"{engine.dialect.driver} {version}".strip()
+    if engine.dialect.driver == "mysqlconnector":
+        name += " (C extension)" if getattr(module, "HAVE_CEXT", False) else " (pure Python)"
+    return name
 
 
 def _create_sqlite_engine(url: URL) -> Engine:

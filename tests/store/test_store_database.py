@@ -234,18 +234,41 @@ def test_password_is_never_logged(caplog: pytest.LogCaptureFixture) -> None:
 
 
 @pytest.mark.parametrize("c_extension", [True, False])
-def test_pure_python_mysql_driver_is_reported(
-    c_extension: bool, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+def test_the_driver_and_its_protocol_are_logged(
+    c_extension: bool,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    tmp_path: Path,
 ) -> None:
+    import sqlite3
+
     import mysql.connector
 
     monkeypatch.setattr(mysql.connector, "HAVE_CEXT", c_extension)
-    caplog.set_level("WARNING")
+    caplog.set_level("INFO")
     Database("mysql+mysqlconnector://edge@127.0.0.1:1/edge").close()
-    warned = [r for r in caplog.records if "C extension unavailable" in r.getMessage()]
-    assert bool(warned) is not c_extension
+    Database(f"sqlite:///{tmp_path / 'edge.db'}").close()
+    drivers = [r.driver for r in caplog.records if r.getMessage() == "database configured"]
+    protocol = "C extension" if c_extension else "pure Python"
+    assert drivers == [
+        f"mysqlconnector {mysql.connector.__version__} ({protocol})",
+        f"pysqlite {sqlite3.sqlite_version}",
+    ]
 
 
 def test_unsupported_backend_is_refused() -> None:
     with pytest.raises(ValueError, match="unsupported"):
         Database("postgresql://u@localhost/edge")
+
+
+@pytest.mark.mysql
+def test_pure_python_connections_send_without_delay(mariadb_url: str) -> None:
+    import socket
+
+    db = Database(mariadb_url + "?use_pure=true")
+    try:
+        with db.engine.connect() as conn:
+            sock = conn.connection.dbapi_connection._socket.sock
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+    finally:
+        db.close()
