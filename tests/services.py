@@ -1,5 +1,6 @@
-"""Real services for the tests, started on free ports: Azurite (Blob Storage emulator) and private
-MariaDB servers that a test may stop and start again without touching the system one.
+"""Real services for the tests: Azurite (Blob Storage emulator) and private MariaDB servers started on
+free ports (a test may stop and start them without touching the system server), and a fresh database
+on the MariaDB server of the machine.
 
 A service that cannot be had makes its tests skip with the reason, unless
 ``MFGVISION_REQUIRE_SERVICES=1`` (CI): then they fail.
@@ -13,13 +14,19 @@ import signal
 import socket
 import subprocess
 import time
+import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 
 REPO = Path(__file__).resolve().parent.parent
 REQUIRE_ENV = "MFGVISION_REQUIRE_SERVICES"
+DEFAULT_SERVER_URL = "mysql+mysqlconnector://root:@127.0.0.1:3306"
+SERVER_URL_ENV = "MFGVISION_TEST_MYSQL_URL"
 AZURITE_BIN = REPO / "node_modules" / ".bin" / "azurite-blob"
 AZURITE_ACCOUNT = "devstoreaccount1"
 # The emulator's published, well-known development key (not a secret).
@@ -235,3 +242,28 @@ def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def mariadb_url() -> Iterator[str]:
+    """URL of a fresh, uniquely named database on the MariaDB server; dropped afterwards.
+
+    ``MFGVISION_TEST_MYSQL_URL`` names another server (no database part).
+    """
+    server = make_url(os.environ.get(SERVER_URL_ENV, DEFAULT_SERVER_URL))
+    name = f"mfgvision_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(server, connect_args={"connection_timeout": 5})
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))
+    except SQLAlchemyError as exc:
+        admin.dispose()
+        shown = server.render_as_string(hide_password=True)
+        detail = str(getattr(exc, "orig", exc)).splitlines()[0]
+        unavailable(f"MariaDB/MySQL server not reachable at {shown}: {detail}")
+    try:
+        yield server.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
+        admin.dispose()

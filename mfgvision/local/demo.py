@@ -11,15 +11,16 @@ import json
 import logging
 import os
 import socket
-import sqlite3
 from pathlib import Path
 from typing import Any
+
+from sqlalchemy.exc import SQLAlchemyError
 
 from mfgvision.edge.inprocess import InProcessBroker
 from mfgvision.edge.manifest import ModuleSpec, load_manifest
 from mfgvision.local.modules import ModuleContext, build_module
 from mfgvision.runtime import REPO_ASSETS, Paths, Service, run_until_signalled
-from mfgvision.store.database import database_url_from_env
+from mfgvision.store.database import Database, database_url_from_env
 
 log = logging.getLogger(__name__)
 
@@ -101,17 +102,22 @@ def demo_main(manifest_path: Path, data_dir: Path, duration: float | None, port:
         print(f"Twin configuration: {twin_config_url}", flush=True)
     print_how_it_stops(duration)
     code = run_until_signalled(services, duration)
-    print(json.dumps(summary(data_dir, paths), indent=2), flush=True)
+    print(json.dumps(summary(data_dir, paths, db_url), indent=2), flush=True)
     return code
 
 
-def summary(data_dir: Path, paths: Paths) -> dict[str, Any]:
-    """What the run left behind: rows, images, uploaded copies, upstream messages."""
+def summary(data_dir: Path, paths: Paths, db_url: str) -> dict[str, Any]:
+    """What the run left behind: rows in the database the modules used, images, uploaded copies,
+    upstream messages."""
     out: dict[str, Any] = {"data_dir": str(data_dir)}
-    if paths.default_db_path.is_file():
-        with sqlite3.connect(paths.default_db_path) as conn:
-            out["inferences"] = conn.execute("SELECT COUNT(*) FROM inference_data").fetchone()[0]
-            out["detections"] = conn.execute("SELECT COUNT(*) FROM detection_data").fetchone()[0]
+    db = Database(db_url)
+    out["database"] = db.safe_url
+    try:
+        out.update(db.row_counts())
+    except SQLAlchemyError as exc:
+        out["database_error"] = str(getattr(exc, "orig", exc)).splitlines()[0][:300]
+    finally:
+        db.close()
     images = list(paths.images.glob("*.jpg")) if paths.images.is_dir() else []
     out["images"] = {
         kind: sum(1 for p in images if p.stem.endswith(kind))

@@ -234,7 +234,7 @@ def edge_demo_main(manifest_path: Path, data_dir: Path, duration: float | None, 
         print(f"Dashboard: {dashboard_url}", flush=True)
     print_how_it_stops(duration)
     code = run_until_signalled([_Running(standin), supervisor], duration)
-    result = summary(data_dir, paths)
+    result = summary(data_dir, paths, db_url)
     result["modules"] = {name: {"exit_code": c} for name, c in supervisor.exit_codes.items()}
     print(json.dumps(result, indent=2), flush=True)
     return code

@@ -204,6 +204,17 @@ class Database:
                 ).scalar_one()
             )
 
+    def row_counts(self) -> dict[str, int]:
+        """Stored inferences and detections; zero for both before the schema exists."""
+        with self.engine.connect() as conn:
+            if not inspect(conn).has_table(inference_data.name):
+                return {"inferences": 0, "detections": 0}
+            count = func.count()
+            return {
+                "inferences": conn.execute(select(count).select_from(inference_data)).scalar_one(),
+                "detections": conn.execute(select(count).select_from(detection_data)).scalar_one(),
+            }
+
     def is_empty(self) -> bool:
         """True when the inference table is missing or holds no row (a new or reset database)."""
         with self.engine.connect() as conn:

@@ -7,7 +7,6 @@ The tests skip when Chromium or Playwright is missing, unless ``MFGVISION_REQUIR
 
 from __future__ import annotations
 
-import os
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -29,6 +28,7 @@ from mfgvision.web.auth import AuthConfig
 from tests.browser.seed import frame_pool, seed_cameras
 from tests.cis.conftest import LABELS, yolo_model_bytes
 from tests.inference.graphs import write_model_dir
+from tests.services import unavailable
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -45,21 +45,15 @@ USER, PASSWORD = "engineer", "line-7-password"
 SECRET = b"SECRET-OUTSIDE-THE-IMAGE-FOLDER"
 
 
-def _unavailable(reason: str) -> None:
-    if os.environ.get("MFGVISION_REQUIRE_SERVICES") == "1":
-        pytest.fail(f"{reason} (MFGVISION_REQUIRE_SERVICES=1)", pytrace=False)
-    pytest.skip(reason)
-
-
 @pytest.fixture(scope="session")
 def browser() -> Iterator[Any]:
     """Headless Chromium from /usr/bin/chromium."""
     if not CHROMIUM.exists():
-        _unavailable("Chromium is not installed at /usr/bin/chromium (apt-get install chromium)")
+        unavailable("Chromium is not installed at /usr/bin/chromium (apt-get install chromium)")
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
-        _unavailable("playwright is not installed (pip install -e '.[dev]')")
+        unavailable("playwright is not installed (pip install -e '.[dev]')")
     with sync_playwright() as p:
         chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         yield chromium

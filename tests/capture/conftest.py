@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -18,18 +17,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.services import free_port, unavailable
+
 os.environ.setdefault("PYLON_CAMEMU", "2")  # before anything imports pypylon
 
-REQUIRE_ENV = "MFGVISION_REQUIRE_SERVICES"
 SYSTEM_PYTHON = "/usr/bin/python3"
 RTSP_SERVER = Path(__file__).with_name("rtsp_server.py")
-
-
-def unavailable(reason: str) -> None:
-    """Skip, or fail when the environment says every service is required."""
-    if os.environ.get(REQUIRE_ENV) == "1":
-        pytest.fail(f"{reason} ({REQUIRE_ENV}=1)", pytrace=False)
-    pytest.skip(reason)
 
 
 def require_module(name: str, extra: str) -> None:
@@ -44,12 +37,6 @@ def wait_for(check: Callable[[], bool], timeout: float = 60.0, every: float = 0.
             return True
         time.sleep(every)
     return check()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def open_fds() -> int:

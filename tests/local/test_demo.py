@@ -1,6 +1,7 @@
 """The embedded default, as a user runs it: ``mfgvision demo`` as a subprocess."""
 
 import json
+import os
 import signal
 import sqlite3
 import subprocess
@@ -11,11 +12,13 @@ from pathlib import Path
 
 import pytest
 
+from mfgvision.store.database import Database
+
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 
 
-def _demo(data_dir: Path, *args: str) -> subprocess.Popen:
+def _demo(data_dir: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
     return subprocess.Popen(
         [
             sys.executable,
@@ -32,6 +35,7 @@ def _demo(data_dir: Path, *args: str) -> subprocess.Popen:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        env=None if env is None else {**os.environ, **env},
     )
 
 
@@ -53,6 +57,19 @@ def test_demo_runs_every_module_and_leaves_data(tmp_path):
     assert summary["upstream_messages"] >= inferences
     lines = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
     assert lines and all({"ts", "level", "module", "event"} <= set(line) for line in lines)
+
+
+@pytest.mark.mysql
+def test_demo_on_mariadb_reports_the_rows_it_stored_there(tmp_path, mariadb_url):
+    proc = _demo(tmp_path, "--duration", "15", env={"MFGVISION_DB_URL": mariadb_url})
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err[-3000:]
+    summary = json.loads(out[out.index("{") :])
+    counts = Database(mariadb_url).row_counts()
+    assert summary["inferences"] == counts["inferences"] >= 3, (summary, err[-3000:])
+    assert summary["detections"] == counts["detections"]
+    assert summary["database"].startswith("mysql+mysqlconnector://")
+    assert not (tmp_path / "mfgvision.db").exists()  # nothing went to the default SQLite file
 
 
 def test_demo_serves_the_dashboard_and_stops_on_sigterm(tmp_path):

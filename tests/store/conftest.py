@@ -7,51 +7,15 @@ which case they fail. ``MFGVISION_TEST_MYSQL_URL`` points them at another server
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy import text
 
 from mfgvision.store.database import Database
 from mfgvision.store.schema import metadata
-
-DEFAULT_SERVER_URL = "mysql+mysqlconnector://root:@127.0.0.1:3306"
-REQUIRE_ENV = "MFGVISION_REQUIRE_SERVICES"
-SERVER_URL_ENV = "MFGVISION_TEST_MYSQL_URL"
-
-
-def _unavailable(reason: str) -> None:
-    """Skip, or fail when the environment says services are required."""
-    if os.environ.get(REQUIRE_ENV) == "1":
-        pytest.fail(f"{reason} ({REQUIRE_ENV}=1)", pytrace=False)
-    pytest.skip(reason)
-
-
-@pytest.fixture(scope="session")
-def mariadb_url() -> Iterator[str]:
-    """URL of a fresh, uniquely named database on the MariaDB server; dropped afterwards."""
-    server = make_url(os.environ.get(SERVER_URL_ENV, DEFAULT_SERVER_URL))
-    name = f"mfgvision_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(server, connect_args={"connection_timeout": 5})
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))
-    except SQLAlchemyError as exc:
-        admin.dispose()
-        shown = server.render_as_string(hide_password=True)
-        detail = str(getattr(exc, "orig", exc)).splitlines()[0]
-        _unavailable(f"MariaDB/MySQL server not reachable at {shown}: {detail}")
-    try:
-        yield server.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
-        admin.dispose()
+from tests.services import mariadb_url  # noqa: F401  (fixture)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("mariadb", marks=pytest.mark.mysql)])
