@@ -19,6 +19,7 @@ import platform
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -66,23 +67,23 @@ def bare(model_dir: Path, frames: list[np.ndarray], n: int, threads: int | None)
     }
 
 
-def pipeline(model_dir: Path, frames_dir: Path, n: int, threads: int | None, work: Path) -> dict:
-    settings = CisSettings(
+def start_pipeline(
+    model_dir: Path, frames_dir: Path, threads: int | None, work: Path, **settings: Any
+) -> tuple[CisPipeline, Database]:
+    """The CIS on a folder camera of ``frames_dir`` with ``model_dir``, its model loaded."""
+    cis_settings = CisSettings(
         camera_type="folder",
         camera_uri=str(frames_dir),
-        camera_fps=0,
-        inference_fps=0,
         model_name=model_dir.parent.name,
         model_version=model_dir.name,
         prob_threshold=0.25,
-        store_raw_frames=True,
-        store_all_inferences=True,
         retrain_interval_s=0,
+        **settings,
     )
     db = Database(f"sqlite:///{work / 'bench.db'}")
     db.create_schema()
     pipe = CisPipeline(
-        settings,
+        cis_settings,
         work,
         model_dir.parent.parent,
         work / "images",
@@ -93,6 +94,20 @@ def pipeline(model_dir: Path, frames_dir: Path, n: int, threads: int | None, wor
     pipe.start()
     if not pipe.models.wait_ready(120):
         raise SystemExit(f"model did not load: {pipe.models.error}")
+    return pipe, db
+
+
+def pipeline(model_dir: Path, frames_dir: Path, n: int, threads: int | None, work: Path) -> dict:
+    pipe, db = start_pipeline(
+        model_dir,
+        frames_dir,
+        threads,
+        work,
+        camera_fps=0,
+        inference_fps=0,
+        store_raw_frames=True,
+        store_all_inferences=True,
+    )
     warm = 5
     while pipe.metrics.counters["rows_written"] < warm:
         time.sleep(0.01)
@@ -125,30 +140,9 @@ def sampled(
     work: Path,
 ) -> dict:
     """CPU seconds per second for a camera at ``camera_fps`` thinned to ``inference_fps``."""
-    settings = CisSettings(
-        camera_type="folder",
-        camera_uri=str(frames_dir),
-        camera_fps=camera_fps,
-        inference_fps=inference_fps,
-        model_name=model_dir.parent.name,
-        model_version=model_dir.name,
-        prob_threshold=0.25,
-        retrain_interval_s=0,
+    pipe, db = start_pipeline(
+        model_dir, frames_dir, threads, work, camera_fps=camera_fps, inference_fps=inference_fps
     )
-    db = Database(f"sqlite:///{work / 'bench.db'}")
-    db.create_schema()
-    pipe = CisPipeline(
-        settings,
-        work,
-        model_dir.parent.parent,
-        work / "images",
-        db,
-        lambda _o, _b: None,
-        intra_op_threads=threads,
-    )
-    pipe.start()
-    if not pipe.models.wait_ready(120):
-        raise SystemExit(f"model did not load: {pipe.models.error}")
     while pipe.metrics.counters["inferences"] < 3:
         time.sleep(0.01)
     frames0, inferences0 = pipe.grabber.stats.frames, pipe.metrics.counters["inferences"]
