@@ -216,14 +216,16 @@ class Rollup:
                 per = defects[start - start % defect_s]
                 per[label] = per.get(label, 0) + n
 
+        def add_from_database(begin: datetime, finish: datetime, bucket_s: int) -> None:
+            add_cams(camera_buckets(self.engine, begin, finish, bucket_s), bucket_s)
+            if labels:
+                add_labels(label_buckets(self.engine, begin, finish, bucket_s), bucket_s)
+
         snap = self._current()
         first_full = _minute(window.start) + (1 if window.start.timestamp() % MINUTE else 0)
         if snap is None or first_full < snap.lo:
             # Beyond the horizon: aggregate in the database at the coarser of the two bucket sizes.
-            bucket_s = math.gcd(defect_s, latency_s)
-            add_cams(camera_buckets(self.engine, window.start, window.end, bucket_s), bucket_s)
-            if labels:
-                add_labels(label_buckets(self.engine, window.start, window.end, bucket_s), bucket_s)
+            add_from_database(window.start, window.end, math.gcd(defect_s, latency_s))
             source = "database"
         else:
             mid_lo = first_full
@@ -231,9 +233,7 @@ class Rollup:
             live = [(window.start, min(_at(mid_lo), window.end)), (_at(mid_hi), window.end)]
             for begin, finish in live:
                 if begin < finish:
-                    add_cams(camera_buckets(self.engine, begin, finish, MINUTE), MINUTE)
-                    if labels:
-                        add_labels(label_buckets(self.engine, begin, finish, MINUTE), MINUTE)
+                    add_from_database(begin, finish, MINUTE)
             for minutes in snap.cameras.values():
                 add_cams((c for m, c in minutes.items() if mid_lo <= m < mid_hi), MINUTE)
             for cam, minutes in snap.labels.items() if labels else ():
