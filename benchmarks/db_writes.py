@@ -42,7 +42,7 @@ import mysql.connector
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from mfgvision.edge.certs import ensure_ca, issue_server_cert
+from mfgvision.deploy.certs import ensure_ca, issue_server_cert
 from mfgvision.inference.types import Box, Detection
 from mfgvision.store.database import Database
 from mfgvision.store.records import InferenceRecord

@@ -3,82 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from mfgvision import __version__
 from mfgvision.logs import configure_logging
 
-if TYPE_CHECKING:
-    from mfgvision.edge.iotedge import IoTEdgeHub
-
-
-def _load_desired(path: Path | None) -> dict:
-    """Desired properties for a module run without a hub, from a JSON or YAML file."""
-    if path is None:
-        return {}
-    text = path.read_text(encoding="utf-8")
-    if path.suffix in (".yaml", ".yml"):
-        import yaml
-
-        return yaml.safe_load(text) or {}
-    return json.loads(text)
-
 
 def _run_module(args: argparse.Namespace) -> int:
-    """Run one module: through edgeHub when the IoT Edge environment is present (on a device, or
-    against ``mfgvision edgehub``), else on its own with its outputs appended to
-    ``<data>/<module>-outputs.jsonl``."""
-    from mfgvision.edge.hub import Hub
-    from mfgvision.edge.inprocess import InProcessBroker
-    from mfgvision.edge.iotedge import (
-        HubClosed,
-        IoTEdgeHub,
-        iot_edge_environment,
-        module_id_from_environment,
-    )
-    from mfgvision.edge.routes import Route
-    from mfgvision.local.modules import ModuleContext, build_module
-    from mfgvision.runtime import Paths, run_until_signalled
-    from mfgvision.store.database import database_url_from_env
+    from mfgvision.launch import run_module
 
-    paths = Paths.from_env()
-    paths.data.mkdir(parents=True, exist_ok=True)
-    module_id = module_id_from_environment(args.command)
-    hub: Hub
-    if iot_edge_environment():
-        edge_hub = IoTEdgeHub(module_id)
-        try:
-            _connect_until_signalled(edge_hub)
-        except HubClosed:
-            return 0
-        hub = edge_hub
-    else:
-        broker = InProcessBroker(
-            [Route("outputs", module_id, None, None, None)],
-            upstream_file=paths.data / f"{module_id}-outputs.jsonl",
-        )
-        hub = broker.hub(module_id, _load_desired(args.desired))
-    ctx = ModuleContext(hub, paths, database_url_from_env(paths.default_db_path))
-    service = build_module([args.command, *args.module_args], ctx)
-    assert service is not None
-    return run_until_signalled([service], args.duration)
-
-
-def _connect_until_signalled(hub: IoTEdgeHub) -> None:
-    """Connect to edgeHub (retrying); SIGTERM/SIGINT while still retrying ends the wait."""
-    import signal
-
-    previous = {
-        s: signal.signal(s, lambda *_: hub.abort()) for s in (signal.SIGTERM, signal.SIGINT)
-    }
-    try:
-        hub.connect()
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+    return run_module([args.command, *args.module_args], args.desired, args.duration)
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -91,17 +26,41 @@ def _demo(args: argparse.Namespace) -> int:
     return demo_main(args.manifest, args.data_dir, args.duration, args.port)
 
 
+def _twin_config(args: argparse.Namespace) -> int:
+    from mfgvision.twin_config.server import twin_config_main
+
+    if args.edgehub_state is None:
+        return twin_config_main(args)
+    from mfgvision.deploy.twin_registry import StandInRegistry
+
+    return twin_config_main(args, StandInRegistry(args.edgehub_state, args.manifest))
+
+
+def _file_upload(args: argparse.Namespace) -> int:
+    from mfgvision.file_transfer.commands import file_upload_main
+    from mfgvision.launch import run_module
+
+    return file_upload_main(args, run_module)
+
+
+def _file_download(args: argparse.Namespace) -> int:
+    from mfgvision.file_transfer.commands import file_download_main
+    from mfgvision.launch import run_module
+
+    return file_download_main(args, run_module)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from mfgvision.dashboard.server import add_dashboard_arguments, dashboard_main
-    from mfgvision.edge.commands import (
+    from mfgvision.deploy.commands import (
         add_check_arguments,
         add_edgehub_arguments,
         check_main,
         edgehub_main,
     )
+    from mfgvision.deploy.compose import add_compose_arguments, compose_main
     from mfgvision.evaluation import add_eval_arguments, eval_main
     from mfgvision.inference.commands import add_infer_arguments, infer_main
-    from mfgvision.local.compose import add_compose_arguments, compose_main
 
     parser = argparse.ArgumentParser(prog="mfgvision", description=__doc__)
     parser.add_argument("--version", action="version", version=f"mfgvision {__version__}")
@@ -136,31 +95,29 @@ def build_parser() -> argparse.ArgumentParser:
         module.add_argument("module_args", nargs=argparse.REMAINDER)
         module.set_defaults(func=_run_module)
 
-    from mfgvision.file_transfer.cli import (
+    from mfgvision.file_transfer.module import (
         add_file_download_arguments,
         add_file_upload_arguments,
-        file_download_main,
-        file_upload_main,
     )
 
     upload = sub.add_parser("file-upload", help="upload a folder tree to a blob container")
     add_file_upload_arguments(upload)
-    upload.set_defaults(func=file_upload_main)
+    upload.set_defaults(func=_file_upload)
     download = sub.add_parser("file-download", help="sync a models container into the model volume")
     add_file_download_arguments(download)
-    download.set_defaults(func=file_download_main)
+    download.set_defaults(func=_file_download)
 
     dashboard = sub.add_parser("dashboard", help="serve the dashboard")
     add_dashboard_arguments(dashboard)
     dashboard.set_defaults(func=dashboard_main)
 
-    from mfgvision.twin_config.server import add_twin_config_arguments, twin_config_main
+    from mfgvision.twin_config.server import add_twin_config_arguments
 
     twin_config = sub.add_parser(
         "twin-config", help="edit module twins (camera settings) in a browser"
     )
     add_twin_config_arguments(twin_config)
-    twin_config.set_defaults(func=twin_config_main)
+    twin_config.set_defaults(func=_twin_config)
 
     infer = sub.add_parser("infer", help="run a model on images and print detections")
     add_infer_arguments(infer)

@@ -8,13 +8,10 @@ never accepted from the twin: they come from the environment.
 
 from __future__ import annotations
 
-import copy
 import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-
-from mfgvision.edge.twins import merge
 
 CameraType = Literal["folder", "video", "rtsp", "http", "usb", "basler", "allied", "genicam"]
 
@@ -117,8 +114,8 @@ class ModuleSettings(BaseModel):
         return _translate_legacy(data) if isinstance(data, dict) else data
 
 
-class CisSettings(ModuleSettings):
-    """Capture, inference and store settings of one camera's CIS module."""
+class CameraSettings(ModuleSettings):
+    """One camera's own settings (every ``camera_*`` key): what the frame sources take."""
 
     camera_type: CameraType = "folder"
     camera_uri: str = Field("samples/line1", description="folder, file, stream URL or USB index")
@@ -170,6 +167,21 @@ class CisSettings(ModuleSettings):
     camera_timeout_s: float = Field(
         10.0, ge=0.5, le=300, description="open and read timeout of a camera or stream"
     )
+
+    @property
+    def camera_name(self) -> str:
+        return f"{self.camera_location}-{self.camera_position}"
+
+    @property
+    def trigger_paced(self) -> bool:
+        """A trigger decides when frames come, so every frame is inferred and none dropped."""
+        return self.camera_trigger or self.camera_trigger_mode != "off"
+
+
+class CisSettings(CameraSettings):
+    """Capture, inference and store settings of one camera's CIS module; the camera's own keys come
+    first and stay flat in the twin."""
+
     inference_fps: float = Field(1.0, ge=0, le=1000, description="0 = as fast as the model allows")
     model_name: str = Field("demo-defects", pattern=r"^[A-Za-z0-9_.\-]{1,80}$")
     model_version: str = Field("1", pattern=r"^[A-Za-z0-9_.\-]{1,40}$")
@@ -194,13 +206,11 @@ class CisSettings(ModuleSettings):
     )
 
     @property
-    def camera_name(self) -> str:
-        return f"{self.camera_location}-{self.camera_position}"
-
-    @property
-    def trigger_paced(self) -> bool:
-        """A trigger decides when frames come, so every frame is inferred and none dropped."""
-        return self.camera_trigger or self.camera_trigger_mode != "off"
+    def camera(self) -> CameraSettings:
+        """The camera's own settings, as the frame sources take them."""
+        return CameraSettings.model_construct(
+            **{name: getattr(self, name) for name in CameraSettings.model_fields}
+        )
 
 
 UploadTargetKind = Literal["auto", "blob", "adls", "local"]
@@ -285,51 +295,6 @@ class ModelRepoSettings(ModuleSettings):
     )
 
 
-class DesiredSettings:
-    """A module's settings from its twin: the whole desired state validated on every patch.
-
-    A patch that fails validation is refused and the last good settings stay in force; ``error`` says
-    why (for reported properties).
-    """
-
-    def __init__(self, model: type[ModuleSettings]) -> None:
-        self.model = model
-        self.current: ModuleSettings = parse_settings(model, {})
-        self.version: int | None = None
-        self.error: dict[str, Any] | None = None
-        self._desired: dict[str, Any] = {}
-
-    def apply(self, desired: dict[str, Any], replace: bool) -> bool:
-        """Apply a whole desired section (``replace``) or a patch; False when refused."""
-        version = desired.get("$version")
-        merged = desired_state(self._desired, desired, replace)
-        try:
-            settings = parse_settings(self.model, merged)
-        except SettingsError as exc:
-            self.error = {"version": version, "message": str(exc)}
-            return False
-        self.current, self._desired, self.version, self.error = settings, merged, version, None
-        return True
-
-    def report(self) -> dict[str, Any]:
-        """The ``config`` section of reported properties."""
-        return {
-            "applied_version": self.version,
-            "settings": self.current.model_dump(),
-            "error": self.error,
-        }
-
-
-def desired_state(
-    current: dict[str, Any], desired: dict[str, Any], replace: bool
-) -> dict[str, Any]:
-    """The desired state after a whole desired section (``replace``, ``$`` keys dropped) or a
-    patch merged into ``current``."""
-    if replace:
-        return {k: v for k, v in desired.items() if not k.startswith("$")}
-    return merge_patch(current, desired)
-
-
 def parse_settings(model: type[ModuleSettings], desired: dict[str, Any]) -> ModuleSettings:
     """Validate desired properties into settings; raise SettingsError with a readable message."""
     try:
@@ -342,11 +307,3 @@ def parse_settings(model: type[ModuleSettings], desired: dict[str, Any]) -> Modu
             for err in exc.errors()
         )
         raise SettingsError(problems) from None
-
-
-def merge_patch(current: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
-    """``current`` with a desired-properties patch applied as the hub applies it (JSON merge-patch:
-    nested objects merge, null deletes, ``$`` keys are metadata)."""
-    merged = copy.deepcopy(current)
-    merge(merged, patch)
-    return merged

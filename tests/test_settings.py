@@ -1,6 +1,7 @@
 import pytest
 
-from mfgvision.settings import CisSettings, SettingsError, merge_patch, parse_settings
+from mfgvision.edge.twins import merge_patch
+from mfgvision.settings import CisSettings, SettingsError, parse_settings
 
 
 def test_defaults_are_valid():

@@ -22,7 +22,7 @@ from mfgvision.capture.machine_vision import MachineVisionSource, pick_device, r
 from mfgvision.capture.pixels import supported
 
 if TYPE_CHECKING:
-    from mfgvision.settings import CisSettings
+    from mfgvision.settings import CameraSettings
 
 _ABORT = object()
 
@@ -79,7 +79,7 @@ class AlliedSource(MachineVisionSource):
     kind = "allied"
     label = "Allied Vision"
 
-    def __init__(self, settings: CisSettings, buffers: int = 5) -> None:
+    def __init__(self, settings: CameraSettings, buffers: int = 5) -> None:
         require_module("vmbpy", "allied", self.label)
         super().__init__(settings)
         self.buffers = buffers

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from mfgvision.settings import CisSettings
+    from mfgvision.settings import CameraSettings
 
 
 class SourceError(RuntimeError):
@@ -70,7 +70,7 @@ class FrameSource(ABC):
     def close(self) -> None:
         """Release the device or stream; safe to call twice."""
 
-    def configure(self, settings: CisSettings) -> bool:
+    def configure(self, settings: CameraSettings) -> bool:
         """Apply changed camera settings to the open source, from another thread.
 
         True when everything was applied live; False when the source must be reopened with the new

@@ -20,7 +20,7 @@ from mfgvision.capture.machine_vision import MachineVisionSource, pick_device, r
 from mfgvision.capture.pixels import supported
 
 if TYPE_CHECKING:
-    from mfgvision.settings import CisSettings
+    from mfgvision.settings import CameraSettings
 
 
 class PylonFeatures(Features):
@@ -65,7 +65,7 @@ class BaslerSource(MachineVisionSource):
     kind = "basler"
     label = "Basler"
 
-    def __init__(self, settings: CisSettings) -> None:
+    def __init__(self, settings: CameraSettings) -> None:
         require_module("pypylon", "basler", self.label)
         super().__init__(settings)
         self._camera: Any = None

@@ -7,7 +7,7 @@ from pathlib import Path
 from mfgvision.capture.base import FrameSource, SourceError
 from mfgvision.capture.folder import ImageFolderSource
 from mfgvision.capture.opencv_stream import OpenCVSource
-from mfgvision.settings import CisSettings
+from mfgvision.settings import CameraSettings
 
 
 def resolve_path(uri: str, assets_dir: Path) -> Path:
@@ -16,7 +16,7 @@ def resolve_path(uri: str, assets_dir: Path) -> Path:
     return path if path.is_absolute() else assets_dir / path
 
 
-def build_source(settings: CisSettings, assets_dir: Path) -> FrameSource:
+def build_source(settings: CameraSettings, assets_dir: Path) -> FrameSource:
     """The source for ``settings.camera_type``.
 
     Raises SourceError when the camera type needs an SDK that is not installed (the message names

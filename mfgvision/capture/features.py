@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from mfgvision.capture.base import SourceError
 
 if TYPE_CHECKING:
-    from mfgvision.settings import CisSettings
+    from mfgvision.settings import CameraSettings
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ class CameraConfig:
     timeout_s: float = 10.0
 
     @classmethod
-    def from_settings(cls, s: CisSettings) -> CameraConfig:
+    def from_settings(cls, s: CameraSettings) -> CameraConfig:
         return cls(
             trigger_mode=s.camera_trigger_mode,
             trigger_source=s.camera_trigger_source,

@@ -12,7 +12,7 @@ import numpy as np
 from mfgvision.capture.base import FrameSource, SourceError
 
 if TYPE_CHECKING:
-    from mfgvision.settings import CisSettings
+    from mfgvision.settings import CameraSettings
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +76,6 @@ class ImageFolderSource(FrameSource):
     def close(self) -> None:
         self._files = []
 
-    def configure(self, settings: CisSettings) -> bool:
+    def configure(self, settings: CameraSettings) -> bool:
         """A folder has no camera settings: nothing to apply, nothing to reopen."""
         return True

@@ -20,7 +20,7 @@ from mfgvision.capture.features import Features
 from mfgvision.capture.machine_vision import MachineVisionSource, pick_device, require_module
 
 if TYPE_CHECKING:
-    from mfgvision.settings import CisSettings
+    from mfgvision.settings import CameraSettings
 
 PRODUCER_ENV = "GENICAM_GENTL64_PATH"
 
@@ -107,7 +107,7 @@ class GenTLSource(MachineVisionSource):
     kind = "genicam"
     label = "GenICam"
 
-    def __init__(self, settings: CisSettings) -> None:
+    def __init__(self, settings: CameraSettings) -> None:
         require_module("harvesters", "genicam", self.label)
         super().__init__(settings)
         self.producer = settings.camera_gentl_producer

@@ -27,7 +27,7 @@ from mfgvision.capture.base import Frame, FrameSource, NoFrameYet, SourceError
 from mfgvision.capture.jpeg import decode, jpeg_size, reduction_for
 
 if TYPE_CHECKING:
-    from mfgvision.settings import CisSettings
+    from mfgvision.settings import CameraSettings
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +111,7 @@ class FrameGrabber:
     def ended(self) -> bool:
         return self.stats.state in ("ended", "stopped")
 
-    def configure(self, settings: CisSettings) -> bool:
+    def configure(self, settings: CameraSettings) -> bool:
         """Apply changed camera settings to the running source; False = it must be reopened."""
         try:
             return self.source.configure(settings)

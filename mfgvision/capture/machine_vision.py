@@ -22,7 +22,7 @@ from mfgvision.capture.features import CameraConfig, Features, apply_config, sof
 from mfgvision.capture.pixels import PixelFormatError, to_bgr
 
 if TYPE_CHECKING:
-    from mfgvision.settings import CisSettings
+    from mfgvision.settings import CameraSettings
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ class MachineVisionSource(FrameSource):
     #: what the documentation calls the camera family
     label = ""
 
-    def __init__(self, settings: CisSettings) -> None:
+    def __init__(self, settings: CameraSettings) -> None:
         self.selector = settings.camera_uri.strip()
         self.config = CameraConfig.from_settings(settings)
         self._lock = threading.RLock()
@@ -156,7 +156,7 @@ class MachineVisionSource(FrameSource):
             self._features = None
             self._close_device()
 
-    def configure(self, settings: CisSettings) -> bool:
+    def configure(self, settings: CameraSettings) -> bool:
         new = CameraConfig.from_settings(settings)
         with self._lock:
             if not self._opened or self._features is None:

@@ -32,7 +32,7 @@ import numpy as np
 from mfgvision.capture.base import FrameSource, SourceError, mask_credentials
 
 if TYPE_CHECKING:
-    from mfgvision.settings import CisSettings
+    from mfgvision.settings import CameraSettings
 
 FFMPEG_OPTIONS_ENV = "OPENCV_FFMPEG_CAPTURE_OPTIONS"
 _OPEN_LOCK = threading.Lock()
@@ -144,6 +144,6 @@ class OpenCVSource(FrameSource):
             self._cap.release()
             self._cap = None
 
-    def configure(self, settings: CisSettings) -> bool:
+    def configure(self, settings: CameraSettings) -> bool:
         """Nothing of a camera's own settings applies to a stream; a new timeout needs a reopen."""
         return round(settings.camera_timeout_s * 1000) == self.timeout_ms

@@ -146,7 +146,7 @@ class CisPipeline:
         if all(getattr(old, k) == getattr(new, k) for k in CAMERA_FEATURE_KEYS):
             return True
         grabber = self.grabber
-        return grabber is not None and grabber.configure(new)
+        return grabber is not None and grabber.configure(new.camera)
 
     def trigger(self) -> None:
         """Fire the camera's software trigger; SourceError when it cannot."""
@@ -205,7 +205,7 @@ class CisPipeline:
     def _start_camera(self) -> None:
         s = self.settings
         try:
-            source = build_source(s, self.assets_dir)
+            source = build_source(s.camera, self.assets_dir)
         except SourceError as exc:
             self.camera_error, self.grabber = str(exc), None
             log.error("camera not available", extra={"camera_id": s.camera_id, "error": str(exc)})
@@ -216,7 +216,7 @@ class CisPipeline:
             s.camera_fps,
             keep=16 if s.trigger_paced else 1,
             stall_timeout=_STALL_FACTOR * s.camera_timeout_s,
-            reopen=lambda: build_source(self.settings, self.assets_dir),
+            reopen=lambda: build_source(self.settings.camera, self.assets_dir),
         )
         self.grabber.start()
 

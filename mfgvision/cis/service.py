@@ -10,11 +10,12 @@ from typing import Any
 from mfgvision import __version__
 from mfgvision.capture.base import SourceError, mask_credentials
 from mfgvision.cis.pipeline import CisPipeline
-from mfgvision.dashboard.status import STATUS_FOLDER, remove_status, write_status
+from mfgvision.edge.desired import desired_state
 from mfgvision.edge.hub import Hub, HubMessage, MethodError
 from mfgvision.runtime import Paths
-from mfgvision.settings import CisSettings, SettingsError, desired_state, parse_settings
+from mfgvision.settings import CisSettings, SettingsError, parse_settings
 from mfgvision.store.database import Database
+from mfgvision.store.status import STATUS_FOLDER, remove_status, write_status
 
 log = logging.getLogger(__name__)
 

@@ -18,9 +18,9 @@ from mfgvision.dashboard.context import dashboard_context
 from mfgvision.dashboard.files import resolve_image
 from mfgvision.dashboard.overview import build_overview, record_json
 from mfgvision.dashboard.stats import WindowError, iso, parse_time, parse_window, stats_json
-from mfgvision.dashboard.status import read_statuses
 from mfgvision.store import queries
 from mfgvision.store.records import InferenceRecord
+from mfgvision.store.status import read_statuses
 
 logger = logging.getLogger(__name__)
 

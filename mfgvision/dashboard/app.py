@@ -14,10 +14,10 @@ from werkzeug.exceptions import HTTPException
 
 from mfgvision.dashboard import api, files, pages
 from mfgvision.dashboard.context import EXTENSION_KEY, DashboardContext
-from mfgvision.dashboard.files import ThumbnailCache
 from mfgvision.dashboard.stats import Rollup
-from mfgvision.dashboard.status import STATUS_FOLDER
+from mfgvision.dashboard.thumbnails import ThumbnailCache
 from mfgvision.store.database import Database
+from mfgvision.store.status import STATUS_FOLDER
 from mfgvision.web.auth import AuthConfig, install_auth
 from mfgvision.web.headers import install_security_headers
 

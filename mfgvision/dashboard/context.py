@@ -11,8 +11,8 @@ from flask import current_app
 from mfgvision.store.database import Database
 
 if TYPE_CHECKING:
-    from mfgvision.dashboard.files import ThumbnailCache
     from mfgvision.dashboard.stats import Rollup
+    from mfgvision.dashboard.thumbnails import ThumbnailCache
 
 EXTENSION_KEY = "mfgvision.dashboard"
 

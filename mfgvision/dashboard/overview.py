@@ -7,8 +7,8 @@ from datetime import datetime
 from typing import Any
 
 from mfgvision.dashboard.stats import WindowStats, counts_json, iso, window_json
-from mfgvision.dashboard.status import CameraStatus
 from mfgvision.store.records import InferenceRecord
+from mfgvision.store.status import CameraStatus
 
 ImageUrls = Callable[[InferenceRecord], dict[str, str | None]]
 """Maps a record to the URLs of its images that exist: ``annotated``, ``raw``, ``thumbnail``."""

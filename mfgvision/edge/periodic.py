@@ -6,8 +6,9 @@ import logging
 import threading
 from typing import Any
 
+from mfgvision.edge.desired import DesiredSettings
 from mfgvision.edge.hub import Hub
-from mfgvision.settings import DesiredSettings, ModuleSettings
+from mfgvision.settings import ModuleSettings
 
 log = logging.getLogger(__name__)
 

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from mfgvision import __version__
+from mfgvision.edge.desired import DesiredSettings
 from mfgvision.edge.hub import Hub, HubMessage
 from mfgvision.image_upload.targets import (
     Blob,
@@ -35,7 +36,7 @@ from mfgvision.image_upload.targets import (
     UploadTarget,
     create_target,
 )
-from mfgvision.settings import DesiredSettings, ImageUploadSettings
+from mfgvision.settings import ImageUploadSettings
 from mfgvision.store.outbox import OutboxItem, UploadOutbox, outbox_path
 
 __all__ = [

@@ -17,10 +17,11 @@ from typing import Any
 from sqlalchemy.exc import SQLAlchemyError
 
 from mfgvision.edge.inprocess import InProcessBroker
-from mfgvision.edge.manifest import ModuleSpec, load_manifest
-from mfgvision.local.modules import ModuleContext, build_module
+from mfgvision.manifest import ModuleSpec, load_manifest
+from mfgvision.module_registry import ModuleContext, build_module
 from mfgvision.runtime import REPO_ASSETS, Paths, Service, run_until_signalled
 from mfgvision.store.database import Database, database_url_from_env
+from mfgvision.twin_config.registry import LocalRegistry
 
 log = logging.getLogger(__name__)
 
@@ -83,12 +84,12 @@ def demo_main(manifest_path: Path, data_dir: Path, duration: float | None, port:
     if not any(spec.command[:1] == ["twin-config"] for spec in manifest.modules.values()):
         # The demo's stand-in for the IoT Hub portal: edit the module twins of this process.
         twin_port = free_port(22000 if port else 0)
+        commands = {name: spec.command for name, spec in manifest.modules.items()}
         ctx = ModuleContext(
             broker.hub("TwinConfig"),
             paths,
             db_url,
-            broker=broker,
-            manifest=manifest,
+            twin_registry=LocalRegistry(broker, manifest.raw, commands),
             twin_config_port=twin_port,
         )
         twin_service = build_module(["twin-config"], ctx)

@@ -24,9 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from mfgvision.edge.manifest import Manifest, ModuleSpec, load_manifest
-from mfgvision.edge.standin import DEFAULT_ADDRESS_BASE, EdgeHubStandIn, StandInError
+from mfgvision.deploy.control import StandInError
+from mfgvision.deploy.standin import DEFAULT_ADDRESS_BASE, EdgeHubStandIn
 from mfgvision.local.demo import free_port, log_not_run_locally, print_how_it_stops, summary
+from mfgvision.manifest import Manifest, ModuleSpec, load_manifest
 from mfgvision.runtime import REPO_ASSETS, Paths, run_until_signalled
 from mfgvision.store.database import database_url_from_env
 

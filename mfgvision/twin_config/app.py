@@ -30,7 +30,8 @@ from flask import (
 )
 from flask.typing import ResponseReturnValue
 
-from mfgvision.settings import SettingsError, merge_patch, parse_settings
+from mfgvision.edge.twins import merge_patch
+from mfgvision.settings import SettingsError, parse_settings
 from mfgvision.twin_config.forms import (
     SCHEMAS,
     effective,

@@ -14,13 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from mfgvision.settings import (
-    CisSettings,
-    ModuleSettings,
-    SettingsError,
-    merge_patch,
-    parse_settings,
-)
+from mfgvision.edge.twins import merge_patch
+from mfgvision.settings import CisSettings, ModuleSettings, SettingsError, parse_settings
 
 SCHEMAS: dict[str, type[ModuleSettings]] = {"cis": CisSettings}
 """Settings model per module command; modules without one are shown read-only."""

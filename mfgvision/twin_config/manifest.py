@@ -13,7 +13,8 @@ import copy
 import re
 from typing import Any
 
-from mfgvision.settings import CisSettings, merge_patch, parse_settings
+from mfgvision.edge.twins import merge_patch
+from mfgvision.settings import CisSettings, parse_settings
 
 MODULE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,62}")
 _SECRET_NAME = re.compile(r"pass(word)?|pwd|secret|token|key|conn(ection)?_?str", re.I)

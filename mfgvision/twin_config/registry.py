@@ -1,4 +1,5 @@
-"""Where module twins live: IoT Hub (cloud), the in-process broker (demo) or the edgeHub stand-in.
+"""Where module twins live: IoT Hub (cloud) or the in-process broker (demo); the edgeHub stand-in's
+registry is in :mod:`mfgvision.deploy.twin_registry`.
 
 Each registry lists devices and their modules, reads a module twin (desired and reported
 properties) and patches desired properties with optimistic concurrency: the patch carries the etag
@@ -12,11 +13,10 @@ import logging
 import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mfgvision.edge.inprocess import InProcessBroker
-from mfgvision.edge.manifest import ManifestError, join_create_options, load_manifest
+from mfgvision.manifest import ManifestError, join_create_options
 
 if TYPE_CHECKING:
     from azure.iot.hub import IoTHubRegistryManager
@@ -118,7 +118,7 @@ def command_of(module_spec: dict[str, Any]) -> list[str]:
     return [str(c) for c in cmd] if isinstance(cmd, list) else []
 
 
-def _kind(commands: dict[str, list[str]], module_id: str) -> str | None:
+def module_kind(commands: dict[str, list[str]], module_id: str) -> str | None:
     command = commands.get(module_id)
     if command:
         return command[0]
@@ -126,7 +126,7 @@ def _kind(commands: dict[str, list[str]], module_id: str) -> str | None:
     return "cis" if "cis" in module_id.lower() else None
 
 
-def _module_twin(
+def module_twin(
     device_id: str,
     module_id: str,
     twin: dict[str, Any],
@@ -142,7 +142,7 @@ def _module_twin(
         desired,
         twin.get("reported") or {},
         str(desired.get("$version", unversioned)),
-        _kind(commands, module_id),
+        module_kind(commands, module_id),
     )
 
 
@@ -191,7 +191,7 @@ class CloudRegistry(TwinRegistry):
         ids = sorted(
             m.module_id for m in found or [] if m.module_id and m.module_id not in SYSTEM_MODULES
         )
-        return [ModuleInfo(device_id, mid, _kind(commands, mid)) for mid in ids]
+        return [ModuleInfo(device_id, mid, module_kind(commands, mid)) for mid in ids]
 
     def twin(self, device_id: str, module_id: str) -> ModuleTwin:
         try:
@@ -249,7 +249,7 @@ class CloudRegistry(TwinRegistry):
             _as_dict(getattr(props, "desired", None)),
             _as_dict(getattr(props, "reported", None)),
             str(getattr(twin, "etag", "") or "*"),
-            _kind(self._commands(device_id), module_id),
+            module_kind(self._commands(device_id), module_id),
         )
 
 
@@ -289,14 +289,16 @@ class LocalRegistry(TwinRegistry):
 
     def modules(self, device_id: str) -> list[ModuleInfo]:
         self._device(device_id)
-        return [ModuleInfo(device_id, m, _kind(self.commands, m)) for m in sorted(self.commands)]
+        return [
+            ModuleInfo(device_id, m, module_kind(self.commands, m)) for m in sorted(self.commands)
+        ]
 
     def twin(self, device_id: str, module_id: str) -> ModuleTwin:
         self._device(device_id)
         if module_id not in self.commands:
             raise NotFoundError(f"no module '{module_id}' on {device_id}")
         twin = self.broker.hub(module_id).get_twin()
-        return _module_twin(device_id, module_id, twin, self.commands, unversioned=1)
+        return module_twin(device_id, module_id, twin, self.commands, unversioned=1)
 
     def patch_desired(
         self, device_id: str, module_id: str, patch: dict[str, Any], etag: str
@@ -313,82 +315,6 @@ class LocalRegistry(TwinRegistry):
     def deployment(self, device_id: str) -> DeploymentInfo:
         self._device(device_id)
         return DeploymentInfo(copy.deepcopy(self.manifest), dict(self.commands))
-
-    def _device(self, device_id: str) -> None:
-        if device_id != self.device_id:
-            raise NotFoundError(f"no device '{device_id}'")
-
-
-class StandInRegistry(TwinRegistry):
-    """The edgeHub stand-in (``mfgvision edgehub``): its control API while it runs, else its
-    twins file."""
-
-    name = "edgeHub stand-in"
-
-    def __init__(self, state: Path, manifest_path: Path, device_id: str = LOCAL_DEVICE) -> None:
-        self.state = state
-        self.manifest_path = manifest_path
-        self.device_id = device_id
-        self._parsed: tuple[tuple[int, int], dict[str, Any], dict[str, list[str]]] | None = None
-
-    def _manifest(self) -> tuple[dict[str, Any], dict[str, list[str]]]:
-        """The manifest and each module's command; read again only when the file changed."""
-        st = self.manifest_path.stat()
-        stamp = (st.st_mtime_ns, st.st_size)
-        if self._parsed is None or self._parsed[0] != stamp:
-            manifest = load_manifest(self.manifest_path, strict=False)
-            commands = {name: spec.command for name, spec in manifest.modules.items()}
-            self._parsed = (stamp, manifest.raw, commands)
-        return self._parsed[1], self._parsed[2]
-
-    def devices(self) -> list[str]:
-        return [self.device_id]
-
-    def modules(self, device_id: str) -> list[ModuleInfo]:
-        self._device(device_id)
-        _, commands = self._manifest()
-        return [ModuleInfo(device_id, m, _kind(commands, m)) for m in sorted(commands)]
-
-    def twin(self, device_id: str, module_id: str) -> ModuleTwin:
-        from mfgvision.edge.standin import ControlClient, StandInError
-        from mfgvision.edge.twins import TwinError, TwinStore
-
-        self._device(device_id)
-        _, commands = self._manifest()
-        try:
-            client = ControlClient.from_state(self.state)
-            twin = (
-                client.twin(module_id)
-                if client
-                else TwinStore(self.state / "twins.json").twin(module_id)
-            )
-        except (StandInError, TwinError) as exc:
-            raise NotFoundError(str(exc)) from exc
-        return _module_twin(device_id, module_id, twin, commands, unversioned=0)
-
-    def patch_desired(
-        self, device_id: str, module_id: str, patch: dict[str, Any], etag: str
-    ) -> ModuleTwin:
-        from mfgvision.edge.standin import ControlClient, StandInError
-        from mfgvision.edge.twins import TwinError, TwinStore
-
-        current = self.twin(device_id, module_id)
-        if etag not in ("*", current.etag):
-            raise ConflictError("the twin changed since you opened it")
-        try:
-            client = ControlClient.from_state(self.state)
-            if client is not None:
-                client.patch(module_id, patch)
-            else:
-                TwinStore(self.state / "twins.json").patch_desired(module_id, patch)
-        except (StandInError, TwinError) as exc:
-            raise RegistryError(str(exc)) from exc
-        return self.twin(device_id, module_id)
-
-    def deployment(self, device_id: str) -> DeploymentInfo:
-        self._device(device_id)
-        raw, commands = self._manifest()
-        return DeploymentInfo(copy.deepcopy(raw), dict(commands))
 
     def _device(self, device_id: str) -> None:
         if device_id != self.device_id:

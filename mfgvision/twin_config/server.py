@@ -11,12 +11,7 @@ from typing import Any
 from mfgvision.logs import configure_logging
 from mfgvision.runtime import run_until_signalled
 from mfgvision.twin_config.app import create_app
-from mfgvision.twin_config.registry import (
-    CloudRegistry,
-    RegistryError,
-    StandInRegistry,
-    TwinRegistry,
-)
+from mfgvision.twin_config.registry import CloudRegistry, RegistryError, TwinRegistry
 from mfgvision.web.auth import AuthConfig, AuthConfigError, require_login_configured
 from mfgvision.web.server import SERVER_THREADS, WsgiService
 
@@ -47,18 +42,15 @@ def add_twin_config_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def twin_config_main(args: argparse.Namespace) -> int:
-    """Serve the tool until SIGINT or SIGTERM; exit 2 when login or the registry is not set up."""
+def twin_config_main(args: argparse.Namespace, registry: TwinRegistry | None = None) -> int:
+    """Serve the tool over ``registry`` (default: IoT Hub) until SIGINT or SIGTERM; exit 2 when
+    login or the registry is not set up."""
     if not logging.getLogger().handlers:
         configure_logging("twin-config")
     try:
         auth = AuthConfig.from_env()
         require_login_configured(auth, "mfgvision twin-config")
-        registry: TwinRegistry = (
-            StandInRegistry(args.edgehub_state, args.manifest)
-            if args.edgehub_state
-            else CloudRegistry.from_env()
-        )
+        registry = registry or CloudRegistry.from_env()
     except (AuthConfigError, RegistryError) as exc:
         print(f"mfgvision twin-config: {exc}", file=sys.stderr)
         return 2

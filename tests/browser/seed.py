@@ -12,12 +12,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from mfgvision.dashboard.status import write_status
 from mfgvision.inference.annotate import draw_detections
 from mfgvision.inference.types import Box, Detection
 from mfgvision.store.database import Database
 from mfgvision.store.images import image_name
 from mfgvision.store.records import InferenceRecord
+from mfgvision.store.status import write_status
 from mfgvision.synthetic import CLASS_NAMES, generate_sample, sample_rng
 
 FRAME_W, FRAME_H = 800, 450

@@ -16,7 +16,7 @@ import pytest
 
 from mfgvision.capture.allied import AlliedSource
 from mfgvision.capture.base import NoFrameYet, SourceError
-from mfgvision.settings import CisSettings
+from mfgvision.settings import CameraSettings
 from tests.capture.conftest import require_module
 from tests.capture.test_pixels import mosaic
 
@@ -126,8 +126,8 @@ class FakeVimba:
         t.join()
 
 
-def allied(**settings: Any) -> CisSettings:
-    return CisSettings(camera_type="allied", **{"camera_uri": "50-0501000002", **settings})
+def allied(**settings: Any) -> CameraSettings:
+    return CameraSettings(camera_type="allied", **{"camera_uri": "50-0501000002", **settings})
 
 
 def red_bayer() -> np.ndarray:

@@ -21,7 +21,7 @@ from mfgvision.cis.service import CisService
 from mfgvision.edge.hub import HubMessage
 from mfgvision.edge.inprocess import InProcessBroker
 from mfgvision.runtime import Paths
-from mfgvision.settings import CisSettings
+from mfgvision.settings import CameraSettings
 from mfgvision.store.database import Database
 from tests.capture.conftest import wait_for
 from tests.cis.conftest import FRAME_H, FRAME_W, LABELS
@@ -44,8 +44,8 @@ def replay(folder: Path) -> dict[str, str]:
     return {"TestImageSelector": "Off", "ImageFileMode": "On", "ImageFilename": str(folder)}
 
 
-def basler(**settings) -> CisSettings:
-    return CisSettings(camera_type="basler", **{"camera_uri": "0815-0001", **settings})
+def basler(**settings) -> CameraSettings:
+    return CameraSettings(camera_type="basler", **{"camera_uri": "0815-0001", **settings})
 
 
 def test_grab_from_the_camera_picked_by_serial(pylon_emulation):
@@ -159,7 +159,7 @@ def test_a_missing_sdk_names_the_extra(monkeypatch):
     monkeypatch.setattr(mv.importlib.util, "find_spec", lambda name: None)
     for kind, extra in (("basler", "basler"), ("allied", "allied"), ("genicam", "genicam")):
         with pytest.raises(SourceError, match=rf"pip install 'mfgvision\[{extra}\]'"):
-            build_source(CisSettings(camera_type=kind), Path("."))
+            build_source(CameraSettings(camera_type=kind), Path("."))
 
 
 # --- through the CIS module --------------------------------------------------------------------

@@ -14,7 +14,7 @@ from mfgvision.capture.features import (
     software_trigger,
 )
 from mfgvision.capture.machine_vision import pick_device
-from mfgvision.settings import CisSettings
+from mfgvision.settings import CameraSettings
 
 
 class DictFeatures:
@@ -93,7 +93,7 @@ class DictFeatures:
 
 
 def config(**settings: Any) -> CameraConfig:
-    return CameraConfig.from_settings(CisSettings(camera_type="basler", **settings))
+    return CameraConfig.from_settings(CameraSettings(camera_type="basler", **settings))
 
 
 def test_nothing_is_written_for_empty_settings_except_free_run():

@@ -12,12 +12,12 @@ from mfgvision.capture.base import SourceError
 from mfgvision.capture.factory import build_source
 from mfgvision.capture.gentl import PRODUCER_ENV, GenTLSource, find_producers
 from mfgvision.capture.grabber import FrameGrabber
-from mfgvision.settings import CisSettings
+from mfgvision.settings import CameraSettings
 from tests.capture.conftest import wait_for
 
 
-def genicam(cti: Path | None, **settings) -> CisSettings:
-    return CisSettings(
+def genicam(cti: Path | None, **settings) -> CameraSettings:
+    return CameraSettings(
         camera_type="genicam",
         camera_gentl_producer=str(cti) if cti else None,
         **{"camera_uri": "", **settings},

@@ -11,9 +11,9 @@ import pytest
 from flask.testing import FlaskClient
 
 from mfgvision.dashboard.stats import MINUTE, Rollup, Window, parse_window
-from mfgvision.dashboard.status import read_statuses, write_status
 from mfgvision.store.database import Database
 from mfgvision.store.records import InferenceRecord
+from mfgvision.store.status import read_statuses, write_status
 from tests.dashboard.conftest import detection, record
 
 

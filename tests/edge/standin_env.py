@@ -16,8 +16,8 @@ import cv2
 import numpy as np
 import pytest
 
-from mfgvision.edge.broker import broker_account, broker_root, find_mosquitto
-from mfgvision.edge.standin import ControlClient, wait_until
+from mfgvision.deploy.broker import broker_account, broker_root, find_mosquitto
+from mfgvision.deploy.control import ControlClient, wait_until
 from tests.cis.conftest import FRAME_H, FRAME_W, LABELS, yolo_model_bytes
 from tests.inference.graphs import write_model_dir
 

@@ -7,9 +7,9 @@ from datetime import datetime, timezone
 
 from mfgvision.cis.messages import ALERTS_OUTPUT, OUTPUTS, alert_message
 from mfgvision.cis.service import CisService
+from mfgvision.deploy.control import wait_until
 from mfgvision.edge.inprocess import InProcessBroker
 from mfgvision.edge.routes import parse_route
-from mfgvision.edge.standin import wait_until
 from mfgvision.inference.types import Box, Detection
 from mfgvision.runtime import Paths
 from mfgvision.settings import CisSettings, parse_settings

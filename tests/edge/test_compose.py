@@ -10,8 +10,8 @@ from pathlib import Path
 
 import yaml
 
-from mfgvision.edge.manifest import load_manifest, parse_manifest
 from mfgvision.edge.routes import parse_routes
+from mfgvision.manifest import load_manifest, parse_manifest
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from mfgvision.edge.standin import ControlClient, wait_until
+from mfgvision.deploy.control import ControlClient, wait_until
 from tests.edge.standin_env import (
     REPO,
     module,

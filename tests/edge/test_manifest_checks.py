@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import dataclasses
 import json
 import subprocess
 import sys
@@ -12,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from mfgvision.edge.checks import (
+from mfgvision.deploy.checks import (
     CREATE_OPTIONS_CHUNK,
     CheckError,
     check_expanded,
@@ -22,9 +21,10 @@ from mfgvision.edge.checks import (
 )
 from mfgvision.edge.hub import Hub
 from mfgvision.edge.inprocess import InProcessBroker, InProcessHub
-from mfgvision.edge.manifest import join_create_options, load_manifest
-from mfgvision.local.modules import BUILDERS, ENDPOINTS, ModuleContext, build_module
+from mfgvision.manifest import join_create_options, load_manifest
+from mfgvision.module_registry import MODULES, ModuleContext, build_module
 from mfgvision.runtime import Paths
+from mfgvision.twin_config.registry import LocalRegistry
 
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATES = {
@@ -254,7 +254,7 @@ def test_create_options_beyond_4096_characters_cannot_be_expanded():
 
 
 def _env_keys() -> list[str]:
-    from mfgvision.edge.manifest import read_env_file
+    from mfgvision.manifest import read_env_file
 
     return list(read_env_file(REPO / ".env.template"))
 
@@ -336,30 +336,26 @@ class RecordingHub(InProcessHub):
         super().on_input(input_name, handler)
 
 
-@pytest.mark.parametrize("command", sorted(BUILDERS))
+@pytest.mark.parametrize("command", sorted(MODULES))
 def test_declared_inputs_are_the_ones_the_module_code_registers(tmp_path, command):
-    assert command in ENDPOINTS, f"add '{command}' to mfgvision.local.modules.ENDPOINTS"
     broker = InProcessBroker([])
     hub: Hub = RecordingHub(command, broker)
     paths = Paths(assets=tmp_path, models=tmp_path / "models", data=tmp_path / "data")
-    optional = {  # what the in-process demo gives modules that need more than a hub
-        "broker": broker,
-        "manifest": load_manifest(REPO / "deployment.template.json", {}),
-        "twin_config_port": 0,
-    }
-    known = {f.name for f in dataclasses.fields(ModuleContext)}
-    ctx = ModuleContext(
+    manifest = load_manifest(REPO / "deployment.template.json", {})
+    commands = {name: spec.command for name, spec in manifest.modules.items()}
+    ctx = ModuleContext(  # what the in-process demo gives modules that need more than a hub
         hub,
         paths,
         f"sqlite:///{tmp_path / 'm.db'}",
         "127.0.0.1",
         0,
-        **{k: v for k, v in optional.items() if k in known},
+        twin_registry=LocalRegistry(broker, manifest.raw, commands),
+        twin_config_port=0,
     )
     service = build_module([command], ctx)
     assert service is not None
     service.start()
     try:
-        assert sorted(hub.inputs) == sorted(ENDPOINTS[command].inputs)
+        assert sorted(hub.inputs) == sorted(MODULES[command].inputs)
     finally:
         service.stop()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mfgvision.local.modules import BUILDERS
+from mfgvision.module_registry import MODULES as MODULE_KINDS
 
 REPO = Path(__file__).resolve().parents[2]
 MODULES = REPO / "modules"
@@ -23,7 +23,7 @@ def _cmd(dockerfile: Path) -> list[str]:
 
 def test_every_module_command_has_an_image():
     commands = {_cmd(MODULES / f / "Dockerfile.amd64")[0] for f in FOLDERS}
-    missing = set(BUILDERS) - commands
+    missing = set(MODULE_KINDS) - commands
     assert not missing, f"no modules/<Name>/ folder builds an image for {sorted(missing)}"
 
 

@@ -3,8 +3,8 @@ from pathlib import Path
 
 import pytest
 
-from mfgvision.edge.manifest import ManifestError, expand, load_manifest, template_variables
 from mfgvision.edge.routes import RouteError, parse_route
+from mfgvision.manifest import ManifestError, expand, load_manifest, template_variables
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -21,8 +21,8 @@ from azure.storage.blob import (
 )
 
 from mfgvision.edge.inprocess import InProcessBroker
-from mfgvision.file_transfer.cli import build_file_download
 from mfgvision.file_transfer.download import SYNC_FILE, sync_files, sync_models
+from mfgvision.file_transfer.module import build_file_download
 from mfgvision.file_transfer.upload import upload_tree
 from mfgvision.image_upload.targets import STORAGE_CONNECTION_ENV
 from mfgvision.inference import load_model

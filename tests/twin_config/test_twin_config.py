@@ -14,11 +14,12 @@ from azure.iot.hub.models import Module, QueryResult, Twin, TwinProperties
 from flask.testing import FlaskClient
 from werkzeug.security import generate_password_hash
 
-from mfgvision.edge.checks import split_create_options
+from mfgvision.deploy import twin_registry as standin_registry_module
+from mfgvision.deploy.checks import split_create_options
+from mfgvision.deploy.twin_registry import StandInRegistry
+from mfgvision.deploy.twin_store import TwinStore
 from mfgvision.edge.inprocess import InProcessBroker
-from mfgvision.edge.twins import TwinStore
 from mfgvision.settings import CisSettings, SettingsError
-from mfgvision.twin_config import registry as registry_module
 from mfgvision.twin_config.app import create_app
 from mfgvision.twin_config.forms import form_fields, propose, read_form
 from mfgvision.twin_config.manifest import ManifestEditError, clone_camera, redact
@@ -27,7 +28,6 @@ from mfgvision.twin_config.registry import (
     CloudRegistry,
     ConflictError,
     LocalRegistry,
-    StandInRegistry,
     command_of,
 )
 from mfgvision.web.auth import AuthConfig
@@ -81,7 +81,8 @@ class FakeCis:
         self.hub.connect()
 
     def on_patch(self, patch: dict[str, Any]) -> None:
-        from mfgvision.settings import merge_patch, parse_settings
+        from mfgvision.edge.twins import merge_patch
+        from mfgvision.settings import parse_settings
 
         merged = merge_patch(self.desired, patch)
         try:
@@ -394,9 +395,9 @@ def test_stand_in_registry_reads_its_twins_file_and_the_manifest_once(
     state = tmp_path / "edgehub"
     TwinStore(state / "twins.json").deploy("CIS1", DESIRED)  # no stand-in running: its file
     parsed: list[object] = []
-    real = registry_module.load_manifest
+    real = standin_registry_module.load_manifest
     monkeypatch.setattr(
-        registry_module, "load_manifest", lambda *a, **k: parsed.append(a) or real(*a, **k)
+        standin_registry_module, "load_manifest", lambda *a, **k: parsed.append(a) or real(*a, **k)
     )
     standin = StandInRegistry(state, manifest_path)
     modules = standin.modules(LOCAL_DEVICE)

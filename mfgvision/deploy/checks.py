@@ -12,7 +12,7 @@
   ``createOptions01`` ... ``createOptions07``, as IoT Edge tooling does) and the chunks join into a
   JSON object;
 * every route parses, its source module runs a mfgvision command that sends on that output, and its
-  target module runs a command whose code handles that input (``mfgvision.local.modules.ENDPOINTS``,
+  target module runs a command whose code handles that input (``mfgvision.module_registry.MODULES``,
   built from the constants the module code uses);
 * each module's command exists, the CIS twin sections validate as CIS settings, and no environment
   value that looks like a secret is written literally (secrets come from ``.env``).
@@ -37,14 +37,16 @@ from jsonschema import Draft4Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT4
 
-from mfgvision.edge.manifest import (
+from mfgvision.edge.routes import RouteError, parse_route
+from mfgvision.manifest import (
     ManifestError,
     create_options_keys,
     join_create_options,
     read_env_file,
     template_variables,
 )
-from mfgvision.edge.routes import RouteError, parse_route
+from mfgvision.module_registry import MODULES
+from mfgvision.settings import SettingsError, parse_settings
 
 SCHEMAS = Path(__file__).resolve().parent / "schemas"
 TEMPLATE_SCHEMA = "azure-iot-edge-deployment-template-4.0.json"
@@ -408,14 +410,12 @@ def _endpoint_problem(
     modules: dict[str, dict[str, Any]],
     options: dict[str, dict[str, Any]],
 ) -> list[Problem]:
-    from mfgvision.local.modules import ENDPOINTS
-
     if module not in modules:
         return [Problem(at, f"module '{module}' is not in the deployment")]
     command = _command(options.get(module, {}))
-    if command not in ENDPOINTS:
+    if command not in MODULES:
         return [Problem(at, f"module '{module}' does not run a mfgvision module command")]
-    known = ENDPOINTS[command].outputs if kind == "output" else ENDPOINTS[command].inputs
+    known = MODULES[command].outputs if kind == "output" else MODULES[command].inputs
     if endpoint is None:
         return [] if known else [Problem(at, f"'{command}' ({module}) has no {kind}s")]
     if endpoint not in known:
@@ -437,25 +437,16 @@ def twin_problems(
     where: str,
 ) -> list[Problem]:
     """Module commands that do not exist, and twin sections that do not validate."""
-    from mfgvision import settings as module_settings
-    from mfgvision.local.modules import BUILDERS
-    from mfgvision.settings import SettingsError, parse_settings
-
-    settings_of = {
-        command: getattr(module_settings, name)
-        for command, name in (("cis", "CisSettings"), ("file-cleanup", "FileCleanupSettings"))
-        if hasattr(module_settings, name)
-    }
     problems = []
     for name, spec in modules.items():
         image = str((spec.get("settings") or {}).get("image", ""))
         command = _command(options.get(name, {}))
-        ours = "mfgvision" in image or command in BUILDERS
-        if ours and command not in BUILDERS:
+        ours = "mfgvision" in image or command in MODULES
+        if ours and command not in MODULES:
             problems.append(
                 Problem(f"{where} {name}", f"Cmd {command!r} is not a mfgvision module command")
             )
-        model = settings_of.get(command or "")
+        model = MODULES[command].settings if command in MODULES else None
         desired = (content.get(name) or {}).get("properties.desired")
         if model is not None and isinstance(desired, dict):
             try:

@@ -10,7 +10,7 @@ It serves the part of IoT Hub's MQTT protocol that modules use, over Mosquitto w
   route table to module inputs (``devices/<d>/modules/<t>/inputs/<input>/<properties>``) or to
   ``$upstream`` (appended to a JSON-lines file).
 
-Every module gets its own Mosquitto broker on its own loopback address (see :mod:`mfgvision.edge.broker`)
+Every module gets its own Mosquitto broker on its own loopback address (see :mod:`mfgvision.deploy.broker`)
 and reaches it through ``EdgeHubConnectionString`` + ``EdgeModuleCACertificateFile``, the variables
 ``IoTHubModuleClient.create_from_edge_environment`` falls back to outside a real IoT Edge runtime.
 Messages to a module input are published with QoS 1 into the module's persistent session and expire
@@ -36,7 +36,6 @@ import logging
 import os
 import secrets
 import threading
-import time
 import urllib.parse
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -49,7 +48,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from mfgvision.edge.broker import (
+from mfgvision.deploy.broker import (
     MQTT_TLS_PORT,
     BrokerError,
     MosquittoBroker,
@@ -59,9 +58,11 @@ from mfgvision.edge.broker import (
     find_mosquitto,
     own,
 )
-from mfgvision.edge.certs import ensure_ca, issue_server_cert
-from mfgvision.edge.manifest import Manifest
-from mfgvision.edge.twins import TwinError, TwinStore
+from mfgvision.deploy.certs import ensure_ca, issue_server_cert
+from mfgvision.deploy.control import METHOD_TIMEOUT_S, StandInError
+from mfgvision.deploy.twin_store import TwinError, TwinStore
+from mfgvision.manifest import Manifest
+from mfgvision.module_registry import MODULES
 
 log = logging.getLogger(__name__)
 
@@ -69,13 +70,8 @@ DEFAULT_ADDRESS_BASE = "127.0.0.2"
 DEFAULT_HUB = "mfgvision-local.azure-devices.net"
 DEFAULT_DEVICE_ID = "mfgvision-edge"
 DEFAULT_TTL_S = 7200
-METHOD_TIMEOUT_S = 30.0
 _SESSION_EXPIRY_S = 7 * 24 * 3600
 _SYSTEM_PROPERTIES = {"$.mid", "$.cid", "$.uid", "$.ct", "$.ce", "$.exp"}
-
-
-class StandInError(RuntimeError):
-    """The stand-in cannot start or cannot do what was asked."""
 
 
 @dataclass(frozen=True)
@@ -106,12 +102,10 @@ class Identity:
 
 def hub_modules(manifest: Manifest) -> list[str]:
     """Modules of the manifest that run a mfgvision command, i.e. that connect to edgeHub."""
-    from mfgvision.local.modules import BUILDERS
-
     return sorted(
         name
         for name, spec in manifest.modules.items()
-        if spec.command[:1] and spec.command[0] in BUILDERS
+        if spec.command[:1] and spec.command[0] in MODULES
     )
 
 
@@ -608,72 +602,3 @@ def _control_handler(standin: EdgeHubStandIn, token: str) -> type[BaseHTTPReques
             self._reply(200, {"status": status, "payload": answer})
 
     return Handler
-
-
-class ControlClient:
-    """Talks to a running stand-in through its control API."""
-
-    def __init__(self, url: str, token: str) -> None:
-        self.url = url.rstrip("/")
-        self.token = token
-
-    @classmethod
-    def from_state(cls, state: Path) -> ControlClient | None:
-        """The client of the stand-in running on ``state``, or None when none is running."""
-        try:
-            info = json.loads((state / "control.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return None
-        client = cls(info["url"], info["token"])
-        try:
-            client.request("GET", "/modules", timeout=5)
-        except OSError:
-            return None
-        return client
-
-    def request(self, method: str, path: str, body: Any = None, timeout: float = 60) -> Any:
-        import urllib.error
-        import urllib.request
-
-        data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(self.url + path, data=data, method=method)
-        req.add_header("Authorization", f"Bearer {self.token}")
-        req.add_header("Content-Type", "application/json")
-        try:
-            with urllib.request.urlopen(req, timeout=timeout) as resp:
-                return json.loads(resp.read() or b"null")
-        except urllib.error.HTTPError as exc:
-            try:
-                detail = json.loads(exc.read() or b"{}").get("error", exc.reason)
-            except ValueError:
-                detail = exc.reason
-            raise StandInError(f"{method} {path}: {exc.code} {detail}") from None
-
-    def twin(self, module: str) -> dict[str, Any]:
-        return self.request("GET", f"/twins/{urllib.parse.quote(module, safe='')}")
-
-    def patch(self, module: str, patch: Any) -> int:
-        answer = self.request(
-            "PATCH", f"/twins/{urllib.parse.quote(module, safe='')}/desired", patch
-        )
-        return int(answer["$version"])
-
-    def call(
-        self, module: str, method: str, payload: Any, timeout: float = METHOD_TIMEOUT_S
-    ) -> tuple[int, Any]:
-        path = (
-            f"/methods/{urllib.parse.quote(module, safe='')}/{urllib.parse.quote(method, safe='')}"
-            f"?timeout={timeout:g}"
-        )
-        answer = self.request("POST", path, payload, timeout=timeout + 10)
-        return int(answer["status"]), answer["payload"]
-
-
-def wait_until(check: Any, timeout: float, interval: float = 0.1) -> bool:
-    """Poll ``check()`` until it is true or ``timeout`` seconds pass."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(interval)
-    return False

@@ -57,8 +57,8 @@ def add_edgehub_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _standin(args: argparse.Namespace, **kwargs: Any):
-    from mfgvision.edge.manifest import load_manifest
-    from mfgvision.edge.standin import EdgeHubStandIn
+    from mfgvision.deploy.standin import EdgeHubStandIn
+    from mfgvision.manifest import load_manifest
 
     manifest = load_manifest(args.manifest)
     return EdgeHubStandIn(manifest, args.state, address_base=args.address_base, **kwargs)
@@ -72,9 +72,9 @@ def _json_arg(text: str, what: str) -> Any:
 
 
 def edgehub_main(args: argparse.Namespace) -> int:
-    from mfgvision.edge.broker import RunAs
-    from mfgvision.edge.standin import ControlClient, StandInError
-    from mfgvision.edge.twins import TwinStore
+    from mfgvision.deploy.broker import RunAs
+    from mfgvision.deploy.control import ControlClient, StandInError
+    from mfgvision.deploy.twin_store import TwinStore
     from mfgvision.runtime import run_until_signalled
 
     action = args.action or "serve"
@@ -143,7 +143,7 @@ def edgehub_main(args: argparse.Namespace) -> int:
 
 
 def add_check_arguments(parser: argparse.ArgumentParser) -> None:
-    from mfgvision.edge.checks import DEFAULT_PLATFORM, PLATFORMS
+    from mfgvision.deploy.checks import DEFAULT_PLATFORM, PLATFORMS
 
     parser.add_argument(
         "manifest", type=Path, help="deployment template, e.g. deployment.template.json"
@@ -162,7 +162,7 @@ def add_check_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def check_main(args: argparse.Namespace) -> int:
-    from mfgvision.edge.checks import (
+    from mfgvision.deploy.checks import (
         CheckError,
         check_expanded,
         check_manifest,

@@ -24,16 +24,16 @@ from typing import Any
 
 import yaml
 
-from mfgvision.edge.broker import MQTT_TLS_PORT
-from mfgvision.edge.checks import PLATFORMS, image_reference, module_json
-from mfgvision.edge.manifest import join_create_options, parse_manifest
-from mfgvision.edge.standin import (
+from mfgvision.deploy.broker import MQTT_TLS_PORT
+from mfgvision.deploy.checks import PLATFORMS, image_reference, module_json
+from mfgvision.deploy.standin import (
     DEFAULT_ADDRESS_BASE,
     Identity,
     connection_string,
     hub_modules,
     module_addresses,
 )
+from mfgvision.manifest import join_create_options, parse_manifest
 
 MOSQUITTO_IMAGE = "eclipse-mosquitto:2.0.20"
 MOSQUITTO_UID = 1883

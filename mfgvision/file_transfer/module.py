@@ -1,15 +1,12 @@
-"""Command lines of ``mfgvision file-upload`` and ``mfgvision file-download``, and their modules.
+"""The ``file-upload`` and ``file-download`` modules: their arguments, their jobs and their services.
 
-Run once (the default), they print a JSON summary and exit 1 when anything failed. With
-``--interval S`` they run as a module: again every S seconds, status in reported properties, until
-SIGTERM.
+Each job is one pass of a transfer; as a module it runs again every ``--interval`` seconds with its
+status in reported properties.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -96,67 +93,17 @@ def download_job(
     return run
 
 
-def _upload_folder(args: argparse.Namespace, paths: Paths | None = None) -> Path:
+def upload_folder(args: argparse.Namespace, paths: Paths | None = None) -> Path:
     if args.folder is not None:
         return Path(args.folder)
     return (paths or Paths.from_env()).data / "upload"
 
 
-def _download_dest(args: argparse.Namespace, paths: Paths | None = None) -> Path:
+def download_dest(args: argparse.Namespace, paths: Paths | None = None) -> Path:
     if args.dest is not None:
         return Path(args.dest)
     paths = paths or Paths.from_env()
     return paths.models if args.mode == "models" else paths.data / "download"
-
-
-def _once(job: Callable[[], TransferReport]) -> int:
-    from mfgvision.image_upload.targets import TargetConfigError
-
-    try:
-        report = job()
-    except (TargetConfigError, NotADirectoryError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(json.dumps(report.as_dict(), indent=2))
-    return 0 if report.ok else 1
-
-
-def _as_module(args: argparse.Namespace, module_args: list[str]) -> int:
-    from mfgvision.cli import _run_module
-
-    args.module_args = module_args
-    return _run_module(args)
-
-
-def _progress(args: argparse.Namespace) -> bool:
-    return sys.stderr.isatty() if args.progress is None else bool(args.progress)
-
-
-def file_upload_main(args: argparse.Namespace) -> int:
-    folder = _upload_folder(args)
-    if args.interval is not None:
-        return _as_module(
-            args,
-            [
-                str(folder),
-                *("--container", args.container, "--prefix", args.prefix),
-                *("--interval", str(args.interval)),
-            ],
-        )
-    return _once(upload_job(folder, args.container, args.prefix, _progress(args)))
-
-
-def file_download_main(args: argparse.Namespace) -> int:
-    dest = _download_dest(args)
-    if args.interval is not None:
-        return _as_module(
-            args,
-            [
-                *("--mode", args.mode, "--dest", str(dest)),
-                *("--container", args.container, "--interval", str(args.interval)),
-            ],
-        )
-    return _once(download_job(args.mode, dest, args.container, _progress(args)))
 
 
 def _module_args(
@@ -170,12 +117,12 @@ def _module_args(
 def build_file_upload(hub: Hub, paths: Paths, argv: list[str]) -> PeriodicTransfer:
     """The ``file-upload`` module (every ``--interval`` seconds, 60 by default)."""
     args = _module_args(add_file_upload_arguments, argv)
-    job = upload_job(_upload_folder(args, paths), args.container, args.prefix, progress=False)
+    job = upload_job(upload_folder(args, paths), args.container, args.prefix, progress=False)
     return PeriodicTransfer(hub, "file-upload", job, args.interval or DEFAULT_INTERVAL_S)
 
 
 def build_file_download(hub: Hub, paths: Paths, argv: list[str]) -> PeriodicTransfer:
     """The ``file-download`` module: model sync (or files) every ``--interval`` seconds."""
     args = _module_args(add_file_download_arguments, argv)
-    job = download_job(args.mode, _download_dest(args, paths), args.container, progress=False)
+    job = download_job(args.mode, download_dest(args, paths), args.container, progress=False)
     return PeriodicTransfer(hub, "file-download", job, args.interval or DEFAULT_INTERVAL_S)
