@@ -28,6 +28,25 @@ MODULE_ROOMS = (
 )
 #: What runs modules or replaces a device: above every module room.
 TOOLING = ("deploy", "local", "launch", "module_registry", "cli")
+#: The floors of docs/architecture.md: a room imports only rooms on its own floor or below.
+FLOORS = {
+    1: (
+        "",
+        "runtime",
+        "logs",
+        "settings",
+        "capture",
+        "inference",
+        "store",
+        "evaluation",
+        "synthetic",
+    ),
+    2: ("edge", "manifest"),
+    3: (*MODULE_ROOMS, "web"),
+    4: ("module_registry", "launch"),
+    5: ("deploy", "local"),
+    6: ("cli", "__main__"),
+}
 #: The device runtime: what every module runs on a device.
 EDGE_FILES = {"__init__", "hub", "iotedge", "inprocess", "routes", "twins", "desired", "periodic"}
 
@@ -146,6 +165,20 @@ def test_no_import_circles_between_modules() -> None:
 
 def test_no_import_circles_between_rooms() -> None:
     assert circles(room_graph(GRAPH)) == []
+
+
+def test_every_room_imports_only_its_own_floor_or_below() -> None:
+    floor_of = {name: floor for floor, names in FLOORS.items() for name in names}
+    rooms = room_graph(GRAPH)
+    unplaced = sorted(set(rooms) - set(floor_of))
+    assert not unplaced, f"give these rooms a floor in FLOORS and docs/architecture.md: {unplaced}"
+    upward = sorted(
+        f"{source} (floor {floor_of[source]}) -> {target} (floor {floor_of[target]})"
+        for source, targets in rooms.items()
+        for target in targets
+        if floor_of[target] > floor_of[source]
+    )
+    assert upward == []
 
 
 def test_nothing_imports_the_command_line() -> None:
