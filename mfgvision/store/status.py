@@ -30,6 +30,7 @@ _SAFE_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 
 STATE_LABELS = {
     "running": "Running",
+    "degraded": "Degraded",
     "reconnecting": "Reconnecting",
     "connecting": "Connecting",
     "loading_model": "Loading model",
@@ -41,6 +42,7 @@ STATE_LABELS = {
 }
 STATE_LEVELS = {
     "running": "ok",
+    "degraded": "warn",
     "reconnecting": "warn",
     "connecting": "warn",
     "loading_model": "warn",
@@ -169,7 +171,12 @@ def _parse(camera_id: str, body: dict[str, Any], now: datetime) -> CameraStatus:
         state = "offline"
     fps = inner.get("fps")
     model = inner.get("model") if isinstance(inner.get("model"), dict) else {}
-    error = inner.get("last_error") or (config.get("error") or {}).get("message")
+    reasons = inner.get("reasons")
+    error = (
+        inner.get("last_error")
+        or ("; ".join(str(r) for r in reasons) if isinstance(reasons, list) and reasons else None)
+        or (config.get("error") or {}).get("message")
+    )
     serving = model.get("serving") or (
         f"{model['name']}/{model['version']}" if model.get("name") else None
     )

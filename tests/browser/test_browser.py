@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from tests.browser.conftest import PASSWORD, SECRET, SECRET_NAME, USER, Stack, wait_for
+from tests.browser.seed import write_running_status
 
 pytestmark = pytest.mark.slow
 
@@ -45,6 +46,27 @@ def test_overview_shows_images_and_charts(page: Any, stack: Stack) -> None:
     assert wait_for(lambda: image.get_attribute("src") != first, 30)
     page.locator(".window-picker [data-window='day']").click()
     page.locator("#kpis [data-ref='windowLabel']").filter(has_text="Day").wait_for()
+
+
+def test_a_camera_fault_is_shown_and_its_last_verdict_greyed(page: Any, stack: Stack) -> None:
+    write_running_status(
+        stack.data / "status", "line2-top", "CIS2", 0.0, "camera_error", "no frame for 10 s"
+    )
+    page.goto(stack.dashboard_url + "?window=hour")
+    faulty = page.locator('.card[data-camera="line2-top"]')
+    banner = faulty.locator('.status-error[data-level="error"]:not([hidden])')
+    banner.wait_for(timeout=30000)
+    assert banner.inner_text() == "Camera error: no frame for 10 s"
+    assert "stale" in (faulty.get_attribute("class") or "")
+    assert "not live" in faulty.locator('[data-ref="age"]').inner_text()
+    grey = faulty.locator('[data-ref="verdict"]').evaluate(
+        "e => getComputedStyle(e).backgroundColor"
+    )
+    assert grey == "rgb(75, 85, 99)"
+    live = page.locator('.card[data-camera="line1-top"]')
+    live.locator(".status[data-level='ok']").wait_for(timeout=30000)
+    assert "stale" not in (live.get_attribute("class") or "")
+    assert live.locator(".status-error").is_hidden()
 
 
 def test_history_filter_narrows_and_detail_opens(page: Any, stack: Stack) -> None:

@@ -111,8 +111,10 @@
     refs.status.dataset.level = status ? status.level : "";
     refs.statusText.textContent = status ? status.label : "No status";
     refs.status.title = status && status.updated ? `Reported ${mfg.localTime(status.updated)}` : "The module has not written a status file";
-    refs.error.hidden = !(status && status.error && status.level !== "ok");
-    refs.error.textContent = status && status.error ? status.error : "";
+    const fault = Boolean(status && status.level !== "ok" && (status.error || status.level === "error"));
+    refs.error.hidden = !fault;
+    refs.error.dataset.level = fault ? status.level : "";
+    refs.error.textContent = fault ? (status.error ? `${status.label}: ${status.error}` : status.label) : "";
     const fps = status && status.state !== "offline" ? status.fps : null;
     refs.fps.textContent = fps === null || fps === undefined ? "–" : `${fps.toFixed(fps < 10 ? 2 : 1)} fps`;
     refs.yield.textContent = mfg.fmtPct(cam.counts.yield_pct);
@@ -122,16 +124,20 @@
     if (latest) {
       const created = new Date(latest.created);
       const ageS = (generatedAt - created) / 1000;
-      card.node.classList.toggle("stale", ageS > staleAfterS);
+      // A verdict is live only while its module inspects: recent, and the module not in a fault.
+      const live = ageS <= staleAfterS && !(status && status.level === "error");
+      card.node.classList.toggle("stale", !live);
+      refs.verdict.title = live ? "Latest verdict" : "Not live: the last verdict before the module stopped inspecting";
       refs.time.dateTime = latest.created;
       refs.time.textContent = created.toLocaleString();
-      refs.age.textContent = mfg.fmtAge(ageS);
+      refs.age.textContent = live ? mfg.fmtAge(ageS) : `${mfg.fmtAge(ageS)} · not live`;
       refs.inference.textContent = `${latest.inferencing_time_ms.toFixed(1)} ms`;
       refs.model.textContent = `${latest.model_name} v${latest.model_version}`;
       refs.frame.href = latest.detail_url || `/inferences/${encodeURIComponent(latest.unique_id)}`;
       refs.frame.title = "Open this inspection";
     } else {
       card.node.classList.remove("stale");
+      refs.verdict.title = "";
       refs.time.textContent = "No inference yet";
       refs.age.textContent = "";
       refs.inference.textContent = "–";
