@@ -27,14 +27,19 @@ log = logging.getLogger(__name__)
 
 
 def free_port(preferred: int, host: str = "127.0.0.1") -> int:
-    """``preferred`` when it is free on ``host``, else any free port."""
+    """``preferred`` when a server can listen on it (connections of a previous run that linger in
+    TIME_WAIT do not count, as the web servers reuse the address), else any free port, saying why."""
     for port in (preferred, 0):
         with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 sock.bind((host, port))
             except OSError:
                 continue
-            return sock.getsockname()[1]
+            chosen = int(sock.getsockname()[1])
+        if preferred and chosen != preferred:
+            print(f"Port {preferred} is taken by another program; using {chosen}.", flush=True)
+        return chosen
     raise OSError("no free port")
 
 

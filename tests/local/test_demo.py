@@ -3,6 +3,7 @@
 import json
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from mfgvision.local.demo import free_port
 from mfgvision.store.database import Database
 
 REPO = Path(__file__).resolve().parents[2]
@@ -96,3 +98,27 @@ def test_demo_serves_the_dashboard_and_stops_on_sigterm(tmp_path):
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_demo_keeps_its_port_when_the_last_run_left_connections_in_time_wait(capsys):
+    with socket.socket() as server:
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        client = socket.create_connection(("127.0.0.1", port))
+        accepted, _ = server.accept()
+        accepted.close()  # the server side closes first: its end lingers in TIME_WAIT
+        client.close()
+    assert free_port(port) == port
+    assert capsys.readouterr().out == ""
+
+
+def test_demo_says_when_its_port_is_taken(capsys):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        other = free_port(port)
+    assert other != port
+    assert capsys.readouterr().out == f"Port {port} is taken by another program; using {other}.\n"
