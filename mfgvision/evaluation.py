@@ -1,4 +1,4 @@
-"""Detection accuracy on a YOLO-format dataset: mAP at IoU 0.5 and AP per class.
+"""Detection accuracy on a labelled dataset: mAP at IoU 0.5, and AP, precision and recall per class.
 
 AP is the VOC all-point interpolated area under the precision/recall curve; a prediction is a true
 positive when its IoU with a not-yet-matched ground-truth box of the same class is at least 0.5.
@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from mfgvision.datasets import SPLITS, DatasetError, load_dataset
 
 BoxXYXY = tuple[float, float, float, float]
 GroundTruth = tuple[int, float, float, float, float]
@@ -42,13 +46,24 @@ def average_precision(recall: np.ndarray, precision: np.ndarray) -> float:
     return float(np.sum((r[steps + 1] - r[steps]) * p[steps + 1]))
 
 
-def class_ap(
+@dataclass(frozen=True)
+class ClassScore:
+    """One class over a dataset: AP50, and precision and recall of the detections kept."""
+
+    ap: float
+    precision: float | None
+    recall: float
+    instances: int
+
+
+def class_score(
     predictions: Sequence[Sequence[Prediction]],
     ground_truth: Sequence[Sequence[GroundTruth]],
     class_id: int,
     iou_threshold: float = 0.5,
-) -> float | None:
-    """AP of one class over a dataset (lists per image); None when the class has no ground truth."""
+) -> ClassScore | None:
+    """AP, precision and recall of one class over a dataset (lists per image); None when the
+    class has no ground truth."""
     gts = [[g[1:] for g in image if g[0] == class_id] for image in ground_truth]
     total = sum(len(g) for g in gts)
     if total == 0:
@@ -76,7 +91,28 @@ def class_ap(
     tp = np.cumsum(hits)
     recall = tp / total
     precision = tp / np.arange(1, len(ranked) + 1)
-    return average_precision(recall, precision)
+    found = float(tp[-1]) if len(ranked) else 0.0
+    return ClassScore(
+        ap=average_precision(recall, precision),
+        precision=found / len(ranked) if ranked else None,
+        recall=found / total,
+        instances=total,
+    )
+
+
+def class_ap(
+    predictions: Sequence[Sequence[Prediction]],
+    ground_truth: Sequence[Sequence[GroundTruth]],
+    class_id: int,
+    iou_threshold: float = 0.5,
+) -> float | None:
+    """AP of one class over a dataset (lists per image); None when the class has no ground truth."""
+    score = class_score(predictions, ground_truth, class_id, iou_threshold)
+    return None if score is None else score.ap
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
 
 
 def mean_ap(
@@ -85,83 +121,125 @@ def mean_ap(
     class_names: Sequence[str],
     iou_threshold: float = 0.5,
 ) -> dict:
-    """``{"mAP50": mean over classes with ground truth, "per_class": {name: AP or None}}``."""
-    per_class = {
-        name: class_ap(predictions, ground_truth, c, iou_threshold)
+    """``mAP50`` (mean over classes with ground truth), and per class name its AP
+    (``per_class``), ``precision``, ``recall`` and ground-truth ``instances``; None where the class
+    has no ground truth (precision also where nothing of it was detected)."""
+    scores = {
+        name: class_score(predictions, ground_truth, c, iou_threshold)
         for c, name in enumerate(class_names)
     }
-    present = [ap for ap in per_class.values() if ap is not None]
+    present = [s.ap for s in scores.values() if s is not None]
     return {
         "mAP50": round(float(np.mean(present)), 4) if present else None,
-        "per_class": {k: None if v is None else round(v, 4) for k, v in per_class.items()},
+        "per_class": {k: None if s is None else _rounded(s.ap) for k, s in scores.items()},
+        "precision": {k: None if s is None else _rounded(s.precision) for k, s in scores.items()},
+        "recall": {k: None if s is None else _rounded(s.recall) for k, s in scores.items()},
+        "instances": {k: 0 if s is None else s.instances for k, s in scores.items()},
     }
-
-
-def load_dataset(dataset_dir: Path) -> tuple[list[str], list[tuple[Path, Path]]]:
-    """Class names and (image, label) path pairs of a YOLO-format dataset directory."""
-    names = json.loads((dataset_dir / "labels.json").read_text())
-    images = sorted(
-        p for p in (dataset_dir / "images").iterdir() if p.suffix.lower() in {".jpg", ".png"}
-    )
-    return names, [(p, dataset_dir / "labels" / f"{p.stem}.txt") for p in images]
-
-
-def read_labels(path: Path, width: int, height: int) -> list[GroundTruth]:
-    """YOLO ``class cx cy w h`` lines (normalised) as pixel boxes; a missing file means none."""
-    if not path.exists():
-        return []
-    out: list[GroundTruth] = []
-    for line in path.read_text().split("\n"):
-        if line.strip():
-            c, cx, cy, w, h = (float(v) for v in line.split())
-            cx, cy, w, h = cx * width, cy * height, w * width, h * height
-            out.append((int(c), cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2))
-    return out
 
 
 def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of the ``eval`` command."""
     parser.add_argument("model_dir", type=Path, help="model version folder (model.onnx, labels)")
     parser.add_argument(
-        "dataset_dir", type=Path, help="YOLO dataset: images/, labels/, labels.json"
+        "dataset",
+        type=Path,
+        help="a YOLO folder with data.yaml (Ultralytics, Roboflow), a folder with images/, "
+        "labels/ and labels.json, or COCO JSON (a .json file or a folder holding one)",
     )
-    parser.add_argument("--conf", type=float, default=0.25, help="probability threshold")
-    parser.add_argument("--iou", type=float, default=0.45, help="NMS IoU threshold")
+    parser.add_argument(
+        "--split", choices=SPLITS, default="val", help="split of a data.yaml (default: val)"
+    )
+    parser.add_argument(
+        "--conf",
+        type=float,
+        default=None,
+        help="probability threshold (default: the model card's prob_threshold, else 0.5)",
+    )
+    parser.add_argument(
+        "--iou",
+        type=float,
+        default=None,
+        help="NMS IoU threshold (default: the model card's iou_threshold, else 0.45)",
+    )
 
 
 def evaluate(
-    model_dir: Path, dataset_dir: Path, conf: float = 0.25, iou_threshold: float = 0.45
+    model_dir: Path,
+    dataset_path: Path,
+    conf: float | None = None,
+    iou_threshold: float | None = None,
+    split: str = "val",
 ) -> dict:
-    """Run the product's inference engine over every image of a dataset and score it."""
+    """Run the product's inference engine over every image of a dataset and score it.
+
+    Classes are matched by name between the dataset and the model. Raises DatasetError or
+    ModelLoadError (one-line messages) when either cannot be read.
+    """
     import cv2
 
     from mfgvision.inference import load_model
 
+    dataset = load_dataset(Path(dataset_path), split)
+    if not dataset.samples:
+        raise DatasetError(f"{dataset.source}: no images")
     model = load_model(model_dir)
-    names, pairs = load_dataset(Path(dataset_dir))
+    prob, nms, said = model.thresholds(conf, iou_threshold)
+    class_ids = {name: i for i, name in enumerate(dataset.names)}
     predictions: list[list[Prediction]] = []
     ground_truth: list[list[GroundTruth]] = []
+    unreadable: list[str] = []
     elapsed = 0.0
-    for image_path, label_path in pairs:
-        frame = cv2.imread(str(image_path), cv2.IMREAD_COLOR)
+    for sample in dataset.samples:
+        frame = cv2.imread(str(sample.image), cv2.IMREAD_COLOR)
+        if frame is None:
+            unreadable.append(str(sample.image))
+            continue
         start = time.perf_counter()
-        result = model.detect(frame, prob_threshold=conf, iou_threshold=iou_threshold)
+        result = model.detect(frame, prob_threshold=prob, iou_threshold=nms)
         elapsed += time.perf_counter() - start
         predictions.append(
             [
-                (d.label_id, d.probability, d.box.x1, d.box.y1, d.box.x2, d.box.y2)
+                (class_ids[d.label], d.probability, d.box.x1, d.box.y1, d.box.x2, d.box.y2)
                 for d in result.detections
+                if d.label in class_ids
             ]
         )
-        ground_truth.append(read_labels(label_path, frame.shape[1], frame.shape[0]))
-    report = mean_ap(predictions, ground_truth, names)
-    report["images"] = len(pairs)
+        h, w = frame.shape[:2]
+        ground_truth.append(
+            [
+                (class_ids[name], x1 * w, y1 * h, x2 * w, y2 * h)
+                for name, x1, y1, x2, y2 in sample.boxes
+            ]
+        )
+    inferred = len(predictions)
+    report = mean_ap(predictions, ground_truth, dataset.names)
+    report["images"] = inferred
+    report["unreadable_images"] = unreadable
     report["model"] = str(model_dir)
-    report["ms_per_image"] = round(1000.0 * elapsed / max(len(pairs), 1), 2)
+    report["dataset"] = dataset.source
+    report["thresholds"] = said
+    report["classes_not_in_model"] = sorted(set(dataset.names) - set(model.labels))
+    report["ms_per_image"] = round(1000.0 * elapsed / max(inferred, 1), 2)
     return report
 
 
 def eval_main(args: argparse.Namespace) -> int:
-    """The ``eval`` command: print one JSON object with mAP50, AP per class and image count."""
-    print(json.dumps(evaluate(args.model_dir, args.dataset_dir, args.conf, args.iou)))
-    return 0
+    """The ``eval`` command: one JSON object with mAP50 and per-class AP, precision and recall.
+
+    Exit 1 with a one-line error when the model or the dataset cannot be read, and after the
+    report when an image could not be read.
+    """
+    from mfgvision.inference import ModelLoadError
+
+    try:
+        report = evaluate(args.model_dir, args.dataset, args.conf, args.iou, args.split)
+    except (DatasetError, ModelLoadError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(report))
+    for path in report["unreadable_images"]:
+        print(f"error: cannot read image {path}", file=sys.stderr)
+    for name in report["classes_not_in_model"]:
+        print(f"warning: the model has no class '{name}' (scored as missed)", file=sys.stderr)
+    return 1 if report["unreadable_images"] else 0

@@ -38,6 +38,7 @@ FLOORS = {
         "capture",
         "inference",
         "store",
+        "datasets",
         "evaluation",
         "synthetic",
     ),

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
-import types
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 
@@ -19,9 +16,9 @@ from mfgvision.evaluation import (
     eval_main,
     iou,
     mean_ap,
-    read_labels,
 )
-from mfgvision.inference.types import Box, Detection, InferenceResult
+from tests.inference.graphs import constant_model, frame_to_input, write_model_dir, yolov8_output
+from tests.test_datasets import LAYOUTS, SIZE
 
 NAMES = ["scratch", "hole", "spot"]
 GT = [
@@ -118,50 +115,83 @@ def test_no_predictions_give_zero() -> None:
     assert mean_ap([[], []], GT, NAMES)["mAP50"] == 0.0
 
 
-def test_read_labels_converts_to_pixels(tmp_path: Path) -> None:
-    label = tmp_path / "a.txt"
-    label.write_text("1 0.5 0.25 0.1 0.2\n\n")
-    assert read_labels(label, 200, 100) == [(1, 90.0, 15.0, 110.0, 35.0)]
-    assert read_labels(tmp_path / "missing.txt", 200, 100) == []
+def test_precision_and_recall_at_the_threshold() -> None:
+    preds = perfect()
+    preds[1] = [p for p in preds[1] if p[0] != 1]
+    preds[0].append((0, 0.3, 300.0, 300.0, 320.0, 320.0))
+    report = mean_ap(preds, GT, NAMES)
+    assert report["precision"] == {"scratch": 0.5, "hole": 1.0, "spot": 1.0}
+    assert report["recall"] == {"scratch": 1.0, "hole": 0.5, "spot": 1.0}
+    assert report["instances"] == {"scratch": 1, "hole": 2, "spot": 1}
 
 
-class _GroundTruthModel:
-    """Stands in for the product engine: returns each image's labels as detections."""
-
-    def __init__(self, labels: dict[int, list[tuple]]) -> None:
-        self.labels = labels
-
-    def detect(self, frame: np.ndarray, prob_threshold: float, iou_threshold: float):
-        h, w = frame.shape[:2]
-        key = int(frame[0, 0, 0] // 40)
-        dets = [
-            Detection(c, NAMES[c], 0.8, Box(x1, y1, x2, y2), Box(x1, y1, x2, y2).normalised(w, h))
-            for c, x1, y1, x2, y2 in self.labels[key]
-        ]
-        return InferenceResult(detections=dets, frame_width=w, frame_height=h)
+@pytest.fixture
+def model_dir(tmp_path: Path) -> Path:
+    """A model that finds one hole at 0.8 where image ``a`` has it, in every image."""
+    box = frame_to_input([300, 100, 700, 500], *SIZE, 640, 640)
+    output = yolov8_output([box], [1], [0.8], num_classes=2)
+    return write_model_dir(
+        tmp_path / "models", constant_model({"output0": output}), ["scratch", "hole"]
+    )
 
 
-def test_eval_main_uses_the_product_engine(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    (tmp_path / "images").mkdir()
-    (tmp_path / "labels").mkdir()
-    (tmp_path / "labels.json").write_text(json.dumps(NAMES))
-    for i, boxes in enumerate(GT):
-        cv2.imwrite(str(tmp_path / "images" / f"{i}.png"), np.full((200, 200, 3), i * 40, np.uint8))
-        lines = [
-            f"{c} {(x1 + x2) / 400} {(y1 + y2) / 400} {(x2 - x1) / 200} {(y2 - y1) / 200}"
-            for c, x1, y1, x2, y2 in boxes
-        ]
-        (tmp_path / "labels" / f"{i}.txt").write_text("\n".join(lines))
-    labels = {0: GT[0], 1: GT[1][:1]}
-    fake = types.ModuleType("mfgvision.inference")
-    fake.load_model = lambda _model_dir: _GroundTruthModel(labels)  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "mfgvision.inference", fake)
+def _eval(*argv: str) -> int:
     parser = argparse.ArgumentParser()
     add_eval_arguments(parser)
-    assert eval_main(parser.parse_args(["model-dir", str(tmp_path)])) == 0
-    report = json.loads(capsys.readouterr().out)
+    return eval_main(parser.parse_args(argv))
+
+
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
+def test_eval_scores_the_product_engine_on_every_layout(
+    tmp_path: Path, model_dir: Path, layout: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    dataset = LAYOUTS[layout](tmp_path / "ds")
+    assert _eval(str(model_dir), str(dataset)) == 0
+    out, err = capsys.readouterr()
+    report = json.loads(out)
     assert report["images"] == 2
-    assert report["per_class"] == {"scratch": 1.0, "hole": 0.5, "spot": 1.0}
-    assert report["model"] == "model-dir"
+    # a: the hole found; b: a hole elsewhere (missed, and the found one is false) and a scratch.
+    assert report["per_class"] == {"scratch": 0.0, "hole": 0.5}
+    assert report["precision"] == {"scratch": None, "hole": 0.5}
+    assert report["recall"] == {"scratch": 0.0, "hole": 0.5}
+    assert report["mAP50"] == 0.25
+    assert report["thresholds"] == "prob_threshold 0.5 (default), iou_threshold 0.45 (default)"
+    assert err == ""
+
+
+def test_eval_takes_the_model_cards_threshold_unless_told(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    box = frame_to_input([300, 100, 700, 500], *SIZE, 640, 640)
+    output = yolov8_output([box], [1], [0.8], num_classes=2)
+    model_dir = write_model_dir(
+        tmp_path / "models",
+        constant_model({"output0": output}),
+        ["scratch", "hole"],
+        card={"prob_threshold": 0.85},
+    )
+    dataset = LAYOUTS["own"](tmp_path / "ds")
+    assert _eval(str(model_dir), str(dataset)) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["per_class"]["hole"] == 0.0
+    assert report["thresholds"].startswith("prob_threshold 0.85 (model card)")
+    assert _eval(str(model_dir), str(dataset), "--conf", "0.5") == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["per_class"]["hole"] == 0.5
+    assert report["thresholds"].startswith("prob_threshold 0.5 (given)")
+
+
+def test_eval_fails_loudly_on_bad_input(
+    tmp_path: Path, model_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "plain").mkdir()
+    assert _eval(str(model_dir), str(tmp_path / "plain")) == 1
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith("error: ") and err.count("\n") == 1
+    assert _eval(str(tmp_path / "no-model"), str(LAYOUTS["own"](tmp_path / "ds"))) == 1
+    assert capsys.readouterr().err.startswith("error: ")
+    (tmp_path / "ds" / "images" / "b.jpeg").write_bytes(b"not a jpeg")
+    assert _eval(str(model_dir), str(tmp_path / "ds")) == 1
+    out, err = capsys.readouterr()
+    assert json.loads(out)["images"] == 1
+    assert "cannot read image" in err and "b.jpeg" in err

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from mfgvision import synthetic
-from mfgvision.evaluation import read_labels
+from mfgvision.datasets import read_yolo_labels
 from mfgvision.synthetic import (
     CLASS_NAMES,
     SPLIT_SEEDS,
@@ -96,9 +96,10 @@ def test_yolo_lines_round_trip(tmp_path: Path) -> None:
     boxes = [(0, 10.0, 20.0, 110.0, 23.0), (2, 0.0, 0.0, 320.0, 180.0)]
     path = tmp_path / "l.txt"
     path.write_text("\n".join(yolo_lines(boxes, (320, 180))))
-    back = read_labels(path, 320, 180)
-    assert [b[0] for b in back] == [0, 2]
-    assert np.allclose([b[1:] for b in back], [b[1:] for b in boxes], atol=1e-3)
+    back = read_yolo_labels(path, CLASS_NAMES)
+    assert [b[0] for b in back] == [CLASS_NAMES[0], CLASS_NAMES[2]]
+    scale = np.array([320, 180, 320, 180])
+    assert np.allclose([np.array(b[1:]) * scale for b in back], [b[1:] for b in boxes], atol=1e-3)
 
 
 def test_write_yolo_dataset(tmp_path: Path) -> None:
@@ -109,9 +110,12 @@ def test_write_yolo_dataset(tmp_path: Path) -> None:
         img = cv2.imread(str(out / "images" / f"0000{i}.jpg"))
         assert img.shape == (240, 320, 3)
         _, expected = generate_sample(sample_rng(99, i), (320, 240))
-        got = read_labels(out / "labels" / f"0000{i}.txt", 320, 240)
-        assert [g[0] for g in got] == [e[0] for e in expected]
-        assert np.allclose([g[1:] for g in got], [e[1:] for e in expected], atol=1e-3)
+        got = read_yolo_labels(out / "labels" / f"0000{i}.txt", CLASS_NAMES)
+        assert [g[0] for g in got] == [CLASS_NAMES[e[0]] for e in expected]
+        scale = np.array([320, 240, 320, 240])
+        assert np.allclose(
+            [np.array(g[1:]) * scale for g in got], [e[1:] for e in expected], atol=1e-3
+        )
 
 
 def test_command_line_writes_a_split(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

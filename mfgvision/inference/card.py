@@ -74,6 +74,8 @@ class ModelCard(BaseModel):
     letterbox_colour: Level | tuple[Level, Level, Level] | None = None
     resize: Literal["letterbox", "stretch"] | None = None
     scores: Literal["probabilities", "logits"] | None = None
+    prob_threshold: Annotated[float, Field(ge=0, le=1)] | None = None
+    iou_threshold: Annotated[float, Field(ge=0, le=1)] | None = None
 
     @field_validator("input_size", mode="before")
     @classmethod

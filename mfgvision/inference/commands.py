@@ -10,12 +10,11 @@ from pathlib import Path
 
 import cv2
 
+from mfgvision.datasets import image_files
 from mfgvision.inference.annotate import draw_detections
 from mfgvision.inference.errors import ModelLoadError
 from mfgvision.inference.model import Model, load_model
 from mfgvision.inference.types import InferenceResult
-
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
 
 
 def _unit_interval(text: str) -> float:
@@ -29,17 +28,34 @@ def add_infer_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``infer`` command's arguments to ``parser``."""
     parser.add_argument("model_dir", help="model version folder: <name>/<version>/")
     parser.add_argument("inputs", nargs="+", help="image files or folders of images")
-    parser.add_argument("--json", action="store_true", help="print one JSON line per detection")
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON line per image: its detections (an empty list when none) and the "
+        "thresholds used",
+    )
     parser.add_argument("--save", metavar="DIR", help="write annotated copies of the images here")
-    parser.add_argument("--conf", type=_unit_interval, default=0.25, help="probability threshold")
-    parser.add_argument("--iou", type=_unit_interval, default=0.45, help="NMS IoU threshold")
+    parser.add_argument(
+        "--conf",
+        type=_unit_interval,
+        default=None,
+        help="probability threshold (default: the model card's prob_threshold, else 0.5, as the "
+        "CIS's default)",
+    )
+    parser.add_argument(
+        "--iou",
+        type=_unit_interval,
+        default=None,
+        help="NMS IoU threshold (default: the model card's iou_threshold, else 0.45)",
+    )
 
 
 def infer_main(args: argparse.Namespace) -> int:
-    """Run the model on every input image.
+    """Run the model on every input image and say which thresholds it used (on stderr).
 
-    Unreadable or missing images are reported on stderr and skipped. Returns 0 when the run
-    completed, 1 when the model cannot load or the ``--save`` folder cannot be created.
+    A missing or unreadable image, or an annotated copy that cannot be written, is reported on
+    stderr in one line and the run goes on. Returns 0 when every image was inferred, 1 otherwise
+    (also when the model cannot load or the ``--save`` folder cannot be created).
     """
     try:
         model = load_model(Path(args.model_dir))
@@ -55,43 +71,58 @@ def infer_main(args: argparse.Namespace) -> int:
         except OSError as exc:
             print(f"error: cannot create {save_dir}: {exc}", file=sys.stderr)
             return 1
+    prob, iou, said = model.thresholds(args.conf, args.iou)
+    print(f"{model.name}/{model.version}: {said}", file=sys.stderr)
+    failed = 0
     with model:
         for path in _image_paths(args.inputs):
-            image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            image = cv2.imread(str(path), cv2.IMREAD_COLOR) if path.is_file() else None
             if image is None:
                 print(f"error: cannot read image {path}", file=sys.stderr)
+                failed += 1
                 continue
-            result = model.detect(image, prob_threshold=args.conf, iou_threshold=args.iou)
-            _report(path, result, model, as_json=args.json)
+            result = model.detect(image, prob_threshold=prob, iou_threshold=iou)
+            _report(path, result, model, (prob, iou), as_json=args.json)
             if save_dir:
                 target = save_dir / path.name
                 if not cv2.imwrite(str(target), draw_detections(image, result.detections)):
                     print(f"error: cannot write {target}", file=sys.stderr)
-    return 0
+                    failed += 1
+    return 1 if failed else 0
 
 
 def _image_paths(inputs: list[str]) -> Iterator[Path]:
-    """Files as given; folders expanded to the image files they hold, sorted by name."""
+    """Files as given (missing ones too, so they are reported); folders expanded to the image
+    files they hold, sorted by name."""
     for item in inputs:
         path = Path(item)
-        if path.is_dir():
-            yield from sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        elif path.exists():
-            yield path
-        else:
-            print(f"error: no such file or folder {path}", file=sys.stderr)
+        yield from image_files(path) if path.is_dir() else [path]
 
 
-def _report(path: Path, result: InferenceResult, model: Model, as_json: bool) -> None:
+def _report(
+    path: Path,
+    result: InferenceResult,
+    model: Model,
+    thresholds: tuple[float, float],
+    as_json: bool,
+) -> None:
     if as_json:
-        for det in result.detections:
-            record = {
-                "image": str(path),
+        detections = [
+            {
                 "label": det.label,
                 "probability": round(det.probability, 4),
                 "box": [round(v, 1) for v in det.box.as_list()],
             }
-            print(json.dumps(record))
+            for det in result.detections
+        ]
+        record = {
+            "image": str(path),
+            "model": f"{model.name}/{model.version}",
+            "prob_threshold": thresholds[0],
+            "iou_threshold": thresholds[1],
+            "detections": detections,
+        }
+        print(json.dumps(record))
         return
     ms = sum(result.timings_ms.values())
     found = ", ".join(

@@ -19,6 +19,9 @@ from mfgvision.inference.session import RuntimeOptions, SessionInfo, create_sess
 from mfgvision.inference.types import InferenceResult
 
 MODEL_FILE = "model.onnx"
+#: Thresholds of a model whose card names none (the CIS's default ``prob_threshold`` too).
+DEFAULT_PROB_THRESHOLD = 0.5
+DEFAULT_IOU_THRESHOLD = 0.45
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +30,13 @@ class Model:
     """One model version, ready to run on BGR frames. Build it with :func:`load_model`."""
 
     def __init__(
-        self, name: str, version: str, family: str, adapter: Adapter, session: SessionInfo
+        self,
+        name: str,
+        version: str,
+        family: str,
+        adapter: Adapter,
+        session: SessionInfo,
+        thresholds: tuple[float | None, float | None] = (None, None),
     ) -> None:
         self.name = name
         self.version = version
@@ -37,6 +46,8 @@ class Model:
         self._adapter = adapter
         self._session: ort.InferenceSession | None = session.session
         self._providers = session.providers
+        #: The model card's ``prob_threshold`` and ``iou_threshold`` (None where it names none).
+        self.card_thresholds = thresholds
 
     @property
     def adapter(self) -> Adapter:
@@ -57,11 +68,31 @@ class Model:
         """The execution providers ONNX Runtime actually uses for this model."""
         return list(self._providers)
 
+    def thresholds(
+        self, prob_threshold: float | None = None, iou_threshold: float | None = None
+    ) -> tuple[float, float, str]:
+        """The thresholds to use: those given, else the model card's, else the defaults; and a
+        line that says which, e.g. ``prob_threshold 0.5 (model card), iou_threshold 0.3 (given)``."""
+        chosen: list[float] = []
+        said: list[str] = []
+        for name, given, card, default in (
+            ("prob_threshold", prob_threshold, self.card_thresholds[0], DEFAULT_PROB_THRESHOLD),
+            ("iou_threshold", iou_threshold, self.card_thresholds[1], DEFAULT_IOU_THRESHOLD),
+        ):
+            value, source = next(
+                (v, src)
+                for v, src in ((given, "given"), (card, "model card"), (default, "default"))
+                if v is not None
+            )
+            chosen.append(value)
+            said.append(f"{name} {value:g} ({source})")
+        return chosen[0], chosen[1], ", ".join(said)
+
     def detect(
         self,
         frame: np.ndarray,
-        prob_threshold: float = 0.5,
-        iou_threshold: float = 0.45,
+        prob_threshold: float = DEFAULT_PROB_THRESHOLD,
+        iou_threshold: float = DEFAULT_IOU_THRESHOLD,
         max_detections: int = MAX_DETECTIONS,
     ) -> InferenceResult:
         """Run the model on one BGR uint8 frame; boxes come back in that frame's pixels."""
@@ -138,7 +169,14 @@ def load_model(model_dir: Path | str, options: RuntimeOptions | None = None) -> 
             f"{model_dir}: the graph has {adapter.num_classes} classes but the labels list "
             f"{len(adapter.labels)} ({', '.join(adapter.labels)})"
         )
-    model = Model(model_dir.parent.name, model_dir.name, family, adapter, session)
+    model = Model(
+        model_dir.parent.name,
+        model_dir.name,
+        family,
+        adapter,
+        session,
+        (card.prob_threshold, card.iou_threshold),
+    )
     model.warnings.extend(f"model.yaml: unknown key {key!r} ignored" for key in card.unknown_keys)
     for warning in model.warnings:
         log.warning("model %s/%s: %s", model.name, model.version, warning)

@@ -41,18 +41,30 @@ def parse(*argv: str) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def test_json_lines_and_unreadable_image(model_dir: Path, images: Path, capsys) -> None:
-    assert infer_main(parse(str(model_dir), str(images), "--json")) == 0
+def test_json_line_per_image_and_a_non_zero_exit_for_what_cannot_be_read(
+    model_dir: Path, images: Path, capsys
+) -> None:
+    missing = images / "missing.jpg"
+    assert infer_main(parse(str(model_dir), str(images), str(missing), "--json")) == 1
 
     out, err = capsys.readouterr()
     records = [json.loads(line) for line in out.splitlines()]
     assert len(records) == 1
     assert records[0]["image"] == str(images / "a.png")
-    assert records[0]["label"] == "hole"
-    assert records[0]["probability"] == pytest.approx(0.8)
-    assert np.allclose(records[0]["box"], FRAME_BOX, atol=1.0)
-    assert "broken.jpg" in err
+    assert records[0]["model"] == "demo/1"
+    assert (records[0]["prob_threshold"], records[0]["iou_threshold"]) == (0.5, 0.45)
+    [found] = records[0]["detections"]
+    assert found["label"] == "hole"
+    assert found["probability"] == pytest.approx(0.8)
+    assert np.allclose(found["box"], FRAME_BOX, atol=1.0)
+    assert f"error: cannot read image {images / 'broken.jpg'}" in err
+    assert f"error: cannot read image {missing}" in err
     assert "notes.txt" not in err
+    assert "demo/1: prob_threshold 0.5 (default), iou_threshold 0.45 (default)" in err
+
+
+def test_all_images_read_exit_0(model_dir: Path, images: Path) -> None:
+    assert infer_main(parse(str(model_dir), str(images / "a.png"))) == 0
 
 
 def test_readable_output_and_saved_annotations(
@@ -71,9 +83,13 @@ def test_readable_output_and_saved_annotations(
     assert (annotated != 40).any()
 
 
-def test_threshold_removes_detection(model_dir: Path, images: Path, capsys) -> None:
+def test_threshold_removes_detection_and_the_image_still_gets_its_line(
+    model_dir: Path, images: Path, capsys
+) -> None:
     assert infer_main(parse(str(model_dir), str(images / "a.png"), "--json", "--conf", "0.9")) == 0
-    assert capsys.readouterr().out == ""
+    out, err = capsys.readouterr()
+    assert json.loads(out)["detections"] == []
+    assert "prob_threshold 0.9 (given)" in err
 
 
 def test_model_that_cannot_load_exits_1(tmp_path: Path, images: Path, capsys) -> None:
