@@ -18,6 +18,7 @@ from mfgvision.dashboard.context import dashboard_context
 from mfgvision.dashboard.files import resolve_image
 from mfgvision.dashboard.overview import build_overview, record_json
 from mfgvision.dashboard.stats import WindowError, iso, parse_time, parse_window, stats_json
+from mfgvision.inference.palette import class_colour_hex
 from mfgvision.store import queries
 from mfgvision.store.records import InferenceRecord
 from mfgvision.store.status import read_statuses
@@ -187,6 +188,14 @@ def labels() -> ResponseReturnValue:
     """Every class name with at least one stored detection."""
     _args()
     return jsonify(queries.labels(dashboard_context().db.engine))
+
+
+@bp.get("/api/label-colours")
+def label_colours() -> ResponseReturnValue:
+    """The colour of every stored class name, as boxes and charts draw it."""
+    _args()
+    ids = queries.label_ids(dashboard_context().db.engine)
+    return jsonify({label: class_colour_hex(label_id) for label, label_id in ids.items()})
 
 
 @bp.get("/healthz")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 from flask import Blueprint, abort, render_template, url_for
@@ -9,6 +10,7 @@ from flask.typing import ResponseReturnValue
 
 from mfgvision.dashboard.context import dashboard_context
 from mfgvision.dashboard.stats import WINDOW_LABELS
+from mfgvision.inference.palette import CLASS_COLOURS
 
 POLL_INTERVAL_MS = 2000
 STATS_INTERVAL_MS = 15000
@@ -24,6 +26,8 @@ def _page(template: str, **values: object) -> str:
         title=dashboard_context().title,
         windows=WINDOW_LABELS,
         plotly_url=url_for("vendor.plotly_js"),
+        class_colours=json.dumps(CLASS_COLOURS),
+        label_colours_url=url_for("api.label_colours"),
         **values,
     )
 

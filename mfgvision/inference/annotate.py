@@ -1,23 +1,17 @@
-"""Drawing detections on an image: a colour per class, label and probability, sized to the image."""
+"""Drawing detections on an image: the class's colour (see ``palette``), label and probability,
+sized to the image."""
 
 from __future__ import annotations
 
-import colorsys
 from collections.abc import Iterable
 
 import cv2
 import numpy as np
 
+from mfgvision.inference.palette import class_colour_bgr
 from mfgvision.inference.types import Detection
 
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
-_GOLDEN_RATIO = 0.618033988749895
-
-
-def class_colour(label_id: int) -> tuple[int, int, int]:
-    """A distinct, stable BGR colour for a class index."""
-    red, green, blue = colorsys.hsv_to_rgb((label_id * _GOLDEN_RATIO) % 1.0, 0.85, 0.95)
-    return int(blue * 255), int(green * 255), int(red * 255)
 
 
 def draw_detections(image_bgr: np.ndarray, detections: Iterable[Detection]) -> np.ndarray:
@@ -31,7 +25,7 @@ def draw_detections(image_bgr: np.ndarray, detections: Iterable[Detection]) -> n
     font_scale = 0.4 + 0.2 * thickness
     text_thickness = max(1, thickness - 1)
     for det in detections:
-        colour = class_colour(det.label_id)
+        colour = class_colour_bgr(det.label_id)
         x1, y1 = round(det.box.x1), round(det.box.y1)
         x2, y2 = round(det.box.x2), round(det.box.y2)
         cv2.rectangle(image, (x1, y1), (x2, y2), colour, thickness, cv2.LINE_AA)

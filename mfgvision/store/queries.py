@@ -207,6 +207,17 @@ def labels(engine: Engine) -> list[str]:
         return list(conn.execute(select(d.c.tag_name).distinct().order_by(d.c.tag_name)).scalars())
 
 
+def label_ids(engine: Engine) -> dict[str, int]:
+    """Each stored class name and its index in the model's labels (the highest stored, when
+    models numbered it differently)."""
+    d = detection_data
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(d.c.tag_name, func.max(d.c.tag_id)).group_by(d.c.tag_name).order_by(d.c.tag_name)
+        ).all()
+    return {str(name): int(tag_id) for name, tag_id in rows}
+
+
 def encode_cursor(record: InferenceRecord, row_id: int) -> str:
     """The position after ``record`` in newest-first order: ``<created µs since 1970>_<id>``."""
     delta = record.created.astimezone(timezone.utc) - datetime(1970, 1, 1, tzinfo=timezone.utc)

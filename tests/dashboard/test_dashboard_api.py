@@ -37,6 +37,15 @@ def test_stats_counts_defects_and_latency(
     assert list(one["cameras"]) == ["cam2"] and one["defects"]["totals"] == {"spot": 1}
 
 
+def test_label_colours_follow_each_class_index_in_the_model(
+    client: FlaskClient, seeded: list[InferenceRecord]
+) -> None:
+    colours = client.get("/api/label-colours").get_json()
+    assert colours == {"scratch": "#E69F00", "hole": "#56B4E9", "spot": "#009E73"}
+    page = client.get("/").get_data(as_text=True)
+    assert 'name="class-colours"' in page and "#E69F00" in page
+
+
 @pytest.mark.parametrize(
     "query",
     [

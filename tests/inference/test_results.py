@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mfgvision.inference.annotate import class_colour, draw_detections
+from mfgvision.inference.annotate import draw_detections
+from mfgvision.inference.palette import CLASS_COLOURS, class_colour_bgr, class_colour_hex
 from mfgvision.inference.types import Box, Detection, InferenceResult
 
 
@@ -56,14 +57,16 @@ def test_draw_detections_draws_on_a_copy() -> None:
     assert not image.any()
     assert drawn.shape == image.shape
     # box outline in the class colour, interior untouched
-    assert tuple(int(v) for v in drawn[200, 100]) == class_colour(0)
+    assert tuple(int(v) for v in drawn[200, 100]) == class_colour_bgr(0)
     assert not drawn[200, 250].any()
     # label background above the first box
-    assert tuple(int(v) for v in drawn[95, 102]) == class_colour(0)
+    assert tuple(int(v) for v in drawn[95, 102]) == class_colour_bgr(0)
     # the whole-frame box gets its label inside the frame
     assert drawn[5:30, 0:80].any()
 
 
-def test_class_colours_differ() -> None:
-    colours = {class_colour(i) for i in range(10)}
-    assert len(colours) == 10
+def test_a_class_keeps_its_colour_and_the_first_eight_differ() -> None:
+    assert len({class_colour_bgr(i) for i in range(8)}) == 8
+    assert class_colour_bgr(9) == class_colour_bgr(1)
+    assert class_colour_hex(0) == CLASS_COLOURS[0] == "#E69F00"
+    assert class_colour_bgr(0) == (0x00, 0x9F, 0xE6)

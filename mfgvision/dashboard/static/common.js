@@ -2,7 +2,11 @@
 (() => {
   "use strict";
 
-  const PALETTE = ["#f97316", "#e11d48", "#a855f7", "#eab308", "#06b6d4", "#84cc16", "#ec4899", "#6366f1"];
+  // One colour per class on every page: the server's palette, keyed by the class's index in the
+  // model's labels; class names map to their index through /api/label-colours.
+  const coloursMeta = document.querySelector('meta[name="class-colours"]');
+  const PALETTE = coloursMeta ? JSON.parse(coloursMeta.content) : ["#BBBBBB"];
+  const labelColours = new Map();
   const CAMERA_PALETTE = ["#38bdf8", "#a3e635", "#f472b6", "#fbbf24", "#c084fc", "#2dd4bf"];
 
   const pad = (n) => String(n).padStart(2, "0");
@@ -37,9 +41,17 @@
       const d = new Date(value);
       return Number.isNaN(d.getTime()) ? null : d.toISOString();
     },
-    labelColour(label, labels) {
-      const index = Math.max(0, labels.indexOf(label));
-      return PALETTE[index % PALETTE.length];
+    classColour(labelId) {
+      return PALETTE[labelId % PALETTE.length];
+    },
+    labelColour(label) {
+      return labelColours.get(label) || PALETTE[PALETTE.length - 1];
+    },
+    // Load the colours of stored class names again when ``labels`` holds one not known yet.
+    async loadLabelColours(labels = []) {
+      if (!coloursMeta || (labelColours.size && labels.every((l) => labelColours.has(l)))) return;
+      const colours = await mfg.getJSON(coloursMeta.dataset.url);
+      for (const [label, colour] of Object.entries(colours)) labelColours.set(label, colour);
     },
     cameraColour(index) {
       return CAMERA_PALETTE[index % CAMERA_PALETTE.length];

@@ -17,7 +17,7 @@
     dl.append(div);
   }
 
-  function drawBoxes(item, labels) {
+  function drawBoxes(item) {
     const boxes = item.detections.map((d) => {
       const [x1, y1, x2, y2] = d.box_norm;
       const box = document.createElement("div");
@@ -27,7 +27,7 @@
       box.style.top = `${(y1 * 100).toFixed(3)}%`;
       box.style.width = `${((x2 - x1) * 100).toFixed(3)}%`;
       box.style.height = `${((y2 - y1) * 100).toFixed(3)}%`;
-      box.style.setProperty("--c", mfg.labelColour(d.label, labels));
+      box.style.setProperty("--c", mfg.classColour(d.label_id));
       const tag = document.createElement("span");
       tag.textContent = `${d.label} ${d.probability_pct.toFixed(0)}%`;
       box.append(tag);
@@ -37,7 +37,6 @@
   }
 
   function render(item) {
-    const labels = [...new Set(item.detections.map((d) => d.label))].sort();
     const created = new Date(item.created);
     document.title = `${item.camera_name} ${created.toLocaleString()} · ${document.title.split(" · ").pop()}`;
     refs.heading.textContent = `${item.camera_name} · ${created.toLocaleString()}`;
@@ -65,7 +64,7 @@
       refs.openImage.hidden = true;
     }
     if (raw) {
-      drawBoxes(item, labels);
+      drawBoxes(item);
       refs.boxesToggle.disabled = item.detections.length === 0;
       refs.imageNote.textContent = item.detections.length ? "Boxes drawn on the raw frame" : "Raw frame, nothing detected";
     } else {
@@ -90,7 +89,7 @@
       const name = document.createElement("td");
       const swatch = document.createElement("span");
       swatch.className = "swatch";
-      swatch.style.background = mfg.labelColour(d.label, labels);
+      swatch.style.background = mfg.classColour(d.label_id);
       name.append(swatch, d.label);
       const p = document.createElement("td");
       p.className = "num";

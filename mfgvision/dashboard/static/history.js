@@ -111,7 +111,7 @@
     chips.className = "chips";
     const counts = new Map();
     for (const d of item.detections) {
-      const c = counts.get(d.label) || { n: 0, best: 0 };
+      const c = counts.get(d.label) || { n: 0, best: 0, labelId: d.label_id };
       c.n += 1;
       c.best = Math.max(c.best, d.probability_pct);
       counts.set(d.label, c);
@@ -119,6 +119,7 @@
     for (const [label, c] of counts) {
       const chip = document.createElement("span");
       chip.className = "chip";
+      chip.style.setProperty("--c", mfg.classColour(c.labelId));
       const b = document.createElement("b");
       b.textContent = c.n > 1 ? `${c.n}× ${label}` : label;
       chip.append(b, ` ${c.best.toFixed(0)} %`);

@@ -79,6 +79,7 @@
       const pct = document.createElement("span");
       pct.className = "pct";
       pct.textContent = `${d.probability_pct.toFixed(1)} %`;
+      li.style.setProperty("--c", mfg.classColour(d.label_id));
       li.append(label, pct);
       items.push(li);
     }
@@ -224,7 +225,7 @@
       x: d.buckets.map((b) => mfg.plotlyTime(new Date(new Date(b.start).getTime() + d.bucket_s * 500).toISOString())),
       y: d.buckets.map((b) => b.counts[label] || 0),
       width: d.bucket_s * 1000 * 0.85,
-      marker: { color: mfg.labelColour(label, d.labels) },
+      marker: { color: mfg.labelColour(label) },
       hovertemplate: `${label}: %{y}<extra></extra>`,
     }));
     const layout = baseLayout({
@@ -266,6 +267,7 @@
     try {
       if (typeof Plotly === "undefined") throw new Error("charting library not loaded");
       const stats = await mfg.getJSON(`${root.dataset.stats}?${mfg.windowQuery(windowState)}`, 15000);
+      await mfg.loadLabelColours(stats.defects.labels);
       drawDefects(stats);
       drawLatency(stats);
       root.dataset.chartsReady = "true";
