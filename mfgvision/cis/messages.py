@@ -48,6 +48,7 @@ def inference_message(
         "frame": {"width": record.frame_width, "height": record.frame_height},
         "raw_image_name": record.raw_image_name,
         "annotated_image_name": record.annotated_image_name,
+        "image_error": record.image_error,
     }
 
 

@@ -383,6 +383,7 @@ def _inference_row(record: InferenceRecord) -> dict[str, Any]:
         "raw_image_path": record.raw_image_path,
         "annotated_image_name": record.annotated_image_name,
         "annotated_image_path": record.annotated_image_path,
+        "image_error": record.image_error,
     }
 
 
@@ -445,4 +446,5 @@ def _record(row: Row[Any], detections: list[Detection]) -> InferenceRecord:
         raw_image_path=row.raw_image_path,
         annotated_image_name=row.annotated_image_name,
         annotated_image_path=row.annotated_image_path,
+        image_error=row.image_error,
     )

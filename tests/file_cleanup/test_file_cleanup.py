@@ -24,6 +24,7 @@ from mfgvision.runtime import Paths
 from mfgvision.settings import FileCleanupSettings
 from mfgvision.store.database import Database
 from mfgvision.store.outbox import OutboxItem, OutboxReader, UploadOutbox, outbox_path
+from tests import services
 from tests.factories import make_record, recent
 
 NOW = time.time()
@@ -157,22 +158,8 @@ def test_watermark_never_deletes_images_younger_than_min_age(paths: Paths, db: D
 @pytest.fixture
 def tmpfs(tmp_path: Path) -> Iterator[Path]:
     """A real 4 MiB volume (tmpfs); skipped where this process may not mount."""
-    mount_point = tmp_path / "volume"
-    mount_point.mkdir()
-    mount = shutil.which("mount")
-    if os.geteuid() != 0 or mount is None:
-        pytest.skip("mounting a tmpfs needs root")
-    done = subprocess.run(
-        [mount, "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount_point)],
-        capture_output=True,
-        text=True,
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
-    try:
-        yield mount_point
-    finally:
-        subprocess.run(["umount", str(mount_point)], check=False)
+    with services.tmpfs(tmp_path / "volume", "4m") as volume:
+        yield volume
 
 
 def test_full_real_volume_is_brought_below_the_low_watermark(tmpfs: Path, db: Database) -> None:
