@@ -308,6 +308,39 @@ def test_service_reports_passes_and_sleeps_between_them(paths: Paths, db: Databa
     assert broker.hub("cleanup").get_twin()["reported"]["status"]["state"] == "stopped"
 
 
+def test_a_disk_above_the_high_watermark_gets_a_pass_before_the_interval(
+    paths: Paths, db: Database
+) -> None:
+    broker = InProcessBroker([])
+    desired = {
+        "interval_s": 3600,
+        "high_watermark_pct": 50,
+        "low_watermark_pct": 30,
+        "min_age_s": 0,
+    }
+    service = FileCleanupService(
+        broker.hub("cleanup", desired),
+        paths,
+        Database(f"sqlite:///{paths.default_db_path}"),
+        disk_usage=small_disk(paths.images, 10_000),
+    )
+    service.start()
+    try:
+        assert service.wait_for_pass(1, timeout=60)
+        assert service.totals["emergency_passes"] == 0
+        for i in range(7):  # 70 % used: the camera keeps writing, the interval is an hour away
+            image(paths.images, f"frame-{i}-raw.jpg", 1000, 100 - i)
+        assert service.wait_for_pass(2, timeout=60)
+        assert service.totals["emergency_passes"] == 1
+        assert service.last_pass is not None
+        assert (
+            service.last_pass.deleted_by_watermark == 4
+        )  # down to the low watermark, oldest first
+        assert names(paths.images) == {f"frame-{i}-raw.jpg" for i in (4, 5, 6)}
+    finally:
+        service.stop()
+
+
 def test_settings_are_validated_and_documented() -> None:
     from mfgvision.settings import SettingsError, parse_settings
 
