@@ -212,7 +212,10 @@ class CisPipeline:
             },
             "counters": counters,
             "pending_rows": self.writer.pending_rows,
-            "last_error": self.writer.last_error or self.models.error or self.camera_error,
+            "last_error": self.writer.last_error
+            or self.models.error
+            or self.camera_error
+            or (reasons[0] if reasons else None),
         }
 
     def problems(self) -> list[str]:
