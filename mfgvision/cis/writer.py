@@ -131,13 +131,24 @@ class OutcomeWriter:
         return reasons
 
     def _run(self) -> None:
-        self._commit(self.journal.waiting(), replay=True)
+        self._replay()
         while True:
             outcomes, stop = self._next_batch()
             entries = [e for e in map(self._prepare_safely, outcomes) if e is not None]
             self._commit(entries)
             if stop:
                 return
+
+    def _replay(self) -> None:
+        """Store and announce what an earlier run journaled but did not finish (a crash)."""
+        try:
+            waiting = self.journal.waiting()
+        except Exception:
+            log.exception("the announcement journal cannot be read, nothing replayed")
+            return
+        if waiting:
+            log.warning("replaying journaled inferences", extra={"rows": len(waiting)})
+            self._commit(waiting, replay=True)
 
     def _next_batch(self) -> tuple[list[Outcome], bool]:
         """Wait for an outcome, then take whatever else is queued (at most ``batch_rows``)."""
@@ -210,10 +221,9 @@ class OutcomeWriter:
             self._hold(batch)
             return
         self._held = []
-        for entry in batch:
-            self._announce(entry)
+        announced = [entry for entry in batch if self._announce(entry)]
         try:
-            self.journal.remove(batch)
+            self.journal.remove(announced)
         except Exception as exc:  # replayed after a restart: sent again, never stored twice
             log.error("journal entries not removed", extra={"error": str(exc)[:300]})
 
@@ -281,12 +291,22 @@ class OutcomeWriter:
             log.error("rows held in memory over the limit dropped", extra={"lost": lost})
         self._held = batch
 
-    def _announce(self, entry: Announcement) -> None:
-        """Hand the entry's messages to the hub."""
-        for output, body in entry.messages:
-            self.emit(output, body)
-            if output == ALERTS_OUTPUT:
-                self.metrics.count("alerts")
+    def _announce(self, entry: Announcement) -> bool:
+        """Hand the entry's messages to the hub; False (its journal entry stays, so the next start
+        sends them again) when the hub refused one."""
+        try:
+            for output, body in entry.messages:
+                self.emit(output, body)
+                if output == ALERTS_OUTPUT:
+                    self.metrics.count("alerts")
+        except Exception:
+            self.metrics.count("announce_errors")
+            log.exception(
+                "announcing an inference failed, it is sent again at the next start",
+                extra={"unique_id": entry.record.unique_id},
+            )
+            return False
+        return True
 
     def _write_images(
         self, outcome: Outcome, record: InferenceRecord

@@ -40,6 +40,15 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return url
 
 
+def journaled(images: Path) -> list[str]:
+    """``unique_id`` of the entries waiting in the writer's journal, oldest first."""
+    journal = AnnouncementJournal(journal_path(images), OWNER)
+    try:
+        return [e.record.unique_id for e in journal.waiting()]
+    finally:
+        journal.close()
+
+
 def stored(db: Database, ids: set[str]) -> int:
     """How many rows of ``ids`` the database holds."""
     t = inference_data
@@ -73,7 +82,7 @@ def test_nothing_is_announced_before_its_row_is_stored(tmp_path: Path, db_url: s
     assert {b["unique_id"] for b in uploads} == ids
     for body in uploads:  # "Line 1" names files and blobs that ImageUpload accepts
         assert parse_request(HubMessage.from_json(body)).blob_name.startswith("Line_1/top/")
-    assert AnnouncementJournal(journal_path(images), OWNER).waiting() == []
+    assert journaled(images) == []
     reader.close()
 
 
@@ -109,8 +118,7 @@ def test_a_crash_after_the_commit_resends_what_was_announced_and_stores_nothing_
         text=True,
     )
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
-    left = AnnouncementJournal(journal_path(data / "images"), OWNER).waiting()
-    ids = {e.record.unique_id for e in left}
+    ids = set(journaled(data / "images"))
     assert len(ids) == 3
     db = Database(db_url)
     assert stored(db, ids) == 3  # committed before the first message left
@@ -127,5 +135,39 @@ def test_a_crash_after_the_commit_resends_what_was_announced_and_stores_nothing_
     assert {b["unique_id"] for b in uploads} == ids
     assert all(Path(b["path"]).exists() for b in uploads)
     assert stored(db, ids) == 3 and metrics.counters["rows_written"] == 3  # none stored twice
-    assert AnnouncementJournal(journal_path(data / "images"), OWNER).waiting() == []
+    assert journaled(data / "images") == []
     db.close()
+
+
+def test_a_message_the_hub_refuses_is_sent_again_at_the_next_start(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'edge.db'}"
+    Database(url).create_schema()
+    images = tmp_path / "data" / "images"
+    sent: Sent = []
+
+    def refuse_first(output: str, body: dict[str, Any]) -> None:
+        if not sent:
+            sent.append(("refused", body))
+            raise ConnectionError("edgeHub away")
+        sent.append((output, body))
+
+    metrics = PipelineMetrics()
+    writer = OutcomeWriter(images, Database(url), refuse_first, metrics, OWNER)
+    first, second = make_outcome(1), make_outcome(2)
+    writer.submit(first)
+    writer.submit(second)
+    writer.start()
+    writer.stop()
+    assert metrics.counters["announce_errors"] == 1 and metrics.counters["rows_written"] == 2
+    assert {b["unique_id"] for o, b in sent if o == "inference"} == {second.unique_id}
+    assert journaled(images) == [first.unique_id]
+
+    again: Sent = []
+    writer = OutcomeWriter(
+        images, Database(url), lambda o, b: again.append((o, b)), PipelineMetrics(), OWNER
+    )
+    writer.start()
+    writer.stop()
+    assert {b["unique_id"] for o, b in again if o == "inference"} == {first.unique_id}
+    assert stored(Database(url), {first.unique_id, second.unique_id}) == 2
+    assert journaled(images) == []
