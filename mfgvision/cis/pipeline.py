@@ -212,10 +212,7 @@ class CisPipeline:
             },
             "counters": counters,
             "pending_rows": self.writer.pending_rows,
-            "last_error": self.writer.last_error
-            or self.models.error
-            or self.camera_error
-            or (reasons[0] if reasons else None),
+            "last_error": self.writer.last_error or self.models.error or self.camera_error,
         }
 
     def problems(self) -> list[str]:

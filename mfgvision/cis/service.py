@@ -14,7 +14,7 @@ from mfgvision.dashboard.status import STATUS_FOLDER, remove_status, write_statu
 from mfgvision.edge.hub import Hub, HubMessage, MethodError
 from mfgvision.runtime import Paths
 from mfgvision.settings import CisSettings, SettingsError, desired_state, parse_settings
-from mfgvision.store.database import Database, SchemaError
+from mfgvision.store.database import Database
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,9 @@ class CisService:
 
     def start(self) -> None:
         self.hub.connect()
-        self._schema_ready = self._create_schema()
+        # With the database away the module starts anyway: rows are spooled, and the spool creates
+        # the schema when the database is back.
+        self._schema_ready = self.db.create_schema_if_reachable()
         self.hub.on_method("status", lambda _payload: self.status())
         self.hub.on_method("capture_now", self._capture_now)
         self.hub.on_method("reload_model", self._reload_model)
@@ -119,24 +121,6 @@ class CisService:
                 "settings applied", extra={"version": version, "camera_id": settings.camera_id}
             )
             self._report()
-
-    def _create_schema(self) -> bool:
-        """Create or upgrade the schema; False when the database cannot be reached now.
-
-        The module then starts anyway: rows wait in the spool and the schema is created when the
-        database is back. Tables that are not this product's still stop the start (``SchemaError``).
-        """
-        try:
-            self.db.create_schema()
-        except SchemaError:
-            raise
-        except Exception as exc:
-            log.error(
-                "database unreachable at start, rows are spooled until it is back",
-                extra={"db_url": self.db.safe_url, "error": f"{type(exc).__name__}: {exc}"[:300]},
-            )
-            return False
-        return True
 
     def _emit(self, output: str, body: dict[str, Any]) -> None:
         self.hub.send_to_output(output, HubMessage.from_json(body))

@@ -84,6 +84,23 @@ class Database:
         """Bring the schema to the latest revision (see :meth:`migrate`); existing rows are kept."""
         self.migrate()
 
+    def create_schema_if_reachable(self) -> bool:
+        """:meth:`create_schema`; False (logged) when the database cannot be reached now.
+
+        Tables that are not this product's still raise ``SchemaError``: that is no outage.
+        """
+        try:
+            self.create_schema()
+        except SchemaError:
+            raise
+        except Exception as exc:
+            logger.error(
+                "database unreachable, schema not created yet",
+                extra={"db_url": self.safe_url, "error": f"{type(exc).__name__}: {exc}"[:300]},
+            )
+            return False
+        return True
+
     def migrate(self, revision: str = "head") -> None:
         """Apply the Alembic revisions up to ``revision``, one process at a time.
 

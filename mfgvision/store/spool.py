@@ -222,10 +222,8 @@ class RowSpool:
         """Create or upgrade the schema once, when it could not be at start; the error, if any."""
         if self.schema_ready:
             return None
-        try:
-            self.db.create_schema()
-        except Exception as exc:
-            self.last_error = f"schema: {type(exc).__name__}: {exc}"[:500]
+        if not self.db.create_schema_if_reachable():
+            self.last_error = "database unreachable, schema not created yet"
             return self.last_error
         self.schema_ready = True
         log.info("database reachable again, schema ready", extra={"rows": self._pending})

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -95,7 +96,17 @@ def test_foreign_tables_of_the_same_name_are_refused(empty_db: Database) -> None
         )
     with pytest.raises(SchemaError, match="not created by mfgvision"):
         empty_db.create_schema()
+    with pytest.raises(SchemaError):  # not an outage: a module does not start on it
+        empty_db.create_schema_if_reachable()
     assert empty_db.schema_revision() is None
+
+
+def test_an_unreachable_database_is_reported_not_raised(tmp_path: Path) -> None:
+    unreachable = Database(f"sqlite:///{tmp_path / 'missing-folder-is-a-file' / 'edge.db'}")
+    (tmp_path / "missing-folder-is-a-file").rmdir()
+    (tmp_path / "missing-folder-is-a-file").write_text("not a folder")
+    assert unreachable.create_schema_if_reachable() is False
+    unreachable.close()
 
 
 def test_concurrent_starts_migrate_once(empty_db: Database) -> None:
