@@ -88,7 +88,10 @@ class CisPipeline:
         emit: Emit,
         intra_op_threads: int | None = None,
         schema_ready: bool = True,
+        owner: str = "cis",
     ) -> None:
+        """``owner`` names this pipeline's entries in the announcement journal (the module id: a
+        restart replays its own entries, whatever camera id the settings name by then)."""
         self.settings = settings
         self.assets_dir = assets_dir
         self.intra_op_threads = intra_op_threads
@@ -99,7 +102,7 @@ class CisPipeline:
             db,
             emit,
             self.metrics,
-            owner=settings.camera_id,
+            owner=owner,
             spool=RowSpool(row_spool_path(images_dir), db, schema_ready=schema_ready),
         )
         self.grabber: FrameGrabber | None = None

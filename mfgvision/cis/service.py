@@ -113,6 +113,7 @@ class CisService:
                     self._emit,
                     self.intra_op_threads,
                     schema_ready=self._schema_ready,
+                    owner=self.hub.module_id,
                 )
                 self.pipeline.start()
             else:

@@ -7,8 +7,8 @@ removed. A writer that starts finds the entries a crash left behind and does the
 written idempotently (never twice to the database) and the messages are sent again (consumers drop
 duplicates by ``unique_id``).
 
-Several CIS modules may share one data folder: every entry carries its writer's ``owner`` (the camera
-id it started with) and each writer replays only its own.
+Several CIS modules may share one data folder: every entry carries its writer's ``owner`` (the module
+id) and each writer replays only its own.
 """
 
 from __future__ import annotations
