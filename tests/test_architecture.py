@@ -29,7 +29,17 @@ MODULE_ROOMS = (
 #: What runs modules or replaces a device: above every module room.
 TOOLING = ("deploy", "local", "launch", "module_registry", "cli")
 #: The device runtime: what every module runs on a device.
-EDGE_FILES = {"__init__", "hub", "iotedge", "inprocess", "routes", "twins", "desired", "periodic"}
+EDGE_FILES = {
+    "__init__",
+    "hub",
+    "iotedge",
+    "inprocess",
+    "routes",
+    "twins",
+    "desired",
+    "reported",
+    "periodic",
+}
 
 
 def _module_name(path: Path) -> str:

@@ -46,11 +46,11 @@ def test_desired_patch_bumps_version_and_notifies():
     broker = _broker()
     hub = broker.hub("cam", {"a": 1})
     seen, done = [], threading.Event()
-    hub.on_desired_patch(lambda p: (seen.append(p), done.set()))
+    hub.on_desired(lambda p, full: (seen.append((p, full)), done.set()))
     hub.connect()
     version = broker.patch_desired("cam", {"b": 2, "a": None})
     assert done.wait(5)
-    assert seen == [{"b": 2, "a": None, "$version": version}]
+    assert seen == [({"b": 2, "a": None, "$version": version}, False)]
     assert hub.get_twin()["desired"] == {"b": 2, "$version": version}
     hub.patch_reported({"status": {"state": "running", "fps": 1}})
     hub.patch_reported({"status": {"fps": 2}})
