@@ -581,7 +581,10 @@ class IoTEdgeHub(Hub):
                 backoff.reset()
             except (*_TRANSIENT, HubClosed) as exc:
                 if self._closing.is_set():
-                    log.warning("reported properties not sent before shutdown")
+                    log.warning(
+                        "reported properties not sent before shutdown",
+                        extra={"hub_module": self.module_id},
+                    )
                     return
                 self._retry_later(patch, resync, f"{type(exc).__name__}: {exc}")
                 self._twin_wake.wait(backoff.next_delay())

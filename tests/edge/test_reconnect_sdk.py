@@ -5,6 +5,10 @@ desired patches, direct methods and reported properties work again."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -87,5 +91,46 @@ def test_a_module_keeps_working_across_an_edgehub_restart(sessions, tmp_path, mo
             assert hub.counters["renewed"] >= 1
     finally:
         hub.disconnect()
+        standin.stop()
+        remove_broker_files(state)
+
+
+def test_sigterm_ends_a_module_whatever_edgehubs_state(tmp_path):
+    """edgeHub gone mid-run (reported patches pending, twin calls unanswered): SIGTERM still ends
+    the module process, cleanly."""
+    require_mosquitto()
+    manifest = write_manifest(
+        tmp_path / "deployment.json", {"FileCleanup": module(["file-cleanup"], interval_s=5)}, {}
+    )
+    state = tmp_path / "edgehub"
+    standin = EdgeHubStandIn(
+        load_manifest(manifest), state, address_base=random_address_base(), sessions=False
+    )
+    standin.start()
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("IOTEDGE_", "EdgeHub", "EdgeModule", "MFGVISION_"))
+    }
+    env.update(standin.module_environment("FileCleanup"), MFGVISION_DATA=str(tmp_path / "data"))
+    log = (tmp_path / "module.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mfgvision", "file-cleanup"], env=env, stdout=log, stderr=log
+    )
+    try:
+
+        def applied() -> bool:
+            config = standin.twins.twin("FileCleanup")["reported"].get("config") or {}
+            return config.get("applied_version") is not None
+
+        assert wait_for(applied), (tmp_path / "module.log").read_text()[-3000:]
+        standin.stop()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0, (tmp_path / "module.log").read_text()[-3000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        log.close()
         standin.stop()
         remove_broker_files(state)
