@@ -57,7 +57,15 @@ _IGNORED_LEGACY_KEYS = {
 
 
 class SettingsError(ValueError):
-    """Desired properties that cannot be applied; the message says which keys and why."""
+    """Desired properties that cannot be applied; the message says which keys and why.
+
+    ``problems`` maps each offending top-level key of the desired document to its reason
+    (``settings`` when no single key is to blame).
+    """
+
+    def __init__(self, message: str, problems: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.problems: dict[str, str] = problems or {"settings": message}
 
 
 def _is_true(value: Any) -> bool:
@@ -296,14 +304,55 @@ class ModelRepoSettings(ModuleSettings):
 
 
 def parse_settings(model: type[ModuleSettings], desired: dict[str, Any]) -> ModuleSettings:
-    """Validate desired properties into settings; raise SettingsError with a readable message."""
+    """Validate desired properties into settings; raise SettingsError with a readable message and
+    the problem of each offending key."""
     try:
         return model.model_validate(desired)
     except SettingsError:
         raise
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}"
+        message = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {_reason(err)}"
             for err in exc.errors()
         )
-        raise SettingsError(problems) from None
+        raise SettingsError(message, _problems(model, desired, exc)) from None
+
+
+def _reason(err: Any) -> str:
+    """An error's message without pydantic's ``Value error, `` prefix."""
+    return str(err["msg"]).removeprefix("Value error, ")
+
+
+def _problems(
+    model: type[ModuleSettings], desired: dict[str, Any], exc: ValidationError
+) -> dict[str, str]:
+    """Top-level key of ``desired`` -> reason, for each validation error. An error located on a key
+    of the document is that key's; any other (a legacy key, a check across keys) belongs to the
+    keys whose removal alone makes it go away, else to ``settings``."""
+    problems: dict[str, list[str]] = {}
+    for err in exc.errors():
+        loc = err["loc"]
+        nested = ".".join(str(p) for p in loc[1:])
+        reason = f"{nested}: {_reason(err)}" if nested else _reason(err)
+        keys = [str(loc[0])] if loc and loc[0] in desired else _culprits(model, desired, err)
+        for key in keys or ["settings"]:
+            if reason not in problems.setdefault(key, []):
+                problems[key].append(reason)
+    return {key: "; ".join(reasons) for key, reasons in problems.items()}
+
+
+def _culprits(model: type[ModuleSettings], desired: dict[str, Any], err: Any) -> list[str]:
+    """The keys of ``desired`` without which the error ``err`` disappears."""
+    found = []
+    for key in desired:
+        if key.startswith("$"):
+            continue
+        try:
+            model.model_validate({k: v for k, v in desired.items() if k != key})
+        except ValidationError as other:
+            if any((e["loc"], e["msg"]) == (err["loc"], err["msg"]) for e in other.errors()):
+                continue
+        except SettingsError:
+            continue
+        found.append(key)
+    return found

@@ -49,7 +49,17 @@ FLOORS = {
     6: ("cli", "__main__"),
 }
 #: The device runtime: what every module runs on a device.
-EDGE_FILES = {"__init__", "hub", "iotedge", "inprocess", "routes", "twins", "desired", "periodic"}
+EDGE_FILES = {
+    "__init__",
+    "hub",
+    "iotedge",
+    "inprocess",
+    "routes",
+    "twins",
+    "desired",
+    "reported",
+    "periodic",
+}
 
 
 def _module_name(path: Path) -> str:

@@ -10,10 +10,10 @@ from typing import Any
 from mfgvision import __version__
 from mfgvision.capture.base import SourceError, mask_credentials
 from mfgvision.cis.pipeline import CisPipeline
-from mfgvision.edge.desired import desired_state
+from mfgvision.edge.desired import DesiredSettings, desired_file
 from mfgvision.edge.hub import Hub, HubMessage, MethodError
 from mfgvision.runtime import Paths
-from mfgvision.settings import CisSettings, SettingsError, parse_settings
+from mfgvision.settings import CisSettings
 from mfgvision.store.database import Database
 from mfgvision.store.status import STATUS_FOLDER, remove_status, write_status
 
@@ -40,9 +40,7 @@ class CisService:
         self.report_every_s = report_every_s
         self.intra_op_threads = intra_op_threads
         self.pipeline: CisPipeline | None = None
-        self._desired: dict[str, Any] = {}
-        self._applied_version: int | None = None
-        self._config_error: dict[str, Any] | None = None
+        self.settings = DesiredSettings(CisSettings, desired_file(paths.data, hub.module_id))
         self._status_camera: str | None = None
         self._schema_ready = False
         self._lock = threading.Lock()
@@ -59,8 +57,8 @@ class CisService:
         self.hub.on_method("reload_model", self._reload_model)
         self.hub.on_method("trigger", self._trigger)
         self.hub.on_input(TRIGGER_INPUT, self._on_trigger_message)
-        self.hub.on_desired_patch(self._on_patch)
-        self._apply(self.hub.get_twin().get("desired", {}), replace=True)
+        self.hub.on_desired(self._apply)
+        self._apply(self.hub.get_twin().get("desired", {}), full=True)
         self._reporter.start()
 
     def stop(self) -> None:
@@ -77,33 +75,22 @@ class CisService:
         return {
             "software_version": __version__,
             "status": pipeline,
-            "config": {
-                "applied_version": self._applied_version,
-                "settings": _reported_settings(self.pipeline.settings) if self.pipeline else None,
-                "error": self._config_error,
-            },
+            "config": self._config(),
             "updated": datetime.now(timezone.utc).isoformat(),
         }
 
-    def _on_patch(self, patch: dict[str, Any]) -> None:
-        self._apply(patch, replace=False)
-
-    def _apply(self, desired: dict[str, Any], replace: bool) -> None:
-        """Validate the whole resulting desired state; apply it, or refuse it and keep the last good."""
+    def _config(self) -> dict[str, Any]:
+        """The ``config`` section, as the pipeline runs it (taken under the settings lock)."""
         with self._lock:
-            version = desired.get("$version")
-            merged = desired_state(self._desired, desired, replace)
-            try:
-                settings = parse_settings(CisSettings, merged)
-            except SettingsError as exc:
-                self._config_error = {"version": version, "message": str(exc)}
-                log.error(
-                    "desired properties refused", extra={"version": version, "error": str(exc)}
-                )
-                self._report()
-                return
+            return _reported_config(self.settings.report())
+
+    def _apply(self, desired: dict[str, Any], full: bool) -> None:
+        """Take a desired patch or whole section; run the pipeline on the settings in force (the
+        document's when valid, else the last good ones), then report."""
+        with self._lock:
+            valid = self.settings.apply(desired, full)
+            settings = self.settings.current
             assert isinstance(settings, CisSettings)
-            self._desired, self._applied_version, self._config_error = merged, version, None
             if self.pipeline is None:
                 self.pipeline = CisPipeline(
                     settings,
@@ -119,10 +106,12 @@ class CisService:
                 self.pipeline.start()
             else:
                 self.pipeline.apply(settings)
+        if valid:
             log.info(
-                "settings applied", extra={"version": version, "camera_id": settings.camera_id}
+                "settings applied",
+                extra={"version": self.settings.applied_version, "camera_id": settings.camera_id},
             )
-            self._report()
+        self._report()
 
     def _emit(self, output: str, body: dict[str, Any]) -> None:
         self.hub.send_to_output(output, HubMessage.from_json(body))
@@ -182,8 +171,8 @@ class CisService:
             self._report()
 
 
-def _reported_settings(settings: CisSettings) -> dict[str, Any]:
-    """The settings in force, for reported properties: credentials in the camera URI masked."""
-    dump = settings.model_dump()
-    dump["camera_uri"] = mask_credentials(settings.camera_uri)
-    return dump
+def _reported_config(config: dict[str, Any]) -> dict[str, Any]:
+    """The ``config`` section for reported properties: credentials in the camera URI masked."""
+    settings = config["settings"]
+    settings["camera_uri"] = mask_credentials(settings["camera_uri"])
+    return config

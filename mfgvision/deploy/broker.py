@@ -126,6 +126,7 @@ class MosquittoBroker:
         account: RunAs,
         port: int = MQTT_TLS_PORT,
         max_queued_messages: int = 10_000,
+        persistent: bool = True,
     ) -> None:
         self.name = name
         self.address = address
@@ -136,6 +137,7 @@ class MosquittoBroker:
         self.keyfile = keyfile
         self.account = account
         self.max_queued_messages = max_queued_messages
+        self.persistent = persistent
         self.config = folder / "mosquitto.conf"
         self.logfile = folder / "mosquitto.log"
         self.pidfile = folder / "broker.pid"
@@ -154,9 +156,11 @@ class MosquittoBroker:
             *([f"user {self.account.user}"] if self.account.user else []),
             "per_listener_settings false",
             "allow_anonymous true",
-            "persistence true",
-            f"persistence_location {self.folder}/",
-            "autosave_interval 30",
+            *(
+                ["persistence true", f"persistence_location {self.folder}/", "autosave_interval 30"]
+                if self.persistent
+                else ["persistence false"]
+            ),
             f"max_queued_messages {self.max_queued_messages}",
             "set_tcp_nodelay true",
             f"log_dest file {self.logfile}",

@@ -38,6 +38,12 @@ def add_edgehub_arguments(parser: argparse.ArgumentParser) -> None:
         help="brokers are started by someone else (docker compose) from the configs 'init' wrote",
     )
     serve.add_argument("--upstream", type=Path, help="JSON-lines file for $upstream messages")
+    serve.add_argument(
+        "--no-sessions",
+        action="store_true",
+        help="keep no MQTT sessions: a restart loses every module's subscriptions, as an edgeHub "
+        "that restarts with a clean state does (for testing reconnections)",
+    )
     init = actions.add_parser(
         "init", help="write certificates, broker configs and twins, then exit"
     )
@@ -84,6 +90,7 @@ def edgehub_main(args: argparse.Namespace) -> int:
                 args,
                 run_brokers=not getattr(args, "no_brokers", False),
                 upstream_file=getattr(args, "upstream", None),
+                sessions=not getattr(args, "no_sessions", False),
             )
             standin.prepare()
             print(f"edgeHub stand-in: state in {standin.state}", flush=True)

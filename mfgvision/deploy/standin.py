@@ -298,11 +298,13 @@ class EdgeHubStandIn:
         upstream_file: Path | None = None,
         run_brokers: bool = True,
         broker_run_as: RunAs | None = None,
+        sessions: bool = True,
     ) -> None:
         self.manifest = manifest
         self.state = state.resolve()
         self.upstream_file = upstream_file or self.state / "upstream.jsonl"
         self.run_brokers = run_brokers
+        self.sessions = sessions
         self.account = broker_run_as or broker_account()
         self.modules = hub_modules(manifest)
         self.addresses = module_addresses(self.modules, address_base)
@@ -341,7 +343,14 @@ class EdgeHubStandIn:
         own(broker_ca, self.account)
         for module, address in self.addresses.items():
             broker = MosquittoBroker(
-                module, address, root / module, broker_ca, files.cert, files.key, self.account
+                module,
+                address,
+                root / module,
+                broker_ca,
+                files.cert,
+                files.key,
+                self.account,
+                persistent=self.sessions,
             )
             broker.write_config()
             self.brokers[module] = broker
@@ -416,7 +425,7 @@ class EdgeHubStandIn:
 
     def _link(self, module: str, seed: bool) -> None:
         link = ModuleLink(self, module, self.addresses[module])
-        if seed:
+        if seed and self.sessions:
             link.seed_session()
         link.start()
         self.links[module] = link

@@ -15,6 +15,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from mfgvision.edge.reported import QuietReports
+
 log = logging.getLogger(__name__)
 
 
@@ -45,7 +47,7 @@ class MethodError(Exception):
 
 
 InputHandler = Callable[[HubMessage], None]
-PatchHandler = Callable[[dict[str, Any]], None]
+DesiredHandler = Callable[[dict[str, Any], bool], None]
 MethodHandler = Callable[[Any], Any]
 
 
@@ -55,6 +57,7 @@ class Hub(ABC):
     def __init__(self, module_id: str) -> None:
         self.module_id = module_id
         self._methods: dict[str, MethodHandler] = {}
+        self._quiet = QuietReports()
 
     @abstractmethod
     def connect(self) -> None:
@@ -77,24 +80,31 @@ class Hub(ABC):
         """The whole twin: ``{"desired": {...}, "reported": {...}}``."""
 
     @abstractmethod
-    def on_desired_patch(self, handler: PatchHandler) -> None:
-        """Call ``handler`` with each desired-properties patch (it carries ``$version``)."""
+    def on_desired(self, handler: DesiredHandler) -> None:
+        """Call ``handler(desired, full)``: with each desired-properties patch (``full`` False) and,
+        after every reconnection, with the whole desired section (``full`` True, it replaces the
+        module's desired document). Both carry ``$version``."""
 
     @abstractmethod
     def patch_reported(self, patch: dict[str, Any]) -> None:
-        """Merge ``patch`` into the reported properties."""
+        """Merge ``patch`` into the reported properties; never blocks on the network."""
 
     def report(self, build: Callable[[], dict[str, Any]]) -> dict[str, Any] | None:
-        """Send ``build()`` as reported properties; failures are logged, never raised (the next
-        report carries the state again). Returns what was built (sent or not), None if nothing."""
+        """Build the module's whole reported document and send what changed (see
+        :mod:`mfgvision.edge.reported`); failures are logged, never raised. Returns what was built
+        (sent or not), None if nothing."""
         try:
             properties = build()
         except Exception:
             log.exception("reported properties not built", extra={"hub_module": self.module_id})
             return None
+        patch = self._quiet.patch_for(properties)
+        if patch is None:
+            return properties
         try:
-            self.patch_reported(properties)
+            self.patch_reported(patch)
         except Exception as exc:
+            self._quiet.forget()
             log.warning(
                 "reported properties not sent",
                 extra={"hub_module": self.module_id, "error": f"{type(exc).__name__}: {exc}"},

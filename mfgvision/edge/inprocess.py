@@ -13,10 +13,11 @@ import logging
 import queue
 import threading
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from mfgvision.edge.hub import Hub, HubMessage, InputHandler, PatchHandler
+from mfgvision.edge.hub import DesiredHandler, Hub, HubMessage, InputHandler
 from mfgvision.edge.routes import Route
 from mfgvision.edge.twins import merge
 
@@ -88,7 +89,7 @@ class InProcessHub(Hub):
         self._desired.setdefault("$version", 1)
         self.reported: dict[str, Any] = {}
         self._inputs: dict[str, InputHandler] = {}
-        self._patch_handlers: list[PatchHandler] = []
+        self._desired_handlers: list[DesiredHandler] = []
         self._queue: queue.Queue[Any] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -119,8 +120,8 @@ class InProcessHub(Hub):
                 "reported": copy.deepcopy(self.reported),
             }
 
-    def on_desired_patch(self, handler: PatchHandler) -> None:
-        self._patch_handlers.append(handler)
+    def on_desired(self, handler: DesiredHandler) -> None:
+        self._desired_handlers.append(handler)
 
     def patch_reported(self, patch: dict[str, Any]) -> None:
         with self._lock:
@@ -137,25 +138,31 @@ class InProcessHub(Hub):
             merge(self._desired, patch)
             self._desired["$version"] = version
             body = {**copy.deepcopy(patch), "$version": version}
-        self._queue.put(("patch", "", body))
+        self._queue.put(("desired", False, body))
         return version
+
+    def reconnect(self) -> None:
+        """What a module sees after IoT Hub reconnects it: the whole desired section again, and its
+        next report sends the whole reported document."""
+        self._quiet.forget()
+        self._queue.put(("desired", True, self.get_twin()["desired"]))
 
     def _run(self) -> None:
         while (item := self._queue.get()) is not _STOP:
             kind, name, payload = item
-            handlers: list[Callable[[Any], None]]
-            if kind == "patch":
-                handlers = list(self._patch_handlers)
+            calls: list[Callable[[], None]]
+            if kind == "desired":
+                calls = [partial(h, payload, name) for h in self._desired_handlers]
             else:
                 handler = self._inputs.get(name)
                 if handler is None:
                     log.warning("message on an input nobody handles", extra={"input": name})
                     continue
                 payload.input_name = name
-                handlers = [handler]
-            for handler in handlers:
+                calls = [partial(handler, payload)]
+            for call in calls:
                 try:
-                    handler(payload)
+                    call()
                 except Exception:
                     log.exception(
                         "handler failed", extra={"hub_module": self.module_id, "kind": kind}

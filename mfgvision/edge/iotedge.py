@@ -9,6 +9,16 @@ Behaviour worth knowing:
 * **Connecting** retries forever with capped exponential backoff (1 s doubling to 60 s), logging each
   failure, until it succeeds or :meth:`IoTEdgeHub.abort` is called. Once connected, the SDK itself
   re-establishes a dropped connection (``connection_retry``) and this class logs the state changes.
+* **Every SDK call has a timeout** (``sdk_timeout_s``, 10 s): it runs on a thread of its own and the
+  caller gets ``OperationTimeout`` when the SDK does not answer (the SDK waits forever for a twin
+  answer that never comes), so no module thread and no lock ever waits on edgeHub.
+* **Reconnections**: after every reconnection the full twin is read and its whole desired section
+  handed to the module (``full``), which replaces its desired document: a patch missed or a key
+  deleted while disconnected is caught up. When edgeHub lost the session (a restart with a clean
+  session), the SDK's subscriptions are gone and the twin read goes unanswered: the client is then
+  shut down and a new one connected, which subscribes again, so desired patches, direct methods and
+  inputs arrive again. The SDK's own twin refresh (``ensure_desired_properties``) is off: it hands
+  the whole section over as if it were a patch.
 * **Outputs** never block the caller: :meth:`send_to_output` puts the message in an in-memory outbox
   and a sender thread hands it to the SDK, which returns only once edgeHub has acknowledged it. When
   edgeHub is unreachable the message stays at the head of the outbox and is retried with capped
@@ -20,12 +30,14 @@ Behaviour worth knowing:
   the order the SDK delivers them. Messages for an input whose handler is not registered yet (a module
   registers after connecting, and edgeHub may deliver queued messages at once) are held until it is.
 * **Desired properties**: :meth:`get_twin` returns the full twin; patches are delivered in ``$version``
-  order. The SDK fires the patch handler once right after every (re)connect with the whole desired
-  section; modules merge patches, so this is harmless and also catches up on patches missed while
-  disconnected.
-* **Reported properties** are sent synchronously; when edgeHub is unreachable the patch is logged and
-  dropped (modules report their full state periodically).
+  order on the dispatcher thread. A patch already seen is dropped; a patch that skips a version (one
+  was missed) makes the hub read the full twin instead.
+* **Reported properties** never block: :meth:`patch_reported` merges the patch into the one pending
+  patch (the latest value of a key wins) and a twin thread sends it; while edgeHub is unreachable it
+  stays pending, bounded by the size of the module's reported document.
 * **Direct methods** run :meth:`Hub.call_method` on the SDK's handler threads and answer with its status.
+* **Shutting down** flushes outputs and the pending reported patch for at most ``flush_timeout_s``
+  (4 s) and gives the SDK's shutdown 3 s at most, whatever edgeHub's state.
 """
 
 from __future__ import annotations
@@ -42,7 +54,8 @@ from typing import Any
 from azure.iot.device import IoTHubModuleClient, Message, MethodRequest, MethodResponse
 from azure.iot.device import exceptions as sdk_errors
 
-from mfgvision.edge.hub import Hub, HubMessage, InputHandler, MethodHandler, PatchHandler
+from mfgvision.edge.hub import DesiredHandler, Hub, HubMessage, InputHandler
+from mfgvision.edge.twins import combine_patches
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +63,9 @@ ClientFactory = Callable[[], IoTHubModuleClient]
 
 BACKOFF_START_S = 1.0
 BACKOFF_MAX_S = 60.0
+SDK_TIMEOUT_S = 10.0
+FLUSH_TIMEOUT_S = 4.0
+SHUTDOWN_TIMEOUT_S = 3.0
 OUTBOX_MAX = 10_000
 HELD_INPUTS_MAX = 1_000
 _TRANSIENT = (
@@ -85,8 +101,34 @@ def module_id_from_environment(default: str, env: dict[str, str] | None = None) 
 
 def _default_factory() -> IoTHubModuleClient:
     return IoTHubModuleClient.create_from_edge_environment(
-        connection_retry=True, connection_retry_interval=10, keep_alive=60
+        connection_retry=True,
+        connection_retry_interval=10,
+        keep_alive=60,
+        ensure_desired_properties=False,
     )
+
+
+def timed(what: str, timeout: float, call: Callable[..., Any], *args: Any) -> Any:
+    """``call(*args)`` on a thread of its own; ``OperationTimeout`` when it has not returned within
+    ``timeout`` seconds (the call is left to finish, or not, on its daemon thread)."""
+    done = threading.Event()
+    outcome: list[Any] = []
+
+    def run() -> None:
+        try:
+            outcome.append((True, call(*args)))
+        except BaseException as exc:
+            outcome.append((False, exc))
+        finally:
+            done.set()
+
+    threading.Thread(target=run, name=f"sdk-{what}", daemon=True).start()
+    if not done.wait(timeout):
+        raise sdk_errors.OperationTimeout(f"{what}: no answer from edgeHub within {timeout:g} s")
+    ok, value = outcome[0]
+    if not ok:
+        raise value
+    return value
 
 
 class Backoff:
@@ -116,7 +158,8 @@ class IoTEdgeHub(Hub):
         outbox_max: int | None = None,
         backoff_start_s: float = BACKOFF_START_S,
         backoff_max_s: float = BACKOFF_MAX_S,
-        flush_timeout_s: float = 10.0,
+        flush_timeout_s: float = FLUSH_TIMEOUT_S,
+        sdk_timeout_s: float = SDK_TIMEOUT_S,
     ) -> None:
         super().__init__(module_id)
         self._factory = client_factory
@@ -124,6 +167,7 @@ class IoTEdgeHub(Hub):
         self._backoff_start_s = backoff_start_s
         self._backoff_max_s = backoff_max_s
         self._flush_timeout_s = flush_timeout_s
+        self._sdk_timeout_s = sdk_timeout_s
         limit = outbox_max or int(os.environ.get("MFGVISION_OUTBOX_MAX", OUTBOX_MAX))
         self._outbox: collections.deque[tuple[str, HubMessage]] = collections.deque()
         self._outbox_max = max(1, limit)
@@ -131,16 +175,21 @@ class IoTEdgeHub(Hub):
         self._sending = False
         self._inputs: dict[str, InputHandler] = {}
         self._held: dict[str, list[HubMessage]] = {}
-        self._patch_handlers: list[PatchHandler] = []
-        self._last_patch_version: int | None = None
+        self._desired_handlers: list[DesiredHandler] = []
+        self._last_version: int | None = None
         self._events: queue.Queue[Any] = queue.Queue()
         self._lock = threading.RLock()
         self._closing = threading.Event()
         self._wake = threading.Event()
+        self._twin_cv = threading.Condition()
+        self._twin_wake = threading.Event()
+        self._pending_reported: dict[str, Any] | None = None
+        self._reporting = False
+        self._resync_due = False
+        self._dropped = False
         self._connected = False
-        self._sender: threading.Thread | None = None
-        self._dispatcher: threading.Thread | None = None
-        self.counters: dict[str, int] = {"sent": 0, "send_retries": 0, "dropped": 0}
+        self._threads: list[threading.Thread] = []
+        self.counters: dict[str, int] = {"sent": 0, "send_retries": 0, "dropped": 0, "renewed": 0}
         # The SDK also logs every background exception it hands to on_background_exception, which
         # this class logs with the module's name; keep one line per event.
         logging.getLogger("azure.iot.device.common.handle_exceptions").setLevel(logging.ERROR)
@@ -173,17 +222,20 @@ class IoTEdgeHub(Hub):
                     if self._closing.wait(delay):
                         raise HubClosed("the hub was closed before it could connect") from None
             self._connected = True
-            self._dispatcher = threading.Thread(
-                target=self._dispatch, name=f"hub-{self.module_id}", daemon=True
-            )
-            self._dispatcher.start()
-            self._sender = threading.Thread(
-                target=self._send_loop, name=f"outbox-{self.module_id}", daemon=True
-            )
-            self._sender.start()
+            for name, target in (
+                ("hub", self._dispatch),
+                ("outbox", self._send_loop),
+                ("twin", self._twin_loop),
+            ):
+                thread = threading.Thread(
+                    target=target, name=f"{name}-{self.module_id}", daemon=True
+                )
+                thread.start()
+                self._threads.append(thread)
             log.info("connected to edgeHub", extra={"hub_module": self.module_id})
 
     def _open(self) -> None:
+        """Create the client if there is none, install every handler and connect."""
         if self._client is None:
             client = self._factory()
             client.on_connection_state_change = self._on_connection_state
@@ -193,21 +245,41 @@ class IoTEdgeHub(Hub):
         # Setting the input handler first puts the client in handler mode before any message can
         # arrive (a persistent session may hold queued input messages), then connects.
         client.on_message_received = self._on_sdk_message
-        client.connect()
-        if self._patch_handlers:
-            client.on_twin_desired_properties_patch_received = self._on_sdk_patch
-        if self._methods:
-            client.on_method_request_received = self._on_sdk_method
+        self._timed("connect", client.connect)
+        self._timed("subscribe", self._subscribe, client)
+
+    def _subscribe(self, client: IoTHubModuleClient) -> None:
+        """Setting a handler makes the SDK subscribe to its topics (it returns once subscribed)."""
+        client.on_twin_desired_properties_patch_received = self._on_sdk_patch
+        client.on_method_request_received = self._on_sdk_method
+
+    def _renew(self) -> None:
+        """Replace the client by a new one (its subscriptions were lost with edgeHub's session)."""
+        old, self._client = self._client, None
+        if old is not None:
+            self._shutdown(old)
+        if self._closing.is_set():
+            raise HubClosed("the hub is closing")
+        self.counters["renewed"] += 1
+        log.warning("renewing the edgeHub client", extra={"hub_module": self.module_id})
+        self._open()
+        if self._closing.is_set():
+            client, self._client = self._client, None
+            if client is not None:
+                self._shutdown(client)
+            raise HubClosed("the hub is closing")
 
     def abort(self) -> None:
         """Stop a :meth:`connect` that is still retrying (e.g. on SIGTERM during start-up)."""
         self._closing.set()
 
     def disconnect(self) -> None:
-        """Send what is in the outbox (up to the flush timeout), then shut the client down."""
+        """Send the outbox and the pending reported patch (up to the flush timeout), then shut the
+        client down."""
+        deadline = time.monotonic() + self._flush_timeout_s
         self._closing.set()
         self._wake.set()
-        deadline = time.monotonic() + self._flush_timeout_s
+        self._twin_wake.set()
         with self._outbox_cv:
             while (self._outbox or self._sending) and self._connected:
                 remaining = deadline - time.monotonic()
@@ -216,23 +288,41 @@ class IoTEdgeHub(Hub):
                 self._outbox_cv.wait(min(remaining, 0.2))
             left = len(self._outbox)
             self._outbox_cv.notify_all()
-        if left:
+        with self._twin_cv:
+            self._twin_cv.notify_all()
+            while (self._pending_reported or self._reporting) and self._connected:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._twin_cv.wait(min(remaining, 0.2))
+            unreported = self._pending_reported is not None or self._reporting
+            self._twin_cv.notify_all()
+        if left or unreported:
             log.warning(
-                "outputs not sent before shutdown",
-                extra={"hub_module": self.module_id, "messages": left},
+                "not everything sent before shutdown",
+                extra={"hub_module": self.module_id, "messages": left, "reported": unreported},
             )
         self._events.put(_STOP)
-        for thread in (self._sender, self._dispatcher):
-            if thread is not None and thread is not threading.current_thread():
-                thread.join(timeout=5)
+        for thread in self._threads:
+            if thread is not threading.current_thread():
+                thread.join(timeout=1)
         with self._lock:
             client, self._client = self._client, None
             self._connected = False
         if client is not None:
-            try:
-                client.shutdown()
-            except Exception as exc:
-                log.warning("client shutdown failed", extra={"error": str(exc)})
+            self._shutdown(client)
+
+    def _shutdown(self, client: IoTHubModuleClient) -> None:
+        try:
+            timed("shutdown", min(self._sdk_timeout_s, SHUTDOWN_TIMEOUT_S), client.shutdown)
+        except Exception as exc:
+            log.warning(
+                "client shutdown failed",
+                extra={"hub_module": self.module_id, "error": f"{type(exc).__name__}: {exc}"},
+            )
+
+    def _timed(self, what: str, call: Callable[..., Any], *args: Any) -> Any:
+        return timed(what, self._sdk_timeout_s, call, *args)
 
     @property
     def connected(self) -> bool:
@@ -240,11 +330,23 @@ class IoTEdgeHub(Hub):
         return bool(self._connected and client is not None and client.connected)
 
     def _on_connection_state(self) -> None:
+        """The SDK's connection callback (its handler thread): note it, never block."""
         client = self._client
         state = "connected" if client is not None and client.connected else "disconnected"
         log.info("edgeHub connection changed", extra={"hub_module": self.module_id, "state": state})
-        if state == "connected":
-            self._wake.set()
+        if state == "disconnected":
+            self._dropped = True
+            return
+        self._wake.set()
+        self._twin_wake.set()
+        if self._dropped and self._connected:
+            self._dropped = False
+            self._request_resync()
+
+    def _request_resync(self) -> None:
+        with self._twin_cv:
+            self._resync_due = True
+            self._twin_cv.notify_all()
 
     def _on_background_exception(self, exc: Exception) -> None:
         log.warning(
@@ -329,7 +431,7 @@ class IoTEdgeHub(Hub):
             content_encoding="utf-8",
         )
         sdk_message.custom_properties.update(message.properties)
-        client.send_message_to_output(sdk_message, output)
+        self._timed("send", client.send_message_to_output, sdk_message, output)
 
     def _pop_head(self, output: str, message: HubMessage, sent: bool) -> None:
         with self._outbox_cv:
@@ -369,8 +471,8 @@ class IoTEdgeHub(Hub):
                 elif kind == "release":
                     for held in self._held.pop(name, []):
                         self._deliver_input(name, held)
-                elif kind == "patch":
-                    self._deliver_patch(payload)
+                elif kind == "desired":
+                    self._deliver_desired(payload, full=name == "full")
             except Exception:
                 log.exception("handler failed", extra={"hub_module": self.module_id, "kind": kind})
 
@@ -396,12 +498,8 @@ class IoTEdgeHub(Hub):
         """The full twin, retried with capped backoff while edgeHub is unreachable."""
         backoff = Backoff(self._backoff_start_s, self._backoff_max_s)
         while True:
-            client = self._client
-            if client is None:
-                raise HubClosed("not connected")
             try:
-                twin = client.get_twin()
-                break
+                return self._read_twin()
             except _TRANSIENT as exc:
                 delay = backoff.next_delay()
                 log.warning(
@@ -410,52 +508,131 @@ class IoTEdgeHub(Hub):
                 )
                 if self._closing.wait(delay):
                     raise HubClosed("the hub was closed while reading the twin") from None
+
+    def _read_twin(self) -> dict[str, Any]:
+        """One twin read (with the SDK timeout); notes the desired ``$version``."""
+        client = self._client
+        if client is None:
+            raise HubClosed("not connected")
+        twin = self._timed("get_twin", client.get_twin)
         desired = dict(twin.get("desired") or {})
         version = desired.get("$version")
         if isinstance(version, int):
-            self._last_patch_version = max(version, self._last_patch_version or 0)
+            self._last_version = version
         return {"desired": desired, "reported": dict(twin.get("reported") or {})}
 
-    def on_desired_patch(self, handler: PatchHandler) -> None:
-        self._patch_handlers.append(handler)
-        client = self._client
-        if client is not None and self._connected:
-            client.on_twin_desired_properties_patch_received = self._on_sdk_patch
+    def on_desired(self, handler: DesiredHandler) -> None:
+        self._desired_handlers.append(handler)
 
     def _on_sdk_patch(self, patch: dict[str, Any]) -> None:
-        self._events.put(("patch", "", dict(patch)))
+        self._events.put(("desired", "patch", dict(patch)))
 
-    def _deliver_patch(self, patch: dict[str, Any]) -> None:
-        version = patch.get("$version")
-        last = self._last_patch_version
-        if isinstance(version, int) and last is not None and version < last:
-            # Handled out of order by the SDK's handler threads: the full desired section is at
-            # least as new as anything delivered, so it replaces this stale patch.
-            log.info("stale desired patch, reading the twin", extra={"version": version})
-            patch = self.get_twin()["desired"]
-            version = patch.get("$version")
+    def _deliver_desired(self, desired: dict[str, Any], full: bool) -> None:
+        version = desired.get("$version")
+        last = self._last_version
+        if not full and isinstance(version, int) and last is not None:
+            if version <= last:
+                log.debug("desired patch already seen", extra={"version": version})
+                return
+            if version > last + 1:
+                log.info(
+                    "desired patch skips a version, reading the twin",
+                    extra={"version": version, "last": last},
+                )
+                self._request_resync()
+                return
         if isinstance(version, int):
-            self._last_patch_version = max(version, last or 0)
-        for handler in list(self._patch_handlers):
+            self._last_version = version
+        for handler in list(self._desired_handlers):
             try:
-                handler(patch)
+                handler(desired, full)
             except Exception:
-                log.exception("desired patch handler failed", extra={"hub_module": self.module_id})
+                log.exception("desired handler failed", extra={"hub_module": self.module_id})
 
     def patch_reported(self, patch: dict[str, Any]) -> None:
+        """Merge ``patch`` into the pending reported patch; the twin thread sends it."""
+        with self._twin_cv:
+            if self._closing.is_set() and not self._connected:
+                log.debug("reported properties after shutdown skipped")
+                return
+            pending = self._pending_reported
+            self._pending_reported = patch if pending is None else combine_patches(pending, patch)
+            self._twin_cv.notify_all()
+
+    def _twin_loop(self) -> None:
+        """Sends the pending reported patch and reads the twin again after reconnections."""
+        backoff = Backoff(self._backoff_start_s, self._backoff_max_s)
+        while True:
+            with self._twin_cv:
+                while not (self._resync_due or self._pending_reported or self._closing.is_set()):
+                    self._twin_cv.wait()
+                closing = self._closing.is_set()
+                if closing and not self._pending_reported:
+                    return
+                resync, self._resync_due = self._resync_due and not closing, False
+                patch, self._pending_reported = self._pending_reported, None
+                self._reporting = patch is not None
+            try:
+                if resync:
+                    self._resync()
+                if patch is not None:
+                    client = self._client_or_fail()
+                    self._timed("patch_reported", client.patch_twin_reported_properties, patch)
+                backoff.reset()
+            except (*_TRANSIENT, HubClosed) as exc:
+                if self._closing.is_set():
+                    log.warning(
+                        "reported properties not sent before shutdown",
+                        extra={"hub_module": self.module_id},
+                    )
+                    return
+                self._retry_later(patch, resync, f"{type(exc).__name__}: {exc}")
+                self._twin_wake.wait(backoff.next_delay())
+                self._twin_wake.clear()
+            finally:
+                with self._twin_cv:
+                    self._reporting = False
+                    self._twin_cv.notify_all()
+
+    def _client_or_fail(self) -> IoTHubModuleClient:
         client = self._client
         if client is None:
-            log.debug("reported properties after shutdown skipped")
-            return
-        client.patch_twin_reported_properties(patch)
+            raise sdk_errors.NoConnectionError("client is shut down")
+        return client
+
+    def _retry_later(self, patch: dict[str, Any] | None, resync: bool, error: str) -> None:
+        """Put back what the twin thread could not do; newer reported values win."""
+        with self._twin_cv:
+            if patch is not None:
+                newer = self._pending_reported
+                self._pending_reported = patch if newer is None else combine_patches(patch, newer)
+            self._resync_due = self._resync_due or resync
+        log.warning(
+            "twin update not done, will retry",
+            extra={"hub_module": self.module_id, "resync": resync, "error": error},
+        )
+
+    def _resync(self) -> None:
+        """After a reconnection: read the twin and hand its whole desired section to the module.
+        An unanswered read means edgeHub lost the session (and the subscriptions): renew the
+        client, then read again."""
+        try:
+            twin = self._read_twin()
+        except sdk_errors.OperationTimeout:
+            log.warning(
+                "twin read unanswered after reconnecting: the session is lost",
+                extra={"hub_module": self.module_id},
+            )
+            self._renew()
+            twin = self._read_twin()
+        log.info(
+            "desired properties read again",
+            extra={"hub_module": self.module_id, "version": twin["desired"].get("$version")},
+        )
+        self._quiet.forget()
+        self._events.put(("desired", "full", twin["desired"]))
 
     # -- direct methods -----------------------------------------------------------------------
-
-    def on_method(self, name: str, handler: MethodHandler) -> None:
-        super().on_method(name, handler)
-        client = self._client
-        if client is not None and self._connected:
-            client.on_method_request_received = self._on_sdk_method
 
     def _on_sdk_method(self, request: MethodRequest) -> None:
         status, payload = self.call_method(request.name, request.payload)
@@ -463,8 +640,10 @@ class IoTEdgeHub(Hub):
         if client is None:
             return
         try:
-            client.send_method_response(
-                MethodResponse.create_from_method_request(request, status, payload)
+            self._timed(
+                "method_response",
+                client.send_method_response,
+                MethodResponse.create_from_method_request(request, status, payload),
             )
         except _TRANSIENT as exc:
             log.warning(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from pathlib import Path
 from typing import Any
 
 from mfgvision.edge.desired import DesiredSettings
@@ -74,27 +75,29 @@ class PeriodicModule:
 
 
 class ConfiguredModule(PeriodicModule):
-    """A periodic module whose settings come from its twin's desired properties.
+    """A periodic module whose settings come from its twin's desired document (``DesiredSettings``).
 
-    Each patch is validated into ``settings`` (a refused one is logged and reported, the last good
-    settings stay) and wakes the loop, so a new interval or threshold applies at once.
+    Every patch and every whole desired section updates ``settings`` (an invalid document keeps the
+    last good settings and is reported) and wakes the loop, so a new interval or threshold applies
+    at once.
     """
 
-    def __init__(self, hub: Hub, thread_name: str, settings: type[ModuleSettings]) -> None:
+    def __init__(
+        self,
+        hub: Hub,
+        thread_name: str,
+        settings: type[ModuleSettings],
+        state_file: Path | None = None,
+    ) -> None:
         super().__init__(hub, thread_name)
-        self.settings = DesiredSettings(settings)
+        self.settings = DesiredSettings(settings, state_file)
 
     def _connected(self) -> None:
-        self.hub.on_desired_patch(lambda patch: self._apply(patch, replace=False))
-        self._apply(self.hub.get_twin().get("desired", {}), replace=True)
+        self.hub.on_desired(self._apply)
+        self._apply(self.hub.get_twin().get("desired", {}), full=True)
         self._wake.clear()  # the loop starts with a run anyway
 
-    def _apply(self, desired: dict[str, Any], replace: bool) -> None:
-        if not self.settings.apply(desired, replace):
-            error = self.settings.error or {}
-            log.error(
-                "desired properties refused",
-                extra={"version": error.get("version"), "error": error.get("message")},
-            )
+    def _apply(self, desired: dict[str, Any], full: bool) -> None:
+        self.settings.apply(desired, full)
         self._report()
         self._wake.set()

@@ -25,3 +25,14 @@ def merge_patch(current: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any
     merged = copy.deepcopy(current)
     merge(merged, patch)
     return merged
+
+
+def combine_patches(older: dict[str, Any], newer: dict[str, Any]) -> dict[str, Any]:
+    """One patch with the effect of ``older`` then ``newer`` (``null`` kept: it deletes on the hub)."""
+    combined = copy.deepcopy(older)
+    for key, value in newer.items():
+        if isinstance(value, dict) and isinstance(combined.get(key), dict):
+            combined[key] = combine_patches(combined[key], value)
+        else:
+            combined[key] = copy.deepcopy(value)
+    return combined

@@ -18,6 +18,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from mfgvision import __version__
+from mfgvision.edge.desired import desired_file
 from mfgvision.edge.hub import Hub
 from mfgvision.edge.periodic import ConfiguredModule
 from mfgvision.file_cleanup.policy import DiskUsageFn, PassReport, run_pass
@@ -45,7 +46,9 @@ class FileCleanupService(ConfiguredModule):
         db: Database,
         disk_usage: DiskUsageFn = shutil.disk_usage,  # type: ignore[assignment]
     ) -> None:
-        super().__init__(hub, "file-cleanup", FileCleanupSettings)
+        super().__init__(
+            hub, "file-cleanup", FileCleanupSettings, desired_file(paths.data, hub.module_id)
+        )
         self.paths = paths
         self.db = db
         self.disk_usage = disk_usage

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from mfgvision import __version__
-from mfgvision.edge.desired import DesiredSettings
+from mfgvision.edge.desired import DesiredSettings, desired_file
 from mfgvision.edge.hub import Hub, HubMessage
 from mfgvision.image_upload.targets import (
     Blob,
@@ -134,7 +134,9 @@ class ImageUploadService:
         self.images_dir = images_dir
         self.blobs_dir = blobs_dir or images_dir.parent / "blobs"
         self.outbox = outbox or UploadOutbox(outbox_path(images_dir))
-        self.settings = DesiredSettings(ImageUploadSettings)
+        self.settings = DesiredSettings(
+            ImageUploadSettings, desired_file(images_dir.parent, hub.module_id)
+        )
         self.counters: dict[str, int] = {
             "uploaded": 0,
             "skipped": 0,
@@ -169,8 +171,8 @@ class ImageUploadService:
         self.hub.on_input(UPLOAD_INPUT, self.handle)
         self.hub.on_method("status", lambda _payload: self.status())
         self.hub.on_method("retry_failed", self._retry_failed)
-        self.hub.on_desired_patch(lambda patch: self._apply(patch, replace=False))
-        self._apply(self.hub.get_twin().get("desired", {}), replace=True)
+        self.hub.on_desired(self._apply)
+        self._apply(self.hub.get_twin().get("desired", {}), full=True)
         counts = self.outbox.counts()
         log.info(
             "image upload started",
@@ -257,14 +259,9 @@ class ImageUploadService:
 
     # -- settings ---------------------------------------------------------------------------------
 
-    def _apply(self, desired: dict[str, Any], replace: bool) -> None:
+    def _apply(self, desired: dict[str, Any], full: bool) -> None:
         with self._lock:
-            if not self.settings.apply(desired, replace):
-                error = self.settings.error or {}
-                log.error(
-                    "desired properties refused",
-                    extra={"version": error.get("version"), "error": error.get("message")},
-                )
+            self.settings.apply(desired, full)
             if self._fixed_target is None and self._target_setting != self._settings().target:
                 self._build_target()
         self._report()

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from mfgvision import __version__
+from mfgvision.edge.desired import desired_file
 from mfgvision.edge.hub import Hub
 from mfgvision.edge.periodic import ConfiguredModule
 from mfgvision.model_repo.inventory import Inventory, seed
@@ -35,7 +36,9 @@ class ModelRepoService(ConfiguredModule):
     """Keeps the model volume seeded and its inventory current."""
 
     def __init__(self, hub: Hub, paths: Paths, shipped: Path | None = None) -> None:
-        super().__init__(hub, "model-repo", ModelRepoSettings)
+        super().__init__(
+            hub, "model-repo", ModelRepoSettings, desired_file(paths.data, hub.module_id)
+        )
         self.paths = paths
         self.shipped = shipped or shipped_assets()
         self.inventory = Inventory(paths.models)

@@ -46,11 +46,11 @@ def test_desired_patch_bumps_version_and_notifies():
     broker = _broker()
     hub = broker.hub("cam", {"a": 1})
     seen, done = [], threading.Event()
-    hub.on_desired_patch(lambda p: (seen.append(p), done.set()))
+    hub.on_desired(lambda p, full: (seen.append((p, full)), done.set()))
     hub.connect()
     version = broker.patch_desired("cam", {"b": 2, "a": None})
     assert done.wait(5)
-    assert seen == [{"b": 2, "a": None, "$version": version}]
+    assert seen == [({"b": 2, "a": None, "$version": version}, False)]
     assert hub.get_twin()["desired"] == {"b": 2, "$version": version}
     hub.patch_reported({"status": {"state": "running", "fps": 1}})
     hub.patch_reported({"status": {"fps": 2}})
@@ -86,3 +86,21 @@ def test_report_never_raises_and_returns_what_was_built(monkeypatch, caplog):
     messages = [r.getMessage() for r in caplog.records]
     assert "reported properties not sent" in messages
     assert "reported properties not built" in messages
+
+
+def test_a_reconnection_hands_over_the_whole_desired_section_and_reports_everything_again():
+    broker = _broker()
+    hub = broker.hub("cam", {"a": 1, "b": 2})
+    seen, done = [], threading.Event()
+    hub.on_desired(lambda p, full: (seen.append((p, full)), done.set()))
+    hub.connect()
+    hub.report(lambda: {"status": {"state": "running"}})
+    hub.reported.clear()  # as if the hub had lost what was reported
+    hub.report(lambda: {"status": {"state": "running"}})
+    assert hub.get_twin()["reported"] == {}  # unchanged: nothing sent
+    hub.reconnect()
+    assert done.wait(5)
+    assert seen == [({"a": 1, "b": 2, "$version": 1}, True)]
+    hub.report(lambda: {"status": {"state": "running"}})
+    assert hub.get_twin()["reported"] == {"status": {"state": "running"}}
+    hub.disconnect()

@@ -208,23 +208,89 @@ def test_an_input_handler_that_raises_does_not_stop_delivery(client):
     hub.disconnect()
 
 
-def test_twin_and_desired_patches(client):
+def test_twin_and_desired_patches_in_version_order(client):
     hub = _hub(client)
     hub.connect()
     twin = hub.get_twin()
     assert twin["desired"]["prob_threshold"] == 0.5 and twin["desired"]["$version"] == 3
-    seen: list[dict] = []
-    hub.on_desired_patch(seen.append)
+    seen: list[tuple[dict, bool]] = []
+    hub.on_desired(lambda desired, full: seen.append((desired, full)))
     assert client.on_twin_desired_properties_patch_received == hub._on_sdk_patch
     client.on_twin_desired_properties_patch_received({"prob_threshold": 0.5, "$version": 3})
     client.on_twin_desired_properties_patch_received({"prob_threshold": 0.7, "$version": 4})
+    assert wait_for(lambda: len(seen) == 1)
+    assert seen == [({"prob_threshold": 0.7, "$version": 4}, False)]  # version 3 was seen
+    # a patch that skips a version (one was missed) makes the hub read the whole twin instead
+    client.get_twin.return_value = {"desired": {"camera_id": "c9", "$version": 6}}
+    client.on_twin_desired_properties_patch_received({"prob_threshold": 0.6, "$version": 6})
     assert wait_for(lambda: len(seen) == 2)
-    assert seen[1] == {"prob_threshold": 0.7, "$version": 4}
-    # a patch older than one already delivered is replaced by the current desired section
-    client.get_twin.return_value = {"desired": {"prob_threshold": 0.7, "$version": 4}}
-    client.on_twin_desired_properties_patch_received({"prob_threshold": 0.6, "$version": 2})
-    assert wait_for(lambda: len(seen) == 3)
-    assert seen[2] == {"prob_threshold": 0.7, "$version": 4}
+    assert seen[1] == ({"camera_id": "c9", "$version": 6}, True)
+    hub.disconnect()
+
+
+def test_every_reconnection_hands_over_the_whole_desired_section(client):
+    hub = _hub(client)
+    hub.connect()
+    hub.get_twin()
+    seen: list[tuple[dict, bool]] = []
+    hub.on_desired(lambda desired, full: seen.append((desired, full)))
+    # while disconnected, the operator deleted prob_threshold
+    client.get_twin.return_value = {"desired": {"camera_id": "c2", "$version": 5}}
+    client.connected = False
+    hub._on_connection_state()
+    client.connected = True
+    hub._on_connection_state()
+    assert wait_for(lambda: len(seen) == 1)
+    assert seen == [({"camera_id": "c2", "$version": 5}, True)]
+    hub.disconnect()
+
+
+def test_a_lost_session_renews_the_client_and_its_subscriptions():
+    """edgeHub restarted without the session: the twin read goes unanswered; a new client is
+    connected (which subscribes again) and the twin read on it."""
+    hung = threading.Event()
+    first = create_autospec(IoTHubModuleClient, instance=True)
+    first.connected = True
+    first.get_twin.side_effect = [{"desired": {"$version": 1}}, lambda: hung.wait(30)]
+    first.get_twin.side_effect = None
+    answers = iter([{"desired": {"$version": 1}}])
+
+    def first_twin():
+        try:
+            return next(answers)
+        except StopIteration:
+            hung.wait(30)  # no subscription, no answer
+            return None
+
+    first.get_twin.side_effect = first_twin
+    second = create_autospec(IoTHubModuleClient, instance=True)
+    second.connected = True
+    second.get_twin.return_value = {"desired": {"prob_threshold": 0.9, "$version": 2}}
+    clients = iter([first, second])
+    hub = IoTEdgeHub(
+        "CIS1",
+        client_factory=lambda: next(clients),
+        backoff_start_s=0.01,
+        backoff_max_s=0.05,
+        sdk_timeout_s=0.3,
+    )
+    hub.connect()
+    hub.get_twin()
+    seen: list[tuple[dict, bool]] = []
+    hub.on_desired(lambda desired, full: seen.append((desired, full)))
+    hub.on_method("status", lambda _p: {"ok": True})
+    first.connected = False
+    hub._on_connection_state()
+    first.connected = True
+    hub._on_connection_state()
+    assert wait_for(lambda: seen == [({"prob_threshold": 0.9, "$version": 2}, True)])
+    first.shutdown.assert_called_once_with()
+    second.connect.assert_called_once_with()
+    assert second.on_twin_desired_properties_patch_received == hub._on_sdk_patch
+    assert second.on_method_request_received == hub._on_sdk_method
+    assert second.on_message_received == hub._on_sdk_message
+    assert hub.counters["renewed"] == 1
+    hung.set()
     hub.disconnect()
 
 
@@ -237,18 +303,73 @@ def test_get_twin_retries_while_edgehub_is_away(client):
     hub.disconnect()
 
 
-def test_reported_properties_and_failures_are_logged_by_report(client):
+def test_reported_patches_never_block_and_are_coalesced(client):
+    gate = threading.Event()
+    sent: list[dict] = []
+
+    def patch(reported: dict) -> None:
+        gate.wait(30)
+        sent.append(reported)
+
+    client.patch_twin_reported_properties.side_effect = patch
+    hub = _hub(client, sdk_timeout_s=0.3)
+    hub.connect()
+    hub.patch_reported({"status": {"state": "running", "fps": 1}})
+    # edgeHub does not answer: the caller is never held up, later patches wait as one
+    for fps in range(2, 50):
+        hub.patch_reported({"status": {"fps": fps}, "error": None})
+    hub.patch_reported({"config": {"applied_version": 4}})
+    assert wait_for(lambda: client.patch_twin_reported_properties.call_count >= 2)
+    gate.set()
+    assert wait_for(lambda: any(p.get("config") for p in sent))
+    last = [p for p in sent if p.get("config")][-1]
+    assert last == {
+        "status": {"state": "running", "fps": 49},
+        "error": None,
+        "config": {"applied_version": 4},
+    }
+    hub.disconnect()
+
+
+def test_an_sdk_call_that_never_returns_times_out(client):
+    client.get_twin.side_effect = lambda: threading.Event().wait(30)
+    hub = _hub(client, sdk_timeout_s=0.2)
+    hub.connect()
+    with pytest.raises(sdk_errors.OperationTimeout):
+        hub._read_twin()
+    threading.Timer(0.5, hub.abort).start()
+    with pytest.raises(HubClosed):
+        hub.get_twin()  # retried until the hub is closed, never stuck
+    hub.disconnect()
+
+
+def test_disconnect_ends_even_when_edgehub_never_answers(client):
+    never = threading.Event()
+    client.patch_twin_reported_properties.side_effect = lambda _p: never.wait(30)
+    client.send_message_to_output.side_effect = lambda _m, _o: never.wait(30)
+    client.shutdown.side_effect = lambda: never.wait(30)
+    hub = _hub(client, sdk_timeout_s=0.2, flush_timeout_s=0.5)
+    hub.connect()
+    hub.send_to_output("inference", HubMessage.from_json({"n": 1}))
+    hub.report(lambda: {"status": {"state": "stopped"}})
+    done = threading.Event()
+    threading.Thread(target=lambda: (hub.disconnect(), done.set()), daemon=True).start()
+    assert done.wait(20)
+    never.set()
+
+
+def test_reports_send_only_what_changed(client):
     hub = _hub(client)
     hub.connect()
-    hub.patch_reported({"status": {"state": "running"}})
-    client.patch_twin_reported_properties.assert_called_once_with({"status": {"state": "running"}})
-    client.patch_twin_reported_properties.side_effect = sdk_errors.ConnectionFailedError("down")
-    with pytest.raises(sdk_errors.ConnectionFailedError):
-        hub.patch_reported({"status": {"state": "running"}})
-    assert hub.report(lambda: {"status": {"state": "running"}}) is not None  # logged, not raised
+    hub.report(lambda: {"status": {"state": "running", "fps": 1.0}, "updated": "t1"})
+    assert wait_for(lambda: client.patch_twin_reported_properties.call_count == 1)
+    hub.report(lambda: {"status": {"state": "running", "fps": 1.5}, "updated": "t2"})  # figures
+    hub.report(lambda: {"status": {"state": "degraded", "fps": 1.5}, "updated": "t3"})
+    assert wait_for(lambda: client.patch_twin_reported_properties.call_count == 2)
+    sent = [c.args[0] for c in client.patch_twin_reported_properties.call_args_list]
+    assert sent[0] == {"status": {"state": "running", "fps": 1.0}, "updated": "t1"}
+    assert sent[1] == {"status": {"state": "degraded", "fps": 1.5}, "updated": "t3"}
     hub.disconnect()
-    hub.patch_reported({"late": True})  # after shutdown: skipped
-    assert client.patch_twin_reported_properties.call_count == 3
 
 
 def _request(name: str, payload) -> MethodRequest:
@@ -280,7 +401,7 @@ def test_direct_methods_answer_with_status_and_payload(client):
 def test_handlers_registered_before_connect_are_installed_on_connect(client):
     hub = _hub(client)
     hub.on_method("status", lambda _p: {"ok": True})
-    hub.on_desired_patch(lambda _p: None)
+    hub.on_desired(lambda _p, _full: None)
     hub.connect()
     assert client.on_method_request_received == hub._on_sdk_method
     assert client.on_twin_desired_properties_patch_received == hub._on_sdk_patch

@@ -76,7 +76,7 @@ class FakeCis:
 
     def __init__(self, broker: InProcessBroker) -> None:
         self.hub = broker.hub("CIS1", dict(DESIRED))
-        self.hub.on_desired_patch(self.on_patch)
+        self.hub.on_desired(lambda patch, _full: self.on_patch(patch))
         self.desired = dict(DESIRED)
         self.hub.connect()
 
