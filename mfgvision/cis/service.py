@@ -7,8 +7,10 @@ import threading
 from datetime import datetime, timezone
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from mfgvision import __version__
-from mfgvision.capture.base import SourceError, mask_credentials
+from mfgvision.capture.base import SourceError
 from mfgvision.cis.pipeline import CisPipeline
 from mfgvision.edge.desired import desired_state
 from mfgvision.edge.hub import Hub, HubMessage, MethodError
@@ -21,6 +23,27 @@ log = logging.getLogger(__name__)
 
 #: Input whose messages fire the camera's software trigger (e.g. from a PLC bridge module).
 TRIGGER_INPUT = "trigger"
+
+
+class NoArguments(BaseModel):
+    """The payload of a method that takes no arguments: nothing, or an empty object."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+class CaptureNowArguments(NoArguments):
+    """The payload of ``capture_now``."""
+
+    timeout_s: float = Field(10.0, ge=0.1, le=120, description="how long to wait for a frame")
+
+
+def _arguments(model: type[NoArguments], payload: Any) -> Any:
+    """A method's payload validated into ``model``; raises ValueError (answered with 400)."""
+    if payload is None:
+        return model()
+    if not isinstance(payload, dict):
+        raise ValueError("payload must be a JSON object")
+    return model.model_validate(payload)
 
 
 class CisService:
@@ -76,8 +99,9 @@ class CisService:
             "status": pipeline,
             "config": {
                 "applied_version": self._applied_version,
-                "settings": _reported_settings(self.pipeline.settings) if self.pipeline else None,
+                "settings": self.pipeline.settings.model_dump() if self.pipeline else None,
                 "error": self._config_error,
+                "warnings": self.pipeline.settings.warnings if self.pipeline else [],
             },
             "updated": datetime.now(timezone.utc).isoformat(),
         }
@@ -123,18 +147,19 @@ class CisService:
         self.hub.send_to_output(output, HubMessage.from_json(body))
 
     def _capture_now(self, payload: Any) -> dict[str, Any]:
+        arguments = _arguments(CaptureNowArguments, payload)
         if self.pipeline is None:
             raise MethodError(409, "no valid settings yet")
-        timeout = float((payload or {}).get("timeout_s", 10)) if isinstance(payload, dict) else 10.0
         try:
-            return self.pipeline.capture_now(timeout)
+            return self.pipeline.capture_now(arguments.timeout_s)
         except TimeoutError:
             raise MethodError(504, "no frame arrived in time") from None
         except RuntimeError as exc:
             raise MethodError(503, str(exc)) from None
 
-    def _trigger(self, _payload: Any) -> dict[str, Any]:
+    def _trigger(self, payload: Any) -> dict[str, Any]:
         """Fire the camera's software trigger (camera_trigger_mode 'software')."""
+        _arguments(NoArguments, payload)
         if self.pipeline is None:
             raise MethodError(409, "no valid settings yet")
         try:
@@ -150,7 +175,8 @@ class CisService:
         except MethodError as exc:
             log.warning("trigger message not applied", extra={"error": str(exc)})
 
-    def _reload_model(self, _payload: Any) -> dict[str, Any]:
+    def _reload_model(self, payload: Any) -> dict[str, Any]:
+        _arguments(NoArguments, payload)
         if self.pipeline is None:
             raise MethodError(409, "no valid settings yet")
         self.pipeline.models.reload()
@@ -175,10 +201,3 @@ class CisService:
     def _report_loop(self) -> None:
         while not self._stop.wait(self.report_every_s):
             self._report()
-
-
-def _reported_settings(settings: CisSettings) -> dict[str, Any]:
-    """The settings in force, for reported properties: credentials in the camera URI masked."""
-    dump = settings.model_dump()
-    dump["camera_uri"] = mask_credentials(settings.camera_uri)
-    return dump
