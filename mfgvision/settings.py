@@ -124,7 +124,7 @@ def _key_problems(key: Any, loc: tuple[str, ...]) -> Iterator[Problem]:
         yield loc, "keys must be texts"
         return
     yield from _text_problems(key, loc, MAX_KEY)
-    if is_secret_key(key):
+    if is_secret_key(key) or find_secret(key):
         yield loc, f"looks like a secret; {_SECRET_HINT}"
 
 
