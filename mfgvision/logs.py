@@ -1,4 +1,5 @@
-"""Structured logging: one JSON object per line, UTC timestamps, module name on every line."""
+"""Structured logging: one JSON object per line, UTC timestamps, module name on every line, secrets
+masked."""
 
 from __future__ import annotations
 
@@ -7,11 +8,15 @@ import logging
 import sys
 from datetime import datetime, timezone
 
+from mfgvision.secrets import mask_secrets, mask_text
+
 _RESERVED = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
 
 
 class JsonFormatter(logging.Formatter):
-    """Formats a record as a single JSON line; ``extra={...}`` fields become top-level keys."""
+    """Formats a record as a single JSON line; ``extra={...}`` fields become top-level keys.
+
+    Secrets are masked in every field, the message and the traceback included."""
 
     def __init__(self, module: str) -> None:
         super().__init__()
@@ -32,7 +37,7 @@ class JsonFormatter(logging.Formatter):
                 line[key] = value
         if record.exc_info:
             line["exc"] = self.formatException(record.exc_info)
-        return json.dumps(line, default=str)
+        return json.dumps(mask_secrets(line), default=lambda value: mask_text(str(value)))
 
 
 def configure_logging(module: str, level: str = "INFO") -> None:

@@ -8,15 +8,41 @@ never accepted from the twin: they come from the environment.
 
 from __future__ import annotations
 
+import functools
+import math
 import re
-from typing import Any, Literal
+from collections.abc import Iterator
+from pathlib import PurePath
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    StringConstraints,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
+
+from mfgvision.secrets import find_secret, is_secret_key
 
 CameraType = Literal["folder", "video", "rtsp", "http", "usb", "basler", "allied", "genicam"]
 
-_SECRET_KEY = re.compile(
-    r"(pass(word)?|pwd|secret|token|conn(ection)?_?str(ing)?|sharedaccesskey|api_?key)$|_key$", re.I
+#: Limits on every desired value, at any depth, before any field is looked at.
+MAX_TEXT = 1024
+MAX_KEY = 100
+MAX_ITEMS = 64
+MAX_DEPTH = 4
+MAX_INT = 2**63 - 1
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+#: What image file names and blob names take unchanged (``store.images.sanitise_name_part``).
+NAME_PART = r"^[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*$"
+_SECRET_HINT = (
+    "secrets are not accepted in desired properties, set them in the module's environment"
 )
 
 _LEGACY_KEYS = {
@@ -55,6 +81,8 @@ _IGNORED_LEGACY_KEYS = {
     "LABEL_FILE",
 }
 
+Problem = tuple[tuple[str, ...], str]
+
 
 class SettingsError(ValueError):
     """Desired properties that cannot be applied; the message says which keys and why.
@@ -68,68 +96,214 @@ class SettingsError(ValueError):
         self.problems: dict[str, str] = problems or {"settings": message}
 
 
+def _value_problems(value: Any, loc: tuple[str, ...] = ()) -> Iterator[Problem]:
+    """What makes a desired value unacceptable whatever its key: secrets, control characters,
+    overlong texts, huge or non-finite numbers, deep or large objects."""
+    if len(loc) > MAX_DEPTH:
+        yield loc, f"nested more than {MAX_DEPTH} levels deep"
+    elif isinstance(value, dict):
+        if len(value) > MAX_ITEMS:
+            yield loc, f"more than {MAX_ITEMS} entries"
+            return
+        for key, item in value.items():
+            if not loc and str(key).startswith("$"):
+                continue
+            yield from _key_problems(key, (*loc, str(key)[:MAX_KEY]))
+            yield from _value_problems(item, (*loc, str(key)[:MAX_KEY]))
+    elif isinstance(value, (list, tuple)):
+        if len(value) > MAX_ITEMS:
+            yield loc, f"more than {MAX_ITEMS} entries"
+            return
+        for index, item in enumerate(value):
+            yield from _value_problems(item, (*loc, str(index)))
+    elif isinstance(value, str):
+        yield from _text_problems(value, loc, MAX_TEXT)
+        secret = find_secret(value)
+        if secret:
+            yield loc, f"carries {secret}; {_SECRET_HINT}"
+    elif isinstance(value, float) and not math.isfinite(value):
+        yield loc, "must be a finite number"
+    elif isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_INT:
+        yield loc, "integer out of range"
+
+
+def _key_problems(key: Any, loc: tuple[str, ...]) -> Iterator[Problem]:
+    if not isinstance(key, str):
+        yield loc, "keys must be texts"
+        return
+    yield from _text_problems(key, loc, MAX_KEY)
+    if is_secret_key(key) or find_secret(key):
+        yield loc, f"looks like a secret; {_SECRET_HINT}"
+
+
+def _text_problems(text: str, loc: tuple[str, ...], limit: int) -> Iterator[Problem]:
+    if len(text) > limit:
+        yield loc, f"longer than {limit} characters"
+    if _CONTROL.search(text):
+        yield loc, "contains control characters"
+
+
 def _is_true(value: Any) -> bool:
     if isinstance(value, bool):
         return value
     if isinstance(value, str) and value.strip().lower() in ("true", "false"):
         return value.strip().lower() == "true"
-    raise SettingsError(f"expected true or false, got {value!r}")
+    raise ValueError(f"expected true or false, got {value!r}")
 
 
-def _translate_legacy(data: dict[str, Any]) -> dict[str, Any]:
-    """Map the original system's flat keys onto ours; reject secrets."""
-    out: dict[str, Any] = {}
-    for key, value in data.items():
-        if key.startswith("$"):
-            continue
-        if _SECRET_KEY.search(key):
-            raise SettingsError(
-                f"'{key}' looks like a secret; secrets are not accepted in desired properties, "
-                "set them in the module's environment instead"
-            )
-        if key in _LEGACY_KEYS:
-            if value == "" and key in ("CAMERA_FPS", "INFERENCE_FPS"):
-                value = 1.0
-            out[_LEGACY_KEYS[key]] = value
-        elif key == "CAMERA_TYPE":
-            if value not in _LEGACY_CAMERA_TYPES:
-                raise SettingsError(
-                    f"CAMERA_TYPE {value!r} is not one of {list(_LEGACY_CAMERA_TYPES)}"
+def _frames(value: Any) -> float:
+    """A legacy frame count: a number or numeric text, finite and not negative."""
+    try:
+        number = float(value) if isinstance(value, (int, float, str)) else math.nan
+    except ValueError:
+        number = math.nan
+    if isinstance(value, bool) or not math.isfinite(number) or number < 0:
+        raise ValueError(f"expected a number of frames, got {value!r}")
+    return number
+
+
+class _Legacy:
+    """The original system's flat keys mapped onto ours; a new key always wins over a legacy one."""
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self.data = data
+        self.out: dict[str, Any] = {}
+        self.problems: list[Problem] = []
+        self.warnings: list[str] = []
+
+    def translate(self) -> dict[str, Any]:
+        for key, value in self.data.items():
+            if key.startswith("$") or key in _IGNORED_LEGACY_KEYS:
+                continue
+            if key in _LEGACY_KEYS:
+                if value == "" and key in ("CAMERA_FPS", "INFERENCE_FPS"):
+                    value = 1.0
+                self._set(key, _LEGACY_KEYS[key], value)
+            elif (
+                key != "CAMERA_TYPE"
+                and key not in _LEGACY_CAMERA_FLAGS
+                and key != "RETRAIN_INTERVAL"
+            ):
+                self.out[key] = value
+        self._camera_type()
+        self._retrain_interval()
+        return self.out
+
+    def _set(self, legacy: str, key: str, value: Any) -> None:
+        if key in self.data:
+            self.warnings.append(f"{legacy} ignored: {key} is set")
+        else:
+            self.out[key] = value
+
+    def _camera_type(self) -> None:
+        flags = []
+        for key in _LEGACY_CAMERA_FLAGS:
+            if key in self.data:
+                try:
+                    if _is_true(self.data[key]):
+                        flags.append(key)
+                except ValueError as exc:
+                    self.problems.append(((key,), str(exc)))
+        if len(flags) > 1:
+            self.problems.append(((flags[-1],), f"more than one of {flags} is true"))
+            return
+        if "CAMERA_TYPE" in self.data:
+            value = self.data["CAMERA_TYPE"]
+            if not isinstance(value, str) or value not in _LEGACY_CAMERA_TYPES:
+                self.problems.append(
+                    (("CAMERA_TYPE",), f"{value!r} is not one of {list(_LEGACY_CAMERA_TYPES)}")
                 )
-            out["camera_type"] = _LEGACY_CAMERA_TYPES[value]
-        elif key in _LEGACY_CAMERA_FLAGS:
-            if _is_true(value):
-                out["camera_type"] = _LEGACY_CAMERA_FLAGS[key]
-        elif key == "RETRAIN_INTERVAL":
-            out["_legacy_retrain_frames"] = value
-        elif key not in _IGNORED_LEGACY_KEYS:
-            out[key] = value
-    frames = out.pop("_legacy_retrain_frames", None)
-    if frames not in (None, ""):
-        fps = float(out.get("camera_fps") or 1.0)
-        out.setdefault("retrain_interval_s", float(frames) / max(fps, 1e-6))
-    return out
+                return
+            for flag in flags:
+                self.warnings.append(f"{flag} ignored: CAMERA_TYPE is set")
+            self._set("CAMERA_TYPE", "camera_type", _LEGACY_CAMERA_TYPES[value])
+        elif flags:
+            self._set(flags[0], "camera_type", _LEGACY_CAMERA_FLAGS[flags[0]])
+
+    def _retrain_interval(self) -> None:
+        value = self.data.get("RETRAIN_INTERVAL")
+        if value in (None, ""):
+            return
+        try:
+            frames = _frames(value)
+        except ValueError as exc:
+            self.problems.append((("RETRAIN_INTERVAL",), str(exc)))
+            return
+        try:
+            fps = float(self.out.get("camera_fps") or 1.0)
+        except (TypeError, ValueError):
+            fps = 1.0  # camera_fps itself is reported by its own validation
+        fps = fps if math.isfinite(fps) and fps > 0 else 1.0
+        self._set("RETRAIN_INTERVAL", "retrain_interval_s", frames / fps)
+
+
+def _refuse(title: str, problems: list[Problem]) -> ValidationError:
+    return ValidationError.from_exception_data(
+        title,
+        [
+            InitErrorDetails(
+                type=PydanticCustomError("value_error", "{message}", {"message": message}),
+                loc=loc,
+                input=None,
+            )
+            for loc, message in problems
+        ],
+    )
 
 
 class ModuleSettings(BaseModel):
-    """Base for every module's settings: unknown keys are errors (typos must not pass silently)."""
+    """Base for every module's settings: unknown keys are errors (typos must not pass silently),
+    every value is checked for secrets and sane limits, legacy keys are translated (a legacy key
+    that a new key overrides is listed in ``warnings``)."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
-    @model_validator(mode="before")
+    _warnings: list[str] = PrivateAttr(default_factory=list)
+
+    @model_validator(mode="wrap")
     @classmethod
-    def _legacy(cls, data: Any) -> Any:
-        return _translate_legacy(data) if isinstance(data, dict) else data
+    def _checked(cls, data: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        if not isinstance(data, dict):
+            return handler(data)
+        problems = list(_value_problems(data))
+        legacy = _Legacy(data)
+        if not problems:
+            data = legacy.translate()
+            problems = legacy.problems
+        if problems:
+            raise _refuse(cls.__name__, problems)
+        settings = handler(data)
+        settings._warnings = legacy.warnings
+        return settings
+
+    @property
+    def warnings(self) -> list[str]:
+        """Legacy keys ignored because a new key is set."""
+        return list(self._warnings)
 
 
 class CameraSettings(ModuleSettings):
     """One camera's own settings (every ``camera_*`` key): what the frame sources take."""
 
     camera_type: CameraType = "folder"
-    camera_uri: str = Field("samples/line1", description="folder, file, stream URL or USB index")
+    camera_uri: str = Field(
+        "samples/line1",
+        max_length=MAX_TEXT,
+        description="folder or file (under the assets folder), stream URL or USB index",
+    )
     camera_id: str = Field("camera1", pattern=r"^[A-Za-z0-9_.\-]{1,40}$")
-    camera_location: str = Field("line1", min_length=1, max_length=40)
-    camera_position: str = Field("top", min_length=1, max_length=40)
+    camera_location: str = Field(
+        "line1",
+        pattern=NAME_PART,
+        max_length=40,
+        description="first part of image names: letters, digits, _ .",
+    )
+    camera_position: str = Field(
+        "top",
+        pattern=NAME_PART,
+        max_length=40,
+        description="second part of image names: letters, digits, _ .",
+    )
     camera_fps: float = Field(
         10.0, ge=0, le=1000, description="pace of file sources, frames/s; 0 = as fast as inference"
     )
@@ -155,19 +329,30 @@ class CameraSettings(ModuleSettings):
         pattern=r"^[A-Za-z0-9_]{1,40}$",
         description="GenICam pixel format, e.g. Mono8, BayerRG8; empty = the camera's own",
     )
-    camera_roi_x: int | None = Field(None, ge=0, description="ROI left offset in pixels")
-    camera_roi_y: int | None = Field(None, ge=0, description="ROI top offset in pixels")
-    camera_roi_width: int | None = Field(None, gt=0, description="ROI width; empty = unchanged")
-    camera_roi_height: int | None = Field(None, gt=0, description="ROI height; empty = unchanged")
+    camera_roi_x: int | None = Field(None, ge=0, le=65535, description="ROI left offset in pixels")
+    camera_roi_y: int | None = Field(None, ge=0, le=65535, description="ROI top offset in pixels")
+    camera_roi_width: int | None = Field(
+        None, gt=0, le=65535, description="ROI width; empty = unchanged"
+    )
+    camera_roi_height: int | None = Field(
+        None, gt=0, le=65535, description="ROI height; empty = unchanged"
+    )
     camera_frame_rate: float | None = Field(
         None, gt=0, le=10000, description="acquisition frame rate on the camera; empty = its own"
     )
-    camera_features: dict[str, bool | int | float | str] = Field(
+    camera_features: dict[
+        Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9_]{0,63}$")],
+        bool | int | float | Annotated[str, StringConstraints(max_length=256)],
+    ] = Field(
         default_factory=dict,
+        max_length=MAX_ITEMS,
         description="further GenICam features written in order when the camera opens",
     )
     camera_gentl_producer: str | None = Field(
-        None, description="GenTL producer (.cti) for genicam cameras; empty = GENICAM_GENTL64_PATH"
+        None,
+        pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,99}\.cti$",
+        description="file name of the GenTL producer (.cti) for genicam cameras, looked up only "
+        "in the folders of GENICAM_GENTL64_PATH; empty = every producer there",
     )
     camera_rtsp_transport: Literal["tcp", "udp"] = Field(
         "tcp", description="RTSP transport of rtsp cameras"
@@ -175,6 +360,14 @@ class CameraSettings(ModuleSettings):
     camera_timeout_s: float = Field(
         10.0, ge=0.5, le=300, description="open and read timeout of a camera or stream"
     )
+
+    @model_validator(mode="after")
+    def _camera_path(self) -> CameraSettings:
+        if self.camera_type in ("folder", "video") and ".." in PurePath(self.camera_uri).parts:
+            raise _refuse(
+                type(self).__name__, [(("camera_uri",), "a camera path must not contain '..'")]
+            )
+        return self
 
     @property
     def camera_name(self) -> str:
@@ -195,12 +388,16 @@ class CisSettings(CameraSettings):
     model_version: str = Field("1", pattern=r"^[A-Za-z0-9_.\-]{1,40}$")
     prob_threshold: float = Field(0.5, ge=0, le=1)
     iou_threshold: float = Field(0.45, ge=0, le=1)
-    providers: list[str] | None = Field(None, description="ONNX Runtime providers; empty = auto")
+    providers: list[str] | None = Field(
+        None,
+        max_length=8,
+        description="ONNX Runtime providers, e.g. CUDAExecutionProvider; empty = auto",
+    )
     fp16: bool = True
     store_raw_frames: bool = True
     store_all_inferences: bool = True
     retrain_interval_s: float = Field(
-        600.0, ge=0, description="keep one retraining frame per interval"
+        600.0, ge=0, le=604800, description="keep one retraining frame per interval"
     )
     retrain_below_probability: float = Field(
         0.0, ge=0, le=1, description="also keep frames whose best detection is below this"
@@ -213,12 +410,28 @@ class CisSettings(CameraSettings):
         description="send an `alerts` message for an inference with a detection at or above this; 0 = off",
     )
 
+    @field_validator("providers")
+    @classmethod
+    def _known_providers(cls, providers: list[str] | None) -> list[str] | None:
+        unknown = sorted(set(providers or ()) - _onnx_providers())
+        if unknown:
+            raise ValueError(f"unknown ONNX Runtime providers {unknown}")
+        return providers
+
     @property
     def camera(self) -> CameraSettings:
         """The camera's own settings, as the frame sources take them."""
         return CameraSettings.model_construct(
             **{name: getattr(self, name) for name in CameraSettings.model_fields}
         )
+
+
+@functools.cache
+def _onnx_providers() -> frozenset[str]:
+    """Every provider name ONNX Runtime knows (installed here or not)."""
+    import onnxruntime
+
+    return frozenset(onnxruntime.get_all_providers())
 
 
 UploadTargetKind = Literal["auto", "blob", "adls", "local"]
@@ -239,6 +452,7 @@ class ImageUploadSettings(ModuleSettings):
     )
     containers: dict[str, str] = Field(
         default_factory=dict,
+        max_length=len(_IMAGE_KINDS),
         description="container per image kind (annotated, raw, retrain) instead of the message's",
     )
     max_attempts: int = Field(
@@ -267,20 +481,26 @@ class FileCleanupSettings(ModuleSettings):
     """FileCleanup module: image retention by age and by disk watermark, and database row retention."""
 
     image_retention_hours: float = Field(
-        168.0, ge=0, description="delete images older than this; 0 = no age limit"
+        168.0, ge=0, le=87600, description="delete images older than this; 0 = no age limit"
     )
     high_watermark_pct: float = Field(
         90.0, gt=0, le=100, description="above this disk use, delete oldest images first"
     )
     low_watermark_pct: float = Field(80.0, gt=0, le=100, description="... until below this")
     min_age_s: float = Field(
-        300.0, ge=0, description="never delete an image younger than this (its upload may be due)"
+        300.0,
+        ge=0,
+        le=2592000,
+        description="never delete an image younger than this (its upload may be due)",
     )
     tmp_max_age_s: float = Field(
-        3600.0, ge=60, description="remove leftover .*.tmp files of crashed writes older than this"
+        3600.0,
+        ge=60,
+        le=2592000,
+        description="remove leftover .*.tmp files of crashed writes older than this",
     )
     db_retention_days: float = Field(
-        90.0, ge=0, description="delete database rows older than this; 0 = keep them"
+        90.0, ge=0, le=3650, description="delete database rows older than this; 0 = keep them"
     )
     interval_s: float = Field(300.0, ge=1, le=86400, description="pause between passes")
     dry_run: bool = Field(False, description="report what would be deleted, delete nothing")

@@ -53,3 +53,24 @@ def test_server_queue_notices_are_quiet_but_server_errors_show(
     logging.getLogger("waitress").info("Serving on http://127.0.0.1:23000")
     logging.getLogger("waitress").error("socket failed")
     assert [line["event"] for line in lines(capsys)] == ["socket failed"]
+
+
+def test_secrets_are_masked_in_every_field_and_the_traceback(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    configure_logging("cis")
+    log = logging.getLogger("mfgvision.test")
+    log.info(
+        "camera opened rtsp://admin:hunter2@10.0.0.5/s",
+        extra={"settings": {"camera_features": {"UserPassword": "hunter2"}}, "db_password": "x1"},
+    )
+    try:
+        raise ValueError("cannot connect: AccountKey=hunter2==;EndpointSuffix=x")
+    except ValueError:
+        log.exception("upload failed", extra={"target": object()})
+    text = capsys.readouterr().err
+    assert "hunter2" not in text and '"x1"' not in text
+    first, second = (json.loads(line) for line in text.splitlines())
+    assert first["event"] == "camera opened rtsp://***@10.0.0.5/s"
+    assert first["settings"]["camera_features"]["UserPassword"] == "***"
+    assert "AccountKey=***" in second["exc"]

@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 from mfgvision.edge.twins import merge_patch
@@ -93,3 +95,123 @@ def test_every_setting_is_documented():
     doc = (Path(__file__).resolve().parents[1] / "docs" / "configuration.md").read_text()
     for name in CisSettings.model_fields:
         assert f"`{name}`" in doc, name
+
+
+@pytest.mark.parametrize(
+    "desired, key",
+    [
+        ({"CAMERA_TYPE": []}, "CAMERA_TYPE"),
+        ({"CAMERA_TYPE": {}}, "CAMERA_TYPE"),
+        ({"RETRAIN_INTERVAL": {}}, "RETRAIN_INTERVAL"),
+        ({"RETRAIN_INTERVAL": "many"}, "RETRAIN_INTERVAL"),
+        ({"RETRAIN_INTERVAL": True}, "RETRAIN_INTERVAL"),
+        ({"CAMERA_RTSP": [1]}, "CAMERA_RTSP"),
+        ({"CAMERA_RTSP": "true", "CAMERA_FILE": True}, "CAMERA_RTSP"),
+        ({"CAMERA_FPS": {}}, "camera_fps"),
+    ],
+)
+def test_a_bad_legacy_value_is_a_settings_error_never_a_crash(desired, key):
+    with pytest.raises(SettingsError, match=key):
+        parse_settings(CisSettings, desired)
+
+
+@pytest.mark.parametrize(
+    "desired, key",
+    [
+        ({"camera_fps": float("inf")}, "camera_fps"),
+        ({"prob_threshold": float("nan")}, "prob_threshold"),
+        ({"camera_fps": "inf"}, "camera_fps"),
+        ({"camera_roi_x": 2**63}, "camera_roi_x"),
+        ({"camera_features": {"Width": 2**64}}, "camera_features.Width"),
+        ({"camera_roi_width": 100_000}, "camera_roi_width"),
+        ({"retrain_interval_s": 1e12}, "retrain_interval_s"),
+        ({"providers": ["NoSuchExecutionProvider"]}, "providers"),
+        ({"camera_uri": "x" * 100_000}, "camera_uri"),
+        ({"camera_id": "cam\n1"}, "camera_id"),
+        ({"camera_uri": "frames\x00"}, "camera_uri"),
+        ({"camera_features": {"Gain\u202e": 1}}, "camera_features"),
+        ({"camera_location": "line 1/../x"}, "camera_location"),
+        ({"camera_position": ".hidden"}, "camera_position"),
+        ({"camera_uri": "../../etc"}, "camera_uri"),
+        ({"camera_type": "video", "camera_uri": "videos/../../x.mp4"}, "camera_uri"),
+        ({"camera_gentl_producer": "/tmp/evil.cti"}, "camera_gentl_producer"),
+        ({"camera_gentl_producer": "evil.so"}, "camera_gentl_producer"),
+        ({"camera_features": {"a": {"b": {"c": {"d": {"e": 1}}}}}}, "camera_features"),
+        ({"camera_features": {f"F{i}": i for i in range(100)}}, "camera_features"),
+    ],
+)
+def test_values_out_of_bounds_are_refused(desired, key):
+    with pytest.raises(SettingsError, match=re.escape(key)):
+        parse_settings(CisSettings, desired)
+
+
+def test_known_onnx_runtime_providers_are_accepted():
+    import onnxruntime
+
+    names = onnxruntime.get_all_providers()[:2]
+    assert parse_settings(CisSettings, {"providers": names}).providers == names
+
+
+@pytest.mark.parametrize(
+    "desired",
+    [
+        {"camera_features": {"password": "hunter2"}},
+        {"camera_features": {"DeviceUserPassword": "hunter2"}},
+        {"containers": {"raw": "x"}, "storage": {"AccountKey": "abc"}},
+        {"camera_uri": "rtsp://admin:hunter2@10.0.0.5/s"},
+        {"camera_uri": "rtsp://admin:hun@ter2@10.0.0.5/s"},
+        {"camera_uri": "http://cam/snap?pwd=hunter2"},
+        {"camera_uri": "http://cam/snap?password=hunter2"},
+        {"camera_uri": "Server=db;Password=hunter2"},
+        {"camera_features": {"Note": "DefaultEndpointsProtocol=https;AccountKey=abc=="}},
+        {"camera_features": {"Note": "HostName=h;SharedAccessKey=abc="}},
+        {"camera_features": {"Note": "Bearer eyJhbGciOiJIUzI1NiJ9"}},
+        {"CAMERA_URI": "rtsp://admin:hunter2@10.0.0.5/s"},
+    ],
+)
+def test_secrets_are_refused_at_any_depth_by_key_and_by_shape(desired):
+    with pytest.raises(SettingsError, match=r"secret|password|token") as refused:
+        parse_settings(CisSettings, desired)
+    assert "hunter2" not in str(refused.value) and "abc" not in str(refused.value)
+
+
+def test_environment_references_keep_credentials_out_of_the_twin():
+    uri = "rtsp://${RTSP_USER}:${RTSP_PASSWORD}@10.0.0.5/s"
+    assert parse_settings(CisSettings, {"camera_type": "rtsp", "camera_uri": uri}).camera_uri == uri
+
+
+def test_a_new_key_wins_over_a_legacy_one_with_a_warning():
+    s = parse_settings(
+        CisSettings,
+        {
+            "camera_type": "folder",
+            "CAMERA_GVSP_BASLER": True,
+            "PROB_THRES": 0.9,
+            "prob_threshold": 0.3,
+            "RETRAIN_INTERVAL": 100,
+            "retrain_interval_s": 60,
+        },
+    )
+    assert (s.camera_type, s.prob_threshold, s.retrain_interval_s) == ("folder", 0.3, 60)
+    assert s.warnings == [
+        "PROB_THRES ignored: prob_threshold is set",
+        "CAMERA_GVSP_BASLER ignored: camera_type is set",
+        "RETRAIN_INTERVAL ignored: retrain_interval_s is set",
+    ]
+    assert parse_settings(CisSettings, {"CAMERA_GVSP_BASLER": True}).warnings == []
+
+
+def test_accepted_name_parts_are_image_and_blob_names_unchanged():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from mfgvision.settings import NAME_PART
+    from mfgvision.store.images import sanitise_name_part
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.from_regex(NAME_PART, fullmatch=True).filter(lambda s: len(s) <= 40))
+    def unchanged(name):
+        assert parse_settings(CisSettings, {"camera_location": name}).camera_location == name
+        assert sanitise_name_part(name) == name
+
+    unchanged()

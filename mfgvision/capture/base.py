@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from datetime import datetime
@@ -89,11 +88,3 @@ class FrameSource(ABC):
         up on the blocked thread and continues with a fresh source.
         """
         return None
-
-
-_CREDENTIALS = re.compile(r"(?<=://)[^/@\s]+@")
-
-
-def mask_credentials(uri: str) -> str:
-    """``rtsp://user:pw@host/x`` -> ``rtsp://***@host/x``."""
-    return _CREDENTIALS.sub("***@", uri)

@@ -11,9 +11,13 @@ from mfgvision.settings import CameraSettings
 
 
 def resolve_path(uri: str, assets_dir: Path) -> Path:
-    """A relative folder or file path is taken relative to the assets folder."""
-    path = Path(uri).expanduser()
-    return path if path.is_absolute() else assets_dir / path
+    """A folder or file of the assets folder (a relative path is taken relative to it); SourceError
+    for a path that leads anywhere else (absolute elsewhere, ``..``, a link out)."""
+    root = assets_dir.resolve()
+    path = (root / uri).resolve()
+    if not path.is_relative_to(root):
+        raise SourceError(f"camera path {uri!r} is outside the assets folder {assets_dir}")
+    return path
 
 
 def build_source(settings: CameraSettings, assets_dir: Path) -> FrameSource:

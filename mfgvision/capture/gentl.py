@@ -1,8 +1,9 @@
 """Any GenICam camera with a GenTL producer, through harvesters: ``pip install 'mfgvision[genicam]'``.
 
-The producer is a vendor's ``.cti`` file: ``camera_gentl_producer`` (a file, or a folder of them), else
-every ``.cti`` in the folders of the ``GENICAM_GENTL64_PATH`` environment variable (the variable the
-vendors' SDK installers set). The camera is picked by serial number, user-defined name or GenTL
+The producer is a vendor's ``.cti`` file, a shared library the module loads, so it comes only from the
+folders of the ``GENICAM_GENTL64_PATH`` environment variable (the variable the vendors' SDK installers
+set), never from a path in the twin: ``camera_gentl_producer`` names one file there, else every
+``.cti`` there is loaded. The camera is picked by serial number, user-defined name or GenTL
 device id (``camera_uri``), or is the first one found.
 """
 
@@ -26,26 +27,19 @@ PRODUCER_ENV = "GENICAM_GENTL64_PATH"
 
 
 def find_producers(setting: str | None, env: str | None) -> list[Path]:
-    """The ``.cti`` files to load: from the setting when given, else from the environment."""
-    if setting:
-        path = Path(setting).expanduser()
-        if path.is_dir():
-            found = sorted(path.glob("*.cti"))
-        elif path.is_file():
-            found = [path]
-        else:
-            raise SourceError(f"GenTL producer {path} does not exist")
-        if not found:
-            raise SourceError(f"no .cti GenTL producer in {path}")
-        return found
-    found = []
+    """The ``.cti`` files to load from the folders of ``env``: the one named ``setting`` (a file
+    name, never a path), else all of them."""
+    if setting is not None and Path(setting).name != setting:
+        raise SourceError(f"camera_gentl_producer must be a file name in {PRODUCER_ENV}")
+    found: list[Path] = []
     for folder in (env or "").split(os.pathsep):
         if folder and Path(folder).is_dir():
-            found.extend(sorted(Path(folder).glob("*.cti")))
+            found.extend(sorted(Path(folder).glob(setting or "*.cti")))
     if not found:
+        wanted = f"GenTL producer {setting}" if setting else "GenTL producer"
         raise SourceError(
-            f"no GenTL producer: set camera_gentl_producer or {PRODUCER_ENV} to the camera "
-            "vendor's .cti file or folder"
+            f"no {wanted} in the folders of {PRODUCER_ENV}: set it to the folder of the camera "
+            "vendor's .cti file"
         )
     return found
 

@@ -29,7 +29,8 @@ from urllib.parse import quote
 import cv2
 import numpy as np
 
-from mfgvision.capture.base import FrameSource, SourceError, mask_credentials
+from mfgvision.capture.base import FrameSource, SourceError
+from mfgvision.secrets import mask_text
 
 if TYPE_CHECKING:
     from mfgvision.settings import CameraSettings
@@ -97,7 +98,7 @@ class OpenCVSource(FrameSource):
 
     @property
     def description(self) -> str:
-        return f"{self.kind}:{mask_credentials(self.uri)}"
+        return f"{self.kind}:{mask_text(self.uri)}"
 
     def open(self) -> None:
         self.close()

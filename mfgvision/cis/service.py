@@ -7,8 +7,10 @@ import threading
 from datetime import datetime, timezone
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from mfgvision import __version__
-from mfgvision.capture.base import SourceError, mask_credentials
+from mfgvision.capture.base import SourceError
 from mfgvision.cis.pipeline import CisPipeline
 from mfgvision.edge.desired import DesiredSettings, desired_file
 from mfgvision.edge.hub import Hub, HubMessage, MethodError
@@ -21,6 +23,27 @@ log = logging.getLogger(__name__)
 
 #: Input whose messages fire the camera's software trigger (e.g. from a PLC bridge module).
 TRIGGER_INPUT = "trigger"
+
+
+class NoArguments(BaseModel):
+    """The payload of a method that takes no arguments: nothing, or an empty object."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+class CaptureNowArguments(NoArguments):
+    """The payload of ``capture_now``."""
+
+    timeout_s: float = Field(10.0, ge=0.1, le=120, description="how long to wait for a frame")
+
+
+def _arguments(model: type[NoArguments], payload: Any) -> Any:
+    """A method's payload validated into ``model``; raises ValueError (answered with 400)."""
+    if payload is None:
+        return model()
+    if not isinstance(payload, dict):
+        raise ValueError("payload must be a JSON object")
+    return model.model_validate(payload)
 
 
 class CisService:
@@ -82,7 +105,7 @@ class CisService:
     def _config(self) -> dict[str, Any]:
         """The ``config`` section, as the pipeline runs it (taken under the settings lock)."""
         with self._lock:
-            return _reported_config(self.settings.report())
+            return self.settings.report()
 
     def _apply(self, desired: dict[str, Any], full: bool) -> None:
         """Take a desired patch or whole section; run the pipeline on the settings in force (the
@@ -117,18 +140,19 @@ class CisService:
         self.hub.send_to_output(output, HubMessage.from_json(body))
 
     def _capture_now(self, payload: Any) -> dict[str, Any]:
+        arguments = _arguments(CaptureNowArguments, payload)
         if self.pipeline is None:
             raise MethodError(409, "no valid settings yet")
-        timeout = float((payload or {}).get("timeout_s", 10)) if isinstance(payload, dict) else 10.0
         try:
-            return self.pipeline.capture_now(timeout)
+            return self.pipeline.capture_now(arguments.timeout_s)
         except TimeoutError:
             raise MethodError(504, "no frame arrived in time") from None
         except RuntimeError as exc:
             raise MethodError(503, str(exc)) from None
 
-    def _trigger(self, _payload: Any) -> dict[str, Any]:
+    def _trigger(self, payload: Any) -> dict[str, Any]:
         """Fire the camera's software trigger (camera_trigger_mode 'software')."""
+        _arguments(NoArguments, payload)
         if self.pipeline is None:
             raise MethodError(409, "no valid settings yet")
         try:
@@ -144,7 +168,8 @@ class CisService:
         except MethodError as exc:
             log.warning("trigger message not applied", extra={"error": str(exc)})
 
-    def _reload_model(self, _payload: Any) -> dict[str, Any]:
+    def _reload_model(self, payload: Any) -> dict[str, Any]:
+        _arguments(NoArguments, payload)
         if self.pipeline is None:
             raise MethodError(409, "no valid settings yet")
         self.pipeline.models.reload()
@@ -169,10 +194,3 @@ class CisService:
     def _report_loop(self) -> None:
         while not self._stop.wait(self.report_every_s):
             self._report()
-
-
-def _reported_config(config: dict[str, Any]) -> dict[str, Any]:
-    """The ``config`` section for reported properties: credentials in the camera URI masked."""
-    settings = config["settings"]
-    settings["camera_uri"] = mask_credentials(settings["camera_uri"])
-    return config

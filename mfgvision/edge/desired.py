@@ -73,6 +73,7 @@ class DesiredSettings:
                 "applied_version": self.applied_version,
                 "settings": self.current.model_dump(),
                 "error": self.error,
+                "warnings": self.current.warnings,
             }
 
     def _refuse(self, exc: SettingsError) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from mfgvision.edge.reported import QuietReports
+from mfgvision.secrets import mask_secrets
 
 log = logging.getLogger(__name__)
 
@@ -90,11 +91,11 @@ class Hub(ABC):
         """Merge ``patch`` into the reported properties; never blocks on the network."""
 
     def report(self, build: Callable[[], dict[str, Any]]) -> dict[str, Any] | None:
-        """Build the module's whole reported document and send what changed (see
+        """Build the module's whole reported document, secrets masked, and send what changed (see
         :mod:`mfgvision.edge.reported`); failures are logged, never raised. Returns what was built
-        (sent or not), None if nothing."""
+        and masked (sent or not), None if nothing."""
         try:
-            properties = build()
+            properties = mask_secrets(build())
         except Exception:
             log.exception("reported properties not built", extra={"hub_module": self.module_id})
             return None
@@ -116,16 +117,34 @@ class Hub(ABC):
         self._methods[name] = handler
 
     def call_method(self, name: str, payload: Any) -> tuple[int, Any]:
-        """Run a direct method: 404 when unknown, 400 for a bad payload, 500 on failure; never raises."""
+        """Run a direct method: 404 when unknown, 400 for a bad payload, 500 on failure; never
+        raises. The answer has its secrets masked."""
+        status, answer = self._answer(name, payload)
+        return status, mask_secrets(answer)
+
+    def _answer(self, name: str, payload: Any) -> tuple[int, Any]:
         handler = self._methods.get(name)
         if handler is None:
-            return 404, {"error": f"unknown method '{name}'", "methods": sorted(self._methods)}
+            return 404, {
+                "error": f"unknown method '{name[:100]}'",
+                "methods": sorted(self._methods),
+            }
         try:
             return 200, handler(payload)
         except MethodError as exc:
             return exc.status, {"error": str(exc)}
-        except (ValidationError, ValueError, TypeError) as exc:
+        except ValidationError as exc:
+            return 400, {"error": f"bad payload: {payload_problems(exc)}"}
+        except (ValueError, TypeError) as exc:
             return 400, {"error": f"bad payload: {exc}"}
         except Exception as exc:
             log.exception("direct method failed", extra={"method": name})
             return 500, {"error": f"{type(exc).__name__}: {exc}"}
+
+
+def payload_problems(exc: ValidationError) -> str:
+    """A validation error as ``field: reason; ...``, without the offending values."""
+    return "; ".join(
+        f"{'.'.join(str(part) for part in err['loc']) or 'payload'}: {err['msg']}"
+        for err in exc.errors()
+    )

@@ -5,7 +5,8 @@ The file holds the module's reported status (state, fps, camera and model detail
 ``camera_id``, ``module_id`` and ``updated`` (ISO 8601 UTC). It is replaced atomically, so a reader
 sees the previous or the next version, never half of one. A file that stops being updated means the
 module is not running: the dashboard shows it as offline once ``updated`` is older than
-``STALE_AFTER_S``. This module has no web dependencies so the CIS can import it.
+``STALE_AFTER_S``. Secrets are masked before anything is written. This module has no web
+dependencies so the CIS can import it.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+
+from mfgvision.secrets import mask_secrets
 
 log = logging.getLogger(__name__)
 
@@ -67,12 +70,13 @@ def status_path(folder: Path, camera_id: str) -> Path:
 
 
 def write_status(folder: Path, camera_id: str, module_id: str, status: dict[str, Any]) -> bool:
-    """Replace the camera's status file atomically; False (logged) when it cannot be written."""
+    """Replace the camera's status file atomically, secrets masked; False (logged) when it cannot
+    be written."""
     try:
         path = status_path(folder, camera_id)
         folder.mkdir(parents=True, exist_ok=True)
         body = {
-            **status,
+            **mask_secrets(status),
             "camera_id": camera_id,
             "module_id": module_id,
             "updated": datetime.now(timezone.utc).isoformat(),

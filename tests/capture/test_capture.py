@@ -6,7 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
-from mfgvision.capture.base import FrameSource, SourceError, mask_credentials
+from mfgvision.capture.base import FrameSource, SourceError
+from mfgvision.capture.factory import resolve_path
 from mfgvision.capture.folder import ImageFolderSource
 from mfgvision.capture.grabber import FrameGrabber
 from mfgvision.capture.jpeg import decode, jpeg_size, reduction_for
@@ -145,6 +146,13 @@ def test_camera_url_that_never_answers_keeps_retrying():
     grabber.stop()
 
 
-def test_mask_credentials():
-    assert mask_credentials("rtsp://admin:pw@10.0.0.5:554/s") == "rtsp://***@10.0.0.5:554/s"
-    assert mask_credentials("rtsp://10.0.0.5/s") == "rtsp://10.0.0.5/s"
+def test_camera_paths_stay_in_the_assets_folder(tmp_path):
+    assets = tmp_path / "assets"
+    (assets / "frames").mkdir(parents=True)
+    (tmp_path / "elsewhere").mkdir()
+    (assets / "link").symlink_to(tmp_path / "elsewhere")
+    assert resolve_path("frames", assets) == (assets / "frames").resolve()
+    assert resolve_path(str(assets / "frames"), assets) == (assets / "frames").resolve()
+    for outside in ("/etc", "../elsewhere", "frames/../../elsewhere", "link", str(tmp_path)):
+        with pytest.raises(SourceError, match="outside the assets folder"):
+            resolve_path(outside, assets)

@@ -12,14 +12,20 @@ from mfgvision.capture.base import SourceError
 from mfgvision.capture.factory import build_source
 from mfgvision.capture.gentl import PRODUCER_ENV, GenTLSource, find_producers
 from mfgvision.capture.grabber import FrameGrabber
-from mfgvision.settings import CameraSettings
+from mfgvision.settings import CameraSettings, SettingsError, parse_settings
 from tests.capture.conftest import wait_for
+
+
+@pytest.fixture(autouse=True)
+def producer_folder(viky_cti, monkeypatch):
+    """Producers load only from the folders of GENICAM_GENTL64_PATH."""
+    monkeypatch.setenv(PRODUCER_ENV, str(viky_cti.parent))
 
 
 def genicam(cti: Path | None, **settings) -> CameraSettings:
     return CameraSettings(
         camera_type="genicam",
-        camera_gentl_producer=str(cti) if cti else None,
+        camera_gentl_producer=cti.name if cti else None,
         **{"camera_uri": "", **settings},
     )
 
@@ -78,9 +84,23 @@ def test_missing_producer_camera_or_trigger_is_a_clear_error(viky_cti, tmp_path,
     monkeypatch.delenv(PRODUCER_ENV, raising=False)
     with pytest.raises(SourceError, match="no GenTL producer"):
         GenTLSource(genicam(None)).open()
-    with pytest.raises(SourceError, match="does not exist"):
+    with pytest.raises(SourceError, match=r"no GenTL producer vendor\.cti"):
         GenTLSource(genicam(tmp_path / "vendor.cti")).open()
+    monkeypatch.setenv(PRODUCER_ENV, str(viky_cti.parent))
     with pytest.raises(SourceError, match=r"'cam-9'; found: .*VikyTL_DEV_red"):
         GenTLSource(genicam(viky_cti, camera_uri="cam-9")).open()
     with pytest.raises(SourceError, match="cannot be triggered"):
         GenTLSource(genicam(viky_cti, camera_trigger_mode="software")).open()
+
+
+def test_a_producer_path_from_the_twin_is_never_loaded(viky_cti, tmp_path):
+    """A .cti is a shared library: the twin may name a producer of the allowed folders, no path."""
+    with pytest.raises(SettingsError, match="camera_gentl_producer"):
+        parse_settings(CameraSettings, {"camera_gentl_producer": str(viky_cti)})
+    with pytest.raises(SettingsError, match="camera_gentl_producer"):
+        parse_settings(CameraSettings, {"camera_gentl_producer": "../viky.cti"})
+    with pytest.raises(SourceError, match="file name"):
+        find_producers(str(viky_cti), str(viky_cti.parent))
+    copy = tmp_path / "viky.cti"
+    copy.write_bytes(b"not loaded")
+    assert find_producers("viky.cti", str(viky_cti.parent)) == [viky_cti]

@@ -134,7 +134,7 @@ def test_direct_methods(running):
     assert status == 200 and {d["label"] for d in result["detections"]} == {"scratch", "hole"}
     assert hub.call_method("status", None)[1]["status"]["model"]["serving"] == "const/1"
     assert hub.call_method("reload_model", None)[0] == 200
-    assert hub.call_method("capture_now", "not-a-dict")[0] == 200
+    assert hub.call_method("capture_now", "not-a-dict")[0] == 400
     assert hub.call_method("explode", None)[0] == 404
 
 
