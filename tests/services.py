@@ -8,6 +8,7 @@ A service that cannot be had makes its tests skip with the reason, unless
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -231,6 +232,41 @@ class PrivateMariaDB:
             if found:
                 return found
         return None
+
+
+@contextlib.contextmanager
+def tmpfs(mount_point: Path, size: str) -> Iterator[Path]:
+    """A real volume of ``size`` (e.g. ``4m``) mounted at ``mount_point`` for a full-disk test;
+    skipped where this process may not mount one."""
+    mount = shutil.which("mount")
+    if os.geteuid() != 0 or mount is None:
+        pytest.skip("mounting a tmpfs needs root")
+    mount_point.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(
+        [mount, "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount_point)],
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+def fill(volume: Path) -> Path:
+    """Write a file that takes every free byte of ``volume``; delete it to free the space again."""
+    filler = volume / "filler.bin"
+    chunk = bytes(65536)
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    try:
+        with contextlib.suppress(OSError):
+            while True:
+                os.write(fd, chunk)
+    finally:
+        os.close(fd)
+    return filler
 
 
 @pytest.fixture(scope="session")

@@ -11,6 +11,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
+from mfgvision.store.images import blob_name, name_parts
 from mfgvision.store.records import InferenceRecord
 
 INFERENCE_OUTPUT = "inference"
@@ -47,6 +48,7 @@ def inference_message(
         "frame": {"width": record.frame_width, "height": record.frame_height},
         "raw_image_name": record.raw_image_name,
         "annotated_image_name": record.annotated_image_name,
+        "image_error": record.image_error,
     }
 
 
@@ -64,23 +66,22 @@ def _about(record: InferenceRecord, location: str, position: str) -> dict[str, A
     }
 
 
-def blob_name(location: str, position: str, when: datetime, image_name: str) -> str:
-    """``<location>/<position>/<yyyy>/<mm>/<dd>/<file>`` (UTC date)."""
-    return f"{location}/{position}/{when.astimezone(timezone.utc):%Y/%m/%d}/{image_name}"
-
-
 def upload_message(
     kind: str, image_name: str, path: str, record: InferenceRecord, location: str, position: str
 ) -> dict[str, Any]:
-    """The body sent on the ``imageUpload`` output for one stored image."""
+    """The body sent on the ``imageUpload`` output for one stored image.
+
+    Location and position are given as they appear in the file and blob names (sanitised).
+    """
+    place, spot = name_parts(location, position)
     return {
         "kind": kind,
         "container": CONTAINERS[kind],
         "img_name": image_name,
         "path": path,
         "blob_name": blob_name(location, position, record.created, image_name),
-        "location": location,
-        "position": position,
+        "location": place,
+        "position": spot,
         "camera_id": record.camera_id,
         "model_name": record.model_name,
         "model_version": record.model_version,

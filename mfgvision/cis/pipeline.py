@@ -27,6 +27,7 @@ from mfgvision.cis.writer import Emit, OutcomeWriter
 from mfgvision.inference import Model
 from mfgvision.settings import CisSettings
 from mfgvision.store.database import Database
+from mfgvision.store.spool import RowSpool, row_spool_path
 
 log = logging.getLogger(__name__)
 
@@ -86,13 +87,24 @@ class CisPipeline:
         db: Database,
         emit: Emit,
         intra_op_threads: int | None = None,
+        schema_ready: bool = True,
+        owner: str = "cis",
     ) -> None:
+        """``owner`` names this pipeline's entries in the announcement journal (the module id: a
+        restart replays its own entries, whatever camera id the settings name by then)."""
         self.settings = settings
         self.assets_dir = assets_dir
         self.intra_op_threads = intra_op_threads
         self.metrics = PipelineMetrics()
         self.models = ModelManager(models_dir)
-        self.writer = OutcomeWriter(images_dir, db, emit, self.metrics)
+        self.writer = OutcomeWriter(
+            images_dir,
+            db,
+            emit,
+            self.metrics,
+            owner=owner,
+            spool=RowSpool(row_spool_path(images_dir), db, schema_ready=schema_ready),
+        )
         self.grabber: FrameGrabber | None = None
         self.camera_error: str | None = None
         self._sampler = Sampler(settings.inference_fps)
@@ -176,9 +188,13 @@ class CisPipeline:
             state = "idle"
         else:
             state = "running" if model is not None else "loading_model"
+        reasons = self.problems()
+        if state == "running" and reasons:
+            state = "degraded"
         counters = dict(self.metrics.counters)
         return {
             "state": state,
+            "reasons": reasons,
             "fps": round(self.metrics.fps(), 3),
             "camera": {
                 "source": capture.source if capture else None,
@@ -201,6 +217,13 @@ class CisPipeline:
             "pending_rows": self.writer.pending_rows,
             "last_error": self.writer.last_error or self.models.error or self.camera_error,
         }
+
+    def problems(self) -> list[str]:
+        """What is wrong while inference runs: storage trouble, a model refused (empty if nothing)."""
+        reasons = self.writer.problems()
+        if self.models.error and self.models.current is not None:
+            reasons.append(f"model refused, the previous one serves: {self.models.error}")
+        return reasons
 
     def _start_camera(self) -> None:
         s = self.settings

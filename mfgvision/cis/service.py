@@ -44,13 +44,16 @@ class CisService:
         self._applied_version: int | None = None
         self._config_error: dict[str, Any] | None = None
         self._status_camera: str | None = None
+        self._schema_ready = False
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._reporter = threading.Thread(target=self._report_loop, name="reporter", daemon=True)
 
     def start(self) -> None:
         self.hub.connect()
-        self.db.create_schema()
+        # With the database away the module starts anyway: rows are spooled, and the spool creates
+        # the schema when the database is back.
+        self._schema_ready = self.db.create_schema_if_reachable()
         self.hub.on_method("status", lambda _payload: self.status())
         self.hub.on_method("capture_now", self._capture_now)
         self.hub.on_method("reload_model", self._reload_model)
@@ -110,6 +113,8 @@ class CisService:
                     self.db,
                     self._emit,
                     self.intra_op_threads,
+                    schema_ready=self._schema_ready,
+                    owner=self.hub.module_id,
                 )
                 self.pipeline.start()
             else:

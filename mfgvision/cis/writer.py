@@ -1,14 +1,30 @@
-"""The writer thread: everything after inference, off the inference thread.
+"""The writer thread: everything after inference, off the inference thread, in one durable order.
 
-For each outcome it draws and encodes the annotated image, writes image files atomically, sends the
-``inference`` and ``imageUpload`` messages (and an ``alerts`` message when a detection reaches
-``alert_probability``), and queues the database rows, which go out in batches. The
-queue in front of it is bounded: when the disk or database is too slow, outcomes are dropped and counted
-instead of stalling the camera.
+For each outcome it draws and encodes the annotated image and writes the image files atomically; then,
+for a whole batch of outcomes at once:
+
+1. **journal**: each inference's row and the messages announcing it (``inference``, ``imageUpload`` and,
+   when a detection reaches ``alert_probability``, ``alerts``) go to the local announcement journal;
+2. **store**: the rows are committed to the database, or, while it is away (or older rows still wait),
+   to the outage spool. Only now is an inference durable on the device;
+3. **announce**: the messages are handed to the hub, each carrying the inference's ``unique_id``;
+4. the journal entries are removed.
+
+A crash anywhere leaves the entries in the journal and the next start does steps 2 to 4 again: rows are
+written idempotently (never twice), messages may be sent twice (consumers drop duplicates by
+``unique_id``). Rows are committed by group commit: the writer commits as soon as it is idle, and a
+batch holds only what arrived while the previous commit ran (milliseconds at low load, throughput at
+high load). When neither the database nor the spool takes rows, they wait in memory and nothing about
+them is announced.
+
+An image that cannot be written (a full disk) is skipped and counted with its reason; its row is kept
+and says why (``image_error``). The queue in front of the writer is bounded: when the disk or database
+is too slow, outcomes are dropped and counted instead of stalling the camera.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import queue
 import threading
@@ -30,6 +46,7 @@ from mfgvision.cis.outcome import Outcome
 from mfgvision.inference.annotate import draw_detections
 from mfgvision.store.database import Database
 from mfgvision.store.images import encode_jpeg, image_name, write_atomic
+from mfgvision.store.journal import Announcement, AnnouncementJournal, Message, journal_path
 from mfgvision.store.records import InferenceRecord
 from mfgvision.store.spool import RowSpool, row_spool_path
 
@@ -39,6 +56,9 @@ Emit = Callable[[str, dict[str, Any]], None]
 _STOP = object()
 # Rows held in memory only while neither the database nor the spool takes them (e.g. a full disk).
 MAX_MEMORY_ROWS = 10_000
+# How long rows held in memory wait before the writer tries to store them again.
+RETRY_S = 2.0
+DISK_FULL = "disk full"
 
 
 class OutcomeWriter:
@@ -50,9 +70,9 @@ class OutcomeWriter:
         db: Database,
         emit: Emit,
         metrics: PipelineMetrics,
+        owner: str,
         maxsize: int = 32,
         batch_rows: int = 64,
-        flush_s: float = 0.25,
         spool: RowSpool | None = None,
     ) -> None:
         self.images_dir = images_dir
@@ -60,17 +80,17 @@ class OutcomeWriter:
         self.emit = emit
         self.metrics = metrics
         self.batch_rows = batch_rows
-        self.flush_s = flush_s
         self.last_error: str | None = None
-        self.on_stored: Callable[[Outcome, InferenceRecord], None] | None = None
+        #: Why the last image was not written (e.g. ``disk full``); None once one is written again.
+        self.image_error: str | None = None
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=maxsize)
-        self._pending: list[tuple[InferenceRecord, float]] = []
-        self._oldest: float | None = None
-        self._retry_at = 0.0
+        self._held: list[Announcement] = []
+        self._journal_error: str | None = None
         self._thread = threading.Thread(target=self._run, name="writer", daemon=True)
         images_dir.mkdir(parents=True, exist_ok=True)
         # While the database is unreachable rows wait on disk, in order, not in memory.
         self.spool = spool if spool is not None else RowSpool(row_spool_path(images_dir), db)
+        self.journal = AnnouncementJournal(journal_path(images_dir), owner)
 
     def start(self) -> None:
         self.spool.start()
@@ -86,46 +106,88 @@ class OutcomeWriter:
             return False
 
     def stop(self, timeout: float = 8.0) -> None:
-        """Write everything queued, flush rows, then stop."""
+        """Write everything queued, store and announce it, then stop."""
         self._queue.put(_STOP)
         self._thread.join(timeout)
         self.spool.close()
+        self.journal.close()
 
     @property
     def pending_rows(self) -> int:
-        """Rows not yet in the database: this batch plus those waiting in the spool."""
-        return len(self._pending) + self.spool.pending
+        """Rows not yet in the database: those held in memory plus those waiting in the spool."""
+        return len(self._held) + self.spool.pending
+
+    def problems(self) -> list[str]:
+        """What is wrong with storing right now (empty when nothing is)."""
+        reasons = []
+        if self.image_error is not None:
+            reasons.append(f"images not written: {self.image_error}")
+        if self.spool.pending:
+            reasons.append(f"database unreachable: {self.spool.pending} rows spooled")
+        if self._held:
+            reasons.append(f"rows not stored: {len(self._held)} held in memory")
+        if self._journal_error is not None:
+            reasons.append(f"announcement journal not writable: {self._journal_error}")
+        return reasons
 
     def _run(self) -> None:
+        self._replay()
         while True:
-            try:
-                item = self._queue.get(timeout=self.flush_s / 2)
-            except queue.Empty:
-                item = None
-            if item is _STOP:
-                self._flush(force=True)
+            outcomes, stop = self._next_batch()
+            entries = [e for e in map(self._prepare_safely, outcomes) if e is not None]
+            self._commit(entries)
+            if stop:
                 return
-            if item is not None:
-                try:
-                    self._handle(item)
-                except Exception as exc:
-                    self.last_error = f"{type(exc).__name__}: {exc}"
-                    self.metrics.count("write_errors")
-                    log.exception(
-                        "storing an inference failed", extra={"unique_id": item.unique_id}
-                    )
-            self._flush(force=False)
 
-    def _handle(self, outcome: Outcome) -> None:
+    def _replay(self) -> None:
+        """Store and announce what an earlier run journaled but did not finish (a crash)."""
+        try:
+            waiting = self.journal.waiting()
+        except Exception:
+            log.exception("the announcement journal cannot be read, nothing replayed")
+            return
+        if waiting:
+            log.warning("replaying journaled inferences", extra={"rows": len(waiting)})
+            self._commit(waiting, replay=True)
+
+    def _next_batch(self) -> tuple[list[Outcome], bool]:
+        """Wait for an outcome, then take whatever else is queued (at most ``batch_rows``)."""
+        timeout = RETRY_S if self._held else None
+        try:
+            item = self._queue.get(timeout=timeout)
+        except queue.Empty:
+            return [], False
+        batch: list[Outcome] = []
+        while item is not _STOP:
+            batch.append(item)
+            if len(batch) >= self.batch_rows:
+                return batch, False
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return batch, False
+        return batch, True
+
+    def _prepare_safely(self, outcome: Outcome) -> Announcement | None:
+        """:meth:`_prepare`, with any failure counted and logged instead of raised."""
+        try:
+            return self._prepare(outcome)
+        except Exception as exc:
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            self.metrics.count("write_errors")
+            log.exception("storing an inference failed", extra={"unique_id": outcome.unique_id})
+            return None
+
+    def _prepare(self, outcome: Outcome) -> Announcement | None:
+        """Write the outcome's images and build its row and messages; None when it is not stored."""
         s = outcome.settings
         detections = outcome.result.detections
         if not detections and not s.store_all_inferences:
             self.metrics.count("not_stored")
-            return
-        created = outcome.frame.captured_at
+            return None
         record = InferenceRecord(
             unique_id=outcome.unique_id,
-            created=created,
+            created=outcome.frame.captured_at,
             camera_id=s.camera_id,
             camera_name=s.camera_name,
             model_name=outcome.model_name,
@@ -136,42 +198,136 @@ class OutcomeWriter:
             detections=detections,
         )
         written = self._write_images(outcome, record)
-        self.emit(
-            INFERENCE_OUTPUT,
-            inference_message(
-                record, s.camera_location, s.camera_position, outcome.result.timings_ms
-            ),
-        )
-        for kind, name, path in written:
-            self.emit(
-                IMAGE_UPLOAD_OUTPUT,
-                upload_message(kind, name, path, record, s.camera_location, s.camera_position),
-            )
-        alert = alert_message(record, s.camera_location, s.camera_position, s.alert_probability)
+        where = (s.camera_location, s.camera_position)
+        messages: list[Message] = [
+            (INFERENCE_OUTPUT, inference_message(record, *where, outcome.result.timings_ms))
+        ]
+        messages += [
+            (IMAGE_UPLOAD_OUTPUT, upload_message(kind, name, path, record, *where))
+            for kind, name, path in written
+        ]
+        alert = alert_message(record, *where, s.alert_probability)
         if alert is not None:
-            self.emit(ALERTS_OUTPUT, alert)
-            self.metrics.count("alerts")
-        self._pending.append((record, outcome.frame.captured_at.timestamp()))
-        if self._oldest is None:
-            self._oldest = time.monotonic()
-        if self.on_stored is not None:
-            self.on_stored(outcome, record)
+            messages.append((ALERTS_OUTPUT, alert))
+        return Announcement(record, messages)
+
+    def _commit(self, entries: list[Announcement], replay: bool = False) -> None:
+        """Journal, store and announce ``entries`` (after any held in memory), in that order."""
+        batch = self._held + entries
+        if not batch:
+            return
+        self._journal(batch)
+        if not self._store(batch, replay):
+            self._hold(batch)
+            return
+        self._held = []
+        announced = [entry for entry in batch if self._announce(entry)]
+        try:
+            self.journal.remove(announced)
+        except Exception as exc:  # replayed after a restart: sent again, never stored twice
+            log.error("journal entries not removed", extra={"error": str(exc)[:300]})
+
+    def _journal(self, batch: list[Announcement]) -> None:
+        """Protect the batch's announcements against a crash; on failure they go unprotected."""
+        try:
+            self.journal.append(batch)
+        except Exception as exc:
+            self.metrics.count("journal_errors")
+            if self._journal_error is None:
+                log.error(
+                    "announcements not journaled (a crash now would not re-send them)",
+                    extra={"rows": len(batch), "error": str(exc)[:300]},
+                )
+            self._journal_error = f"{type(exc).__name__}: {exc}"[:300]
+            return
+        if self._journal_error is not None:
+            log.info("announcements journaled again", extra={"after": self._journal_error})
+            self._journal_error = None
+
+    def _store(self, batch: list[Announcement], replay: bool) -> bool:
+        """Make the rows durable: database first, else the spool; False when neither took them."""
+        records = [e.record for e in batch]
+        if self.spool.pending == 0:  # nothing waits ahead of these rows: straight to the database
+            t0 = time.perf_counter()
+            try:
+                self.db.write(records)
+            except Exception as exc:
+                self.last_error = f"database: {type(exc).__name__}: {exc}"
+                self.metrics.count("db_errors")
+                log.error(
+                    "database write failed, rows go to the spool",
+                    extra={"rows": len(records), "error": str(exc)[:300]},
+                )
+            else:
+                done = time.time()
+                self.metrics.time("db_write", (time.perf_counter() - t0) * 1000)
+                if not replay:
+                    for record in records:
+                        self.metrics.time(
+                            "frame_to_row", (done - record.created.timestamp()) * 1000
+                        )
+                self.metrics.count("rows_written", len(records))
+                self.last_error = None
+                return True
+        try:
+            self.spool.append(records)
+        except Exception as exc:
+            self.last_error = f"spool: {type(exc).__name__}: {exc}"
+            self.metrics.count("spool_errors")
+            log.error(
+                "rows could not be spooled, kept in memory for retry",
+                extra={"rows": len(records), "error": str(exc)[:300]},
+            )
+            return False
+        self.metrics.count("rows_spooled", len(records))
+        return True
+
+    def _hold(self, batch: list[Announcement]) -> None:
+        """Keep rows that nothing took in memory (the newest ``MAX_MEMORY_ROWS``) for a retry."""
+        lost = len(batch) - MAX_MEMORY_ROWS
+        if lost > 0:
+            del batch[:lost]
+            self.metrics.count("rows_lost", lost)
+            log.error("rows held in memory over the limit dropped", extra={"lost": lost})
+        self._held = batch
+
+    def _announce(self, entry: Announcement) -> bool:
+        """Hand the entry's messages to the hub; False (its journal entry stays, so the next start
+        sends them again) when the hub refused one."""
+        try:
+            for output, body in entry.messages:
+                self.emit(output, body)
+                if output == ALERTS_OUTPUT:
+                    self.metrics.count("alerts")
+        except Exception:
+            self.metrics.count("announce_errors")
+            log.exception(
+                "announcing an inference failed, it is sent again at the next start",
+                extra={"unique_id": entry.record.unique_id},
+            )
+            return False
+        return True
 
     def _write_images(
         self, outcome: Outcome, record: InferenceRecord
     ) -> list[tuple[str, str, str]]:
-        """Write the annotated, raw and retraining images this outcome calls for."""
+        """Write the annotated, raw and retraining images this outcome calls for.
+
+        An image that cannot be written is skipped and counted; ``record.image_error`` says why.
+        """
         s, frame = outcome.settings, outcome.frame
         written: list[tuple[str, str, str]] = []
+        skipped: dict[str, list[str]] = {}
 
-        def put(kind: str, data: bytes) -> str:
+        def put(kind: str, data: bytes) -> tuple[str, str] | tuple[None, None]:
             name = image_name(s.camera_location, s.camera_position, frame.captured_at, kind)  # type: ignore[arg-type]
             path = self.images_dir / name
-            t0 = time.perf_counter()
-            write_atomic(path, data)
-            self.metrics.time("write_file", (time.perf_counter() - t0) * 1000)
+            reason = self._write_file(path, data)
+            if reason is not None:
+                skipped.setdefault(reason, []).append(kind)
+                return None, None
             written.append((kind, name, str(path)))
-            return name
+            return name, str(path)
 
         raw_bytes: bytes | None = None
         if s.store_raw_frames or outcome.retrain or not record.detections:
@@ -183,17 +339,41 @@ class OutcomeWriter:
             data = encode_jpeg(drawn, s.jpeg_quality)
             self.metrics.time("annotate", (t1 - t0) * 1000)
             self.metrics.time("encode", (time.perf_counter() - t1) * 1000)
-            record.annotated_image_name = put("annotated", data)
-            record.annotated_image_path = str(self.images_dir / record.annotated_image_name)
+            record.annotated_image_name, record.annotated_image_path = put("annotated", data)
         if raw_bytes is not None and (s.store_raw_frames or not record.detections):
-            record.raw_image_name = put("raw", raw_bytes)
-            record.raw_image_path = str(self.images_dir / record.raw_image_name)
+            record.raw_image_name, record.raw_image_path = put("raw", raw_bytes)
         if raw_bytes is not None and outcome.retrain:
             put("retrain", raw_bytes)
-        if record.annotated_image_name is None:
+        if record.annotated_image_name is None and not record.detections:
             record.annotated_image_name = record.raw_image_name
             record.annotated_image_path = record.raw_image_path
+        if skipped:
+            record.image_error = "; ".join(
+                f"{reason}: {', '.join(kinds)} not written" for reason, kinds in skipped.items()
+            )
         return written
+
+    def _write_file(self, path: Path, data: bytes) -> str | None:
+        """Write one image atomically; the reason (counted, logged) when it cannot be, else None."""
+        t0 = time.perf_counter()
+        try:
+            write_atomic(path, data)
+        except OSError as exc:
+            reason = DISK_FULL if exc.errno in (errno.ENOSPC, errno.EDQUOT) else "write failed"
+            self.metrics.count("images_skipped")
+            self.metrics.count(f"images_skipped_{reason.replace(' ', '_')}")
+            if self.image_error != reason:
+                log.error(
+                    "image not written, skipped; its row is kept",
+                    extra={"image": path.name, "reason": reason, "error": str(exc)[:300]},
+                )
+            self.image_error = reason
+            return reason
+        self.metrics.time("write_file", (time.perf_counter() - t0) * 1000)
+        if self.image_error is not None:
+            log.info("images written again", extra={"after": self.image_error})
+            self.image_error = None
+        return None
 
     def _raw_jpeg(self, outcome: Outcome) -> bytes:
         """The frame as JPEG: the camera's own bytes when it sent JPEG (never re-encoded)."""
@@ -204,53 +384,3 @@ class OutcomeWriter:
         data = encode_jpeg(image, outcome.settings.jpeg_quality)
         self.metrics.time("encode", (time.perf_counter() - t0) * 1000)
         return data
-
-    def _flush(self, force: bool) -> None:
-        if not self._pending:
-            return
-        now = time.monotonic()
-        due = len(self._pending) >= self.batch_rows or (now - (self._oldest or now)) >= self.flush_s
-        if not force and (not due or now < self._retry_at):
-            return
-        batch = [r for r, _ in self._pending]
-        if self.spool.pending == 0:  # nothing waits ahead of these rows: straight to the database
-            t0 = time.perf_counter()
-            try:
-                self.db.write(batch)
-            except Exception as exc:
-                self.last_error = f"database: {type(exc).__name__}: {exc}"
-                self.metrics.count("db_errors")
-                log.error(
-                    "database write failed, rows go to the spool",
-                    extra={"rows": len(batch), "error": str(exc)[:300]},
-                )
-            else:
-                done = time.time()
-                self.metrics.time("db_write", (time.perf_counter() - t0) * 1000)
-                for _, captured in self._pending:
-                    self.metrics.time("frame_to_row", (done - captured) * 1000)
-                self.metrics.count("rows_written", len(batch))
-                self._clear_pending()
-                self.last_error = None
-                return
-        try:
-            self.spool.append(batch)
-        except Exception as exc:
-            self.last_error = f"spool: {type(exc).__name__}: {exc}"
-            self.metrics.count("spool_errors")
-            self._retry_at = now + 2.0
-            lost = len(self._pending) - MAX_MEMORY_ROWS
-            if lost > 0:
-                del self._pending[:lost]
-                self.metrics.count("rows_lost", lost)
-            log.error(
-                "rows could not be spooled, kept in memory for retry",
-                extra={"rows": len(self._pending), "lost": max(lost, 0), "error": str(exc)[:300]},
-            )
-            return
-        self.metrics.count("rows_spooled", len(batch))
-        self._clear_pending()
-
-    def _clear_pending(self) -> None:
-        self._pending.clear()
-        self._oldest = None

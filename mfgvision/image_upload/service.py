@@ -52,6 +52,9 @@ log = logging.getLogger(__name__)
 UPLOAD_INPUT = "imageUpload"
 STOP_TIMEOUT_S = 8.0
 IDLE_WAIT_S = 1.0
+#: A rejected upload request keeps the module ``degraded`` for this long after the last one.
+REJECTED_RECENT_S = 600.0
+SHOWN_CHARS = 120
 CONTENT_TYPE = "image/jpeg"
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,200}$")
 _SAFE_BLOB = re.compile(r"^[A-Za-z0-9_.\-]+(/[A-Za-z0-9_.\-]+){0,8}$")
@@ -81,32 +84,38 @@ def parse_request(message: HubMessage) -> OutboxItem:
     """Validate an ``imageUpload`` body; only plain names, never paths, are trusted."""
     try:
         body = message.json()
-    except ValueError as exc:
-        raise UploadRequestError(f"body is not JSON: {exc}") from None
+    except (ValueError, RecursionError) as exc:
+        raise UploadRequestError(f"body is not JSON: {_short(exc)}") from None
     if not isinstance(body, dict):
         raise UploadRequestError("body is not a JSON object")
     name, blob, container = body.get("img_name"), body.get("blob_name"), body.get("container")
     if not isinstance(name, str) or not _SAFE_NAME.match(name) or name.startswith("."):
-        raise UploadRequestError(f"unsafe or missing img_name {name!r}")
+        raise UploadRequestError(f"unsafe or missing img_name {_short(name)}")
     if not isinstance(blob, str) or not _SAFE_BLOB.match(blob) or ".." in blob.split("/"):
-        raise UploadRequestError(f"unsafe or missing blob_name {blob!r}")
+        raise UploadRequestError(f"unsafe or missing blob_name {_short(blob)}")
     kinds = {c: k for k, c in _CONTAINERS.items()}
-    if container not in kinds:
-        raise UploadRequestError(f"unknown container {container!r}")
+    if not isinstance(container, str) or container not in kinds:
+        raise UploadRequestError(f"unknown container {_short(container)}")
     kind = body.get("kind", kinds[container])
-    if _CONTAINERS.get(kind) != container:
-        raise UploadRequestError(f"kind {kind!r} does not go to container {container!r}")
+    if not isinstance(kind, str) or _CONTAINERS.get(kind) != container:
+        raise UploadRequestError(f"kind {_short(kind)} does not go to container {container!r}")
     metadata = {"kind": kind}
     for key, field_name in _METADATA.items():
         value = body.get(field_name)
         if value is None:
             continue
         if not isinstance(value, str) or not _METADATA_VALUE.match(value):
-            raise UploadRequestError(f"{field_name} must be printable ASCII, got {value!r}")
+            raise UploadRequestError(f"{field_name} must be printable ASCII, got {_short(value)}")
         metadata[key] = value
     return OutboxItem(
         container=str(container), blob_name=blob, img_name=name, kind=kind, metadata=metadata
     )
+
+
+def _short(value: object) -> str:
+    """``repr(value)`` cut to a length fit for a log line and a status field."""
+    text = repr(value)
+    return text if len(text) <= SHOWN_CHARS else f"{text[:SHOWN_CHARS]}..."
 
 
 class ImageUploadService:
@@ -135,6 +144,8 @@ class ImageUploadService:
         }
         self.last_error: str | None = None
         self.last_error_at: str | None = None
+        self.last_rejected: dict[str, str] | None = None
+        self._rejected_at = -REJECTED_RECENT_S
         self.target_error: str | None = None
         self._fixed_target = target
         self._target: UploadTarget | None = target
@@ -188,14 +199,19 @@ class ImageUploadService:
         counts = self.outbox.counts()
         oldest = self.outbox.oldest_age_s()
         state = self._state
+        reasons = self._degraded_reasons()
         if state == "running" and self.target_error:
             state = "target_error"
         elif state == "running" and time.monotonic() < self._paused_until:
             state = "waiting_for_storage"
+        elif state == "running" and reasons:
+            state = "degraded"
         return {
             "software_version": __version__,
             "status": {
                 "state": state,
+                "reasons": reasons,
+                "last_rejected": self.last_rejected,
                 "target": self._target_kind(),
                 "queued": counts["queued"],
                 "failed": counts["failed"],
@@ -209,17 +225,35 @@ class ImageUploadService:
         }
 
     def handle(self, message: HubMessage) -> None:
-        """Validate an ``imageUpload`` message and queue it durably (then it may be acknowledged)."""
+        """Validate an ``imageUpload`` message and queue it durably (then it may be acknowledged).
+
+        A message that cannot be honoured, whatever it throws, is counted as rejected, logged on one
+        line and shown in the status; it never takes the input handler down.
+        """
         try:
             item = parse_request(message)
-        except UploadRequestError as exc:
-            self.counters["rejected"] += 1
-            log.error("upload request rejected", extra={"error": str(exc)})
+        except Exception as exc:
+            self._reject(exc)
             return
         if self.outbox.enqueue(item):
             self._wake.set()
         else:
             log.info("upload already queued", extra={"image": item.img_name})
+
+    def _reject(self, exc: Exception) -> None:
+        """Count and show a refused upload request."""
+        error = str(exc) if isinstance(exc, UploadRequestError) else f"{type(exc).__name__}: {exc}"
+        error = error[:500]
+        self.counters["rejected"] += 1
+        self._rejected_at = time.monotonic()
+        self.last_rejected = {"error": error, "at": datetime.now(timezone.utc).isoformat()}
+        log.error("upload request rejected", extra={"error": error})
+
+    def _degraded_reasons(self) -> list[str]:
+        """What is wrong while the module still serves (empty when nothing is)."""
+        if time.monotonic() - self._rejected_at >= REJECTED_RECENT_S:
+            return []
+        return [f"upload requests rejected ({self.counters['rejected']} in all)"]
 
     # -- settings ---------------------------------------------------------------------------------
 

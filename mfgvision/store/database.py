@@ -84,6 +84,23 @@ class Database:
         """Bring the schema to the latest revision (see :meth:`migrate`); existing rows are kept."""
         self.migrate()
 
+    def create_schema_if_reachable(self) -> bool:
+        """:meth:`create_schema`; False (logged) when the database cannot be reached now.
+
+        Tables that are not this product's still raise ``SchemaError``: that is no outage.
+        """
+        try:
+            self.create_schema()
+        except SchemaError:
+            raise
+        except Exception as exc:
+            logger.error(
+                "database unreachable, schema not created yet",
+                extra={"db_url": self.safe_url, "error": f"{type(exc).__name__}: {exc}"[:300]},
+            )
+            return False
+        return True
+
     def migrate(self, revision: str = "head") -> None:
         """Apply the Alembic revisions up to ``revision``, one process at a time.
 
@@ -383,6 +400,7 @@ def _inference_row(record: InferenceRecord) -> dict[str, Any]:
         "raw_image_path": record.raw_image_path,
         "annotated_image_name": record.annotated_image_name,
         "annotated_image_path": record.annotated_image_path,
+        "image_error": record.image_error,
     }
 
 
@@ -445,4 +463,5 @@ def _record(row: Row[Any], detections: list[Detection]) -> InferenceRecord:
         raw_image_path=row.raw_image_path,
         annotated_image_name=row.annotated_image_name,
         annotated_image_path=row.annotated_image_path,
+        image_error=row.image_error,
     )

@@ -36,6 +36,11 @@ def sanitise_name_part(value: str) -> str:
     return cleaned
 
 
+def name_parts(location: str, position: str) -> tuple[str, str]:
+    """The camera's location and position as they appear in file and blob names (sanitised)."""
+    return sanitise_name_part(location), sanitise_name_part(position)
+
+
 def image_name(location: str, position: str, when_utc: datetime, kind: ImageKind) -> str:
     """``<location>-<position>-<yyyymmddTHHMMSSffffff>-<kind>.jpg`` with the time in UTC.
 
@@ -43,10 +48,23 @@ def image_name(location: str, position: str, when_utc: datetime, kind: ImageKind
     """
     if kind not in IMAGE_KINDS:
         raise ValueError(f"unknown image kind {kind!r}; expected one of {sorted(IMAGE_KINDS)}")
-    if when_utc.tzinfo is None or when_utc.utcoffset() is None:
+    stamp = _utc(when_utc).strftime("%Y%m%dT%H%M%S%f")
+    place, spot = name_parts(location, position)
+    return f"{place}-{spot}-{stamp}-{kind}.jpg"
+
+
+def blob_name(location: str, position: str, when_utc: datetime, file_name: str) -> str:
+    """``<location>/<position>/<yyyy>/<mm>/<dd>/<file>`` (UTC date), from the same sanitised parts
+    as :func:`image_name`, so every name the CIS makes is one ImageUpload accepts."""
+    place, spot = name_parts(location, position)
+    return f"{place}/{spot}/{_utc(when_utc):%Y/%m/%d}/{file_name}"
+
+
+def _utc(when: datetime) -> datetime:
+    """``when`` in UTC; a naive time is refused (its zone would be a guess)."""
+    if when.tzinfo is None or when.utcoffset() is None:
         raise ValueError("when_utc must be timezone-aware")
-    stamp = when_utc.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%S%f")
-    return f"{sanitise_name_part(location)}-{sanitise_name_part(position)}-{stamp}-{kind}.jpg"
+    return when.astimezone(timezone.utc)
 
 
 def encode_jpeg(image: np.ndarray, quality: int = 90) -> bytes:

@@ -26,6 +26,8 @@ class InferenceRecord:
     raw_image_path: str | None = None
     annotated_image_name: str | None = None
     annotated_image_path: str | None = None
+    #: Why some or all of its images were not stored (e.g. a full disk); None when all were.
+    image_error: str | None = None
 
     @property
     def object_detected(self) -> bool:

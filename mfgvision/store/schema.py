@@ -89,6 +89,7 @@ inference_data = Table(
     Column("raw_image_path", String(IMAGE_FIELD_LENGTH)),
     Column("annotated_image_name", String(IMAGE_FIELD_LENGTH)),
     Column("annotated_image_path", String(IMAGE_FIELD_LENGTH)),
+    Column("image_error", String(IMAGE_FIELD_LENGTH), comment="why images were not stored"),
     Index("ix_inference_data_camera_id_created", "camera_id", "created"),
     Index("ix_inference_data_created", "created"),
     **MYSQL_TABLE_OPTIONS,

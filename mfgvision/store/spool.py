@@ -98,6 +98,7 @@ def record_to_json(record: InferenceRecord) -> str:
             "raw_image_path": record.raw_image_path,
             "annotated_image_name": record.annotated_image_name,
             "annotated_image_path": record.annotated_image_path,
+            "image_error": record.image_error,
         },
         separators=(",", ":"),
     )
@@ -135,6 +136,7 @@ class RowSpool:
         backoff_initial_s: float = BACKOFF_INITIAL_S,
         backoff_max_s: float = BACKOFF_MAX_S,
         batch_size: int = DRAIN_BATCH,
+        schema_ready: bool = True,
     ) -> None:
         self.path = path
         self.db = db
@@ -142,6 +144,7 @@ class RowSpool:
         self.backoff_initial_s = backoff_initial_s
         self.backoff_max_s = backoff_max_s
         self.batch_size = batch_size
+        self.schema_ready = schema_ready
         self.last_error: str | None = None
         self.written = 0
         self.dead = 0
@@ -185,6 +188,9 @@ class RowSpool:
         with self._drain_lock() as mine:
             if not mine:
                 return DrainResult(0, 0, self._refresh(), None, skipped=True)
+            error = self._prepare_schema()
+            if error is not None:
+                return DrainResult(0, 0, self._refresh(), error)
             while max_batches is None or batches < max_batches:
                 batch = self._oldest(self.batch_size)
                 if not batch:
@@ -211,6 +217,17 @@ class RowSpool:
                 extra={"rows": written, "dead": dead, "remaining": self._pending},
             )
         return DrainResult(written, dead, self._refresh(), None)
+
+    def _prepare_schema(self) -> str | None:
+        """Create or upgrade the schema once, when it could not be at start; the error, if any."""
+        if self.schema_ready:
+            return None
+        if not self.db.create_schema_if_reachable():
+            self.last_error = "database unreachable, schema not created yet"
+            return self.last_error
+        self.schema_ready = True
+        log.info("database reachable again, schema ready", extra={"rows": self._pending})
+        return None
 
     def start(self) -> None:
         """Start the drainer thread: drains whenever rows wait, backing off while it fails."""

@@ -251,3 +251,18 @@ def test_frames_are_decoded_on_the_capture_thread_only_when_all_are_inferred(run
 
     before = decoded_when_inferred()
     assert wait_for(lambda: decoded_when_inferred() >= before + 2)  # only admitted frames
+
+
+def test_a_refused_model_leaves_the_old_one_serving_and_the_state_degraded(running, models_dir):
+    cis, broker, _, _ = running
+    hub = broker.hub("cam")
+    assert cis.pipeline.models.wait_ready(20)
+    broker.patch_desired("cam", {"model_version": "2"})  # not on the model volume
+    assert wait_for(lambda: cis.status()["status"]["state"] == "degraded")
+    status = cis.status()["status"]
+    assert status["model"]["serving"] == "const/1"
+    assert status["reasons"][0].startswith("model refused, the previous one serves")
+    assert wait_for(lambda: hub.get_twin()["reported"]["status"]["state"] == "degraded")
+    shutil.copytree(models_dir / "const" / "1", models_dir / "const" / "2")
+    assert wait_for(lambda: cis.status()["status"]["state"] == "running")
+    assert cis.status()["status"]["reasons"] == []

@@ -24,6 +24,7 @@ from mfgvision.runtime import Paths
 from mfgvision.settings import FileCleanupSettings
 from mfgvision.store.database import Database
 from mfgvision.store.outbox import OutboxItem, OutboxReader, UploadOutbox, outbox_path
+from tests import services
 from tests.factories import make_record, recent
 
 NOW = time.time()
@@ -157,22 +158,8 @@ def test_watermark_never_deletes_images_younger_than_min_age(paths: Paths, db: D
 @pytest.fixture
 def tmpfs(tmp_path: Path) -> Iterator[Path]:
     """A real 4 MiB volume (tmpfs); skipped where this process may not mount."""
-    mount_point = tmp_path / "volume"
-    mount_point.mkdir()
-    mount = shutil.which("mount")
-    if os.geteuid() != 0 or mount is None:
-        pytest.skip("mounting a tmpfs needs root")
-    done = subprocess.run(
-        [mount, "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount_point)],
-        capture_output=True,
-        text=True,
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
-    try:
-        yield mount_point
-    finally:
-        subprocess.run(["umount", str(mount_point)], check=False)
+    with services.tmpfs(tmp_path / "volume", "4m") as volume:
+        yield volume
 
 
 def test_full_real_volume_is_brought_below_the_low_watermark(tmpfs: Path, db: Database) -> None:
@@ -319,6 +306,39 @@ def test_service_reports_passes_and_sleeps_between_them(paths: Paths, db: Databa
     finally:
         service.stop()
     assert broker.hub("cleanup").get_twin()["reported"]["status"]["state"] == "stopped"
+
+
+def test_a_disk_above_the_high_watermark_gets_a_pass_before_the_interval(
+    paths: Paths, db: Database
+) -> None:
+    broker = InProcessBroker([])
+    desired = {
+        "interval_s": 3600,
+        "high_watermark_pct": 50,
+        "low_watermark_pct": 30,
+        "min_age_s": 0,
+    }
+    service = FileCleanupService(
+        broker.hub("cleanup", desired),
+        paths,
+        Database(f"sqlite:///{paths.default_db_path}"),
+        disk_usage=small_disk(paths.images, 10_000),
+    )
+    service.start()
+    try:
+        assert service.wait_for_pass(1, timeout=60)
+        assert service.totals["emergency_passes"] == 0
+        for i in range(7):  # 70 % used: the camera keeps writing, the interval is an hour away
+            image(paths.images, f"frame-{i}-raw.jpg", 1000, 100 - i)
+        assert service.wait_for_pass(2, timeout=60)
+        assert service.totals["emergency_passes"] == 1
+        assert service.last_pass is not None
+        assert (
+            service.last_pass.deleted_by_watermark == 4
+        )  # down to the low watermark, oldest first
+        assert names(paths.images) == {f"frame-{i}-raw.jpg" for i in (4, 5, 6)}
+    finally:
+        service.stop()
 
 
 def test_settings_are_validated_and_documented() -> None:

@@ -106,6 +106,39 @@ def test_parse_request_refuses_bad_messages(make_image: ImageMaker, change, mess
         parse_request(HubMessage(b"{not json"))
 
 
+def test_a_location_with_spaces_and_umlauts_names_a_blob_upload_accepts(tmp_path: Path) -> None:
+    maker = ImageMaker(tmp_path / "images", "Linie 1/Süd")
+    body = maker("annotated")
+    item = parse_request(HubMessage.from_json(body))
+    assert item.blob_name == f"Linie_1_S_d/top/2026/03/01/{body['img_name']}"
+    assert body["img_name"].startswith("Linie_1_S_d-top-")
+    assert item.metadata["location"] == "Linie_1_S_d"
+
+
+def test_messages_of_any_shape_are_counted_as_rejected_and_shown(tmp_path: Path) -> None:
+    service, broker = start_service(tmp_path, target=LocalFolderTarget(tmp_path / "blobs"))
+    maker = ImageMaker(tmp_path / "data" / "images", "line1")
+    hub = broker.hub("upload")
+    try:
+        good = maker("raw")
+        hub.deliver("imageUpload", HubMessage(b"[" * 100_000 + b"]" * 100_000))
+        deliver(broker, {**good, "container": ["images-frame"]})
+        deliver(broker, {**good, "container": {"a": 1}})
+        deliver(broker, {**good, "kind": {"raw": 1}})
+        deliver(broker, {**good, "kind": ["raw"]})
+        assert wait_for(lambda: service.counters["rejected"] == 5)
+        status = service.status()["status"]
+        assert status["state"] == "degraded"
+        assert status["reasons"] == ["upload requests rejected (5 in all)"]
+        assert "kind" in status["last_rejected"]["error"]
+        deliver(broker, good)  # the module still serves
+        assert wait_for(lambda: service.counters["uploaded"] == 1)
+        hub_status = hub.call_method("status", None)[1]["status"]
+        assert hub_status["rejected"] == 5 and hub_status["state"] == "degraded"
+    finally:
+        service.stop()
+
+
 # -- the outbox -----------------------------------------------------------------------------------
 
 

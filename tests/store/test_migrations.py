@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import threading
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import func, inspect, select, text
+from sqlalchemy import func, insert, inspect, select, text
 
 from mfgvision.inference.types import Box
-from mfgvision.store.database import Database, SchemaError
+from mfgvision.store.database import Database, SchemaError, _detection_rows, _inference_row
 from mfgvision.store.records import InferenceRecord
 from mfgvision.store.schema import detection_data, inference_data, metadata
 from tests.factories import make_detection, make_record, recent
@@ -28,6 +29,17 @@ def record(i: int, detections: int = 1) -> InferenceRecord:
     )
 
 
+def write_initial(db: Database, records: list[InferenceRecord]) -> None:
+    """Store records as the first release did: only the columns of revision 0001."""
+    added = {"image_error"}  # columns added by later revisions
+    rows = [{k: v for k, v in _inference_row(r).items() if k not in added} for r in records]
+    with db.engine.begin() as conn:
+        conn.execute(insert(inference_data), rows)
+        detections = [d for r in records for d in _detection_rows(r)]
+        if detections:
+            conn.execute(insert(detection_data), detections)
+
+
 def counts(db: Database) -> tuple[int, int]:
     with db.engine.connect() as conn:
         return (
@@ -38,7 +50,7 @@ def counts(db: Database) -> tuple[int, int]:
 
 def test_migrated_schema_equals_schema_py(empty_db: Database) -> None:
     empty_db.create_schema()
-    assert empty_db.schema_revision() == "0002"
+    assert empty_db.schema_revision() == "0003"
     with empty_db.engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), metadata)
     assert diff == []
@@ -50,12 +62,12 @@ def test_upgrade_from_the_initial_revision_keeps_rows(empty_db: Database) -> Non
     indexes = {ix["name"] for ix in inspect(empty_db.engine).get_indexes("detection_data")}
     assert "ix_detection_data_tag_name" not in indexes
     batch = [record(i, detections=i % 3) for i in range(20)]
-    assert empty_db.write(batch) == 20
+    write_initial(empty_db, batch)
     before = counts(empty_db)
 
     empty_db.create_schema()  # what every module does at start
 
-    assert empty_db.schema_revision() == "0002"
+    assert empty_db.schema_revision() == "0003"
     indexes = {ix["name"] for ix in inspect(empty_db.engine).get_indexes("detection_data")}
     assert "ix_detection_data_tag_name" in indexes
     assert counts(empty_db) == before == (20, 19)
@@ -65,12 +77,12 @@ def test_upgrade_from_the_initial_revision_keeps_rows(empty_db: Database) -> Non
 
 def test_database_created_before_migrations_is_adopted(empty_db: Database) -> None:
     empty_db.migrate("0001")
-    empty_db.write([record(0), record(1)])
+    write_initial(empty_db, [record(0), record(1)])
     with empty_db.engine.begin() as conn:  # as the first release left it: no alembic_version
         conn.execute(text("DROP TABLE alembic_version"))
     assert empty_db.schema_revision() is None
     empty_db.create_schema()
-    assert empty_db.schema_revision() == "0002"
+    assert empty_db.schema_revision() == "0003"
     assert counts(empty_db) == (2, 2)
 
 
@@ -84,7 +96,17 @@ def test_foreign_tables_of_the_same_name_are_refused(empty_db: Database) -> None
         )
     with pytest.raises(SchemaError, match="not created by mfgvision"):
         empty_db.create_schema()
+    with pytest.raises(SchemaError):  # not an outage: a module does not start on it
+        empty_db.create_schema_if_reachable()
     assert empty_db.schema_revision() is None
+
+
+def test_an_unreachable_database_is_reported_not_raised(tmp_path: Path) -> None:
+    unreachable = Database(f"sqlite:///{tmp_path / 'missing-folder-is-a-file' / 'edge.db'}")
+    (tmp_path / "missing-folder-is-a-file").rmdir()
+    (tmp_path / "missing-folder-is-a-file").write_text("not a folder")
+    assert unreachable.create_schema_if_reachable() is False
+    unreachable.close()
 
 
 def test_concurrent_starts_migrate_once(empty_db: Database) -> None:
@@ -106,7 +128,7 @@ def test_concurrent_starts_migrate_once(empty_db: Database) -> None:
     for db in others:
         db.close()
     assert errors == []
-    assert empty_db.schema_revision() == "0002"
+    assert empty_db.schema_revision() == "0003"
 
 
 def test_writes_are_idempotent_by_unique_id(empty_db: Database) -> None:

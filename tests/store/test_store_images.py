@@ -33,6 +33,17 @@ def test_image_name_sanitises_parts() -> None:
     assert len(image_name("x" * 500, "y" * 500, WHEN, "raw")) < 255
 
 
+def test_blob_names_use_the_same_sanitised_parts_as_file_names() -> None:
+    name = image_name("Line 1", "top/left", WHEN, "raw")
+    blob = images.blob_name("Line 1", "top/left", WHEN, name)
+    assert blob == f"Line_1/top_left/2026/03/01/{name}"
+    assert name.startswith("Line_1-top_left-")
+    later = WHEN.astimezone(timezone(timedelta(hours=-10)))  # 2026-02-28 locally
+    assert images.blob_name("a", "b", later, "x.jpg") == "a/b/2026/03/01/x.jpg"
+    with pytest.raises(ValueError, match="timezone-aware"):
+        images.blob_name("a", "b", WHEN.replace(tzinfo=None), "x.jpg")
+
+
 def test_image_names_sort_by_time() -> None:
     times = [WHEN + timedelta(microseconds=step) for step in (0, 1, 999_999, 10**6, 86_400 * 10**6)]
     times += [WHEN - timedelta(days=400), WHEN + timedelta(days=3000)]

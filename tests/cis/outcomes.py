@@ -1,0 +1,65 @@
+"""Outcomes as the inference thread hands them to the writer, and a writer process that is killed.
+
+``python -m tests.cis.outcomes <data_dir> <db_url> <count>`` queues ``count`` outcomes, starts a writer
+and SIGKILLs itself when the writer hands its first message to the hub: after the rows were committed,
+before the rest was announced.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mfgvision.capture.base import Frame
+from mfgvision.cis.metrics import PipelineMetrics
+from mfgvision.cis.outcome import Outcome
+from mfgvision.cis.writer import OutcomeWriter
+from mfgvision.inference.types import InferenceResult
+from mfgvision.settings import CisSettings
+from mfgvision.store.database import Database
+from tests.factories import make_detection
+
+OWNER = "cam-w"
+W, H = 640, 480
+
+
+def make_outcome(seq: int, **settings: Any) -> Outcome:
+    """One inferred frame with one detection, as camera ``cam-w`` at ``Line 1``/``top``."""
+    s = CisSettings(camera_id=OWNER, camera_location="Line 1", retrain_interval_s=3600, **settings)
+    image = np.full((H, W, 3), seq % 255, dtype=np.uint8)
+    frame = Frame(seq, datetime.now(timezone.utc), f"f{seq}.jpg", W, H, image=image)
+    result = InferenceResult([make_detection(0, "scratch", 0.9)], W, H, {"model": 1.0})
+    return Outcome(
+        unique_id=str(uuid.uuid4()),
+        frame=frame,
+        image=image,
+        image_result=result,
+        result=result,
+        settings=s,
+        model_name="m",
+        model_version="1",
+        retrain=None,
+        inferred_at=0.0,
+    )
+
+
+def main(data_dir: Path, db_url: str, count: int) -> None:
+    def die(_output: str, _body: dict[str, Any]) -> None:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    writer = OutcomeWriter(data_dir / "images", Database(db_url), die, PipelineMetrics(), OWNER)
+    for i in range(count):
+        writer.submit(make_outcome(i))
+    writer.start()
+    writer.stop(timeout=60)
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]))

@@ -1,0 +1,173 @@
+"""The writer's durable order on SQLite and MariaDB: a row is stored before anything about it leaves,
+what queues during a commit is committed together, and a writer killed after its commit re-sends the
+announcements at the next start without storing any row twice."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from mfgvision.cis.metrics import PipelineMetrics
+from mfgvision.cis.writer import OutcomeWriter
+from mfgvision.edge.hub import HubMessage
+from mfgvision.image_upload.service import parse_request
+from mfgvision.store.database import Database
+from mfgvision.store.journal import AnnouncementJournal, journal_path
+from mfgvision.store.schema import inference_data
+from tests.cis.outcomes import OWNER, make_outcome
+from tests.factories import wait_for
+from tests.services import REPO, mariadb_url  # noqa: F401  (fixture)
+
+Sent = list[tuple[str, dict[str, Any]]]
+
+
+@pytest.fixture(params=["sqlite", pytest.param("mariadb", marks=pytest.mark.mysql)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A database with the schema, on each backend."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'edge.db'}"
+    else:
+        url = request.getfixturevalue("mariadb_url")
+    db = Database(url)
+    db.create_schema()
+    db.close()
+    return url
+
+
+def journaled(images: Path) -> list[str]:
+    """``unique_id`` of the entries waiting in the writer's journal, oldest first."""
+    journal = AnnouncementJournal(journal_path(images), OWNER)
+    try:
+        return [e.record.unique_id for e in journal.waiting()]
+    finally:
+        journal.close()
+
+
+def stored(db: Database, ids: set[str]) -> int:
+    """How many rows of ``ids`` the database holds."""
+    t = inference_data
+    with db.engine.connect() as conn:
+        query = select(func.count()).select_from(t).where(t.c.unique_id.in_(ids))
+        return int(conn.execute(query).scalar_one())
+
+
+def test_nothing_is_announced_before_its_row_is_stored(tmp_path: Path, db_url: str) -> None:
+    reader = Database(db_url)
+    sent: Sent = []
+    early: list[str] = []
+
+    def emit(output: str, body: dict[str, Any]) -> None:
+        sent.append((output, body))
+        if stored(reader, {body["unique_id"]}) == 0:
+            early.append(f"{output} {body['unique_id']}")
+
+    images = tmp_path / "data" / "images"
+    writer = OutcomeWriter(images, Database(db_url), emit, PipelineMetrics(), OWNER)
+    writer.start()
+    outcomes = [make_outcome(i) for i in range(12)]
+    for outcome in outcomes:
+        assert writer.submit(outcome)
+    writer.stop()
+    ids = {o.unique_id for o in outcomes}
+    assert early == []
+    assert stored(reader, ids) == len(ids)
+    assert {b["unique_id"] for o, b in sent if o == "inference"} == ids
+    uploads = [b for o, b in sent if o == "imageUpload"]
+    assert {b["unique_id"] for b in uploads} == ids
+    for body in uploads:  # "Line 1" names files and blobs that ImageUpload accepts
+        assert parse_request(HubMessage.from_json(body)).blob_name.startswith("Line_1/top/")
+    assert journaled(images) == []
+    reader.close()
+
+
+def test_what_queues_during_a_commit_is_committed_together(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'edge.db'}"
+    Database(url).create_schema()
+    sent: Sent = []
+    metrics = PipelineMetrics()
+    writer = OutcomeWriter(
+        tmp_path / "images", Database(url), lambda o, b: sent.append((o, b)), metrics, OWNER
+    )
+    for i in range(20):  # all queued before the writer runs: one batch, one commit
+        writer.submit(make_outcome(i))
+    writer.start()
+    assert wait_for(lambda: metrics.counters["rows_written"] == 20)
+    assert metrics.summary()["db_write"]["n"] == 1
+    for i in range(3):  # one at a time: each is committed alone, without waiting for more
+        writer.submit(make_outcome(100 + i))
+        assert wait_for(lambda n=i: len([o for o, _ in sent if o == "inference"]) == 21 + n)
+    writer.stop()
+    assert metrics.summary()["db_write"]["n"] == 4
+
+
+def test_a_crash_after_the_commit_resends_what_was_announced_and_stores_nothing_twice(
+    tmp_path: Path, db_url: str
+) -> None:
+    data = tmp_path / "data"
+    killed = subprocess.run(
+        [sys.executable, "-m", "tests.cis.outcomes", str(data), db_url, "3"],
+        cwd=REPO,
+        timeout=300,
+        capture_output=True,
+        text=True,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    ids = set(journaled(data / "images"))
+    assert len(ids) == 3
+    db = Database(db_url)
+    assert stored(db, ids) == 3  # committed before the first message left
+
+    sent: Sent = []
+    metrics = PipelineMetrics()
+    writer = OutcomeWriter(
+        data / "images", Database(db_url), lambda o, b: sent.append((o, b)), metrics, OWNER
+    )
+    writer.start()
+    writer.stop()
+    assert {b["unique_id"] for o, b in sent if o == "inference"} == ids
+    uploads = [b for o, b in sent if o == "imageUpload"]
+    assert {b["unique_id"] for b in uploads} == ids
+    assert all(Path(b["path"]).exists() for b in uploads)
+    assert stored(db, ids) == 3 and metrics.counters["rows_written"] == 3  # none stored twice
+    assert journaled(data / "images") == []
+    db.close()
+
+
+def test_a_message_the_hub_refuses_is_sent_again_at_the_next_start(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'edge.db'}"
+    Database(url).create_schema()
+    images = tmp_path / "data" / "images"
+    sent: Sent = []
+
+    def refuse_first(output: str, body: dict[str, Any]) -> None:
+        if not sent:
+            sent.append(("refused", body))
+            raise ConnectionError("edgeHub away")
+        sent.append((output, body))
+
+    metrics = PipelineMetrics()
+    writer = OutcomeWriter(images, Database(url), refuse_first, metrics, OWNER)
+    first, second = make_outcome(1), make_outcome(2)
+    writer.submit(first)
+    writer.submit(second)
+    writer.start()
+    writer.stop()
+    assert metrics.counters["announce_errors"] == 1 and metrics.counters["rows_written"] == 2
+    assert {b["unique_id"] for o, b in sent if o == "inference"} == {second.unique_id}
+    assert journaled(images) == [first.unique_id]
+
+    again: Sent = []
+    writer = OutcomeWriter(
+        images, Database(url), lambda o, b: again.append((o, b)), PipelineMetrics(), OWNER
+    )
+    writer.start()
+    writer.stop()
+    assert {b["unique_id"] for o, b in again if o == "inference"} == {first.unique_id}
+    assert stored(Database(url), {first.unique_id, second.unique_id}) == 2
+    assert journaled(images) == []
