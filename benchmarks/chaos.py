@@ -234,7 +234,8 @@ FAULTS: dict[str, Callable[[Suite, random.Random], None]] = {
 
 def inject(suite: Suite, kinds: tuple[str, ...], rng: random.Random) -> Counter[str]:
     """Faults one at a time at random moments until the run's time is up; every kind in turn,
-    in a shuffled order per round, so each kind comes as often as the others."""
+    in a shuffled order per round, so each kind comes as often as the others. Each fault's start
+    is appended to ``faults.jsonl`` in the run's folder."""
     done: Counter[str] = Counter()
     deadline = time.monotonic() + suite.options.minutes * 60
     order: list[str] = []
@@ -246,6 +247,8 @@ def inject(suite: Suite, kinds: tuple[str, ...], rng: random.Random) -> Counter[
             order = list(kinds)
             rng.shuffle(order)
         kind = order.pop()
+        with (suite.root / "faults.jsonl").open("a") as timeline:
+            timeline.write(json.dumps({"at": time.time(), "fault": kind}) + "\n")
         FAULTS[kind](suite, rng)
         done[kind] += 1
 
