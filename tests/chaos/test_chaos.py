@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -22,7 +23,8 @@ FAULTS = (
 )
 
 
-def test_nothing_is_lost_or_duplicated_under_faults() -> None:
+def test_nothing_is_lost_or_duplicated_under_faults(tmp_path: Path) -> None:
+    """Every announced inference has its rows, every stored image its blob, exactly once."""
     require_mosquitto()
     result = subprocess.run(
         [
@@ -41,9 +43,11 @@ def test_nothing_is_lost_or_duplicated_under_faults() -> None:
             "3",
             "6",
             "--drain",
-            "120",
+            "60",
             "--tmpfs-mb",
             "256",
+            "--workdir",
+            str(tmp_path / "run"),
         ],
         cwd=REPO,
         capture_output=True,
@@ -52,14 +56,15 @@ def test_nothing_is_lost_or_duplicated_under_faults() -> None:
     )
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout)
-    assert set(report["faults"]) | set(report["faults_skipped"]) == set(FAULTS), report
+    lost = (tmp_path / "run" / "lost.json").read_text()
+    assert set(report["faults"]) | set(report["faults_skipped"]) == set(FAULTS), (report, lost)
     assert report["inferences_announced"] > 0
-    assert report["rows"] == report["inferences_announced"], report
-    assert report["rows_lost"] == report["rows_not_announced"] == 0, report
-    assert report["detection_rows_lost"] == report["detection_rows_duplicated"] == 0, report
-    assert report["detection_rows"] == 2 * report["rows"], report  # two boxes per frame
+    assert report["rows"] == report["inferences_announced"], (report, lost)
+    assert report["rows_lost"] == report["rows_not_announced"] == 0, (report, lost)
+    assert report["detection_rows_lost"] == report["detection_rows_duplicated"] == 0, (report, lost)
+    assert report["detection_rows"] == 2 * report["rows"], (report, lost)  # two boxes per frame
     assert report["images_in_rows"] > 0
-    assert report["uploads_lost"] == report["uploads_duplicated"] == 0, report
-    assert report["uploads_corrupt"] == 0, report
-    assert report["unexpected_exits"] == 0, report
-    assert set(report["exit_codes"].values()) == {0}, report
+    assert report["uploads_lost"] == report["uploads_duplicated"] == 0, (report, lost)
+    assert report["uploads_corrupt"] == 0, (report, lost)
+    assert report["unexpected_exits"] == 0, (report, lost)
+    assert set(report["exit_codes"].values()) == {0}, (report, lost)
