@@ -18,7 +18,7 @@ from typing import Any
 MASK = "***"
 
 _SECRET_NAME = re.compile(
-    r"(password|passwd|pwd|secret|token|signature|^(?:pass|sig)"
+    r"(password|passwd|pwd|secret|token|signature|^sig"
     r"|conn(ection)?[_\-]?str(ing)?|(access|account|api|private|shared)[_\-]?key|_key)$"
 )
 _ENV_REFERENCE = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}")

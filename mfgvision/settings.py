@@ -39,8 +39,10 @@ MAX_ITEMS = 64
 MAX_DEPTH = 4
 MAX_INT = 2**63 - 1
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
-#: What image file names and blob names take unchanged (``store.images.sanitise_name_part``).
-NAME_PART = r"^[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*$"
+#: A camera's location or position: any name without a folder separator; image file and blob names
+#: take it sanitised (``store.images.sanitise_name_part``: other than letters, digits, ``_`` and
+#: ``.`` becomes ``_``).
+NAME_PART = r"^[^/\\]*[^/\\\s][^/\\]*$"
 _SECRET_HINT = (
     "secrets are not accepted in desired properties, set them in the module's environment"
 )
@@ -296,13 +298,13 @@ class CameraSettings(ModuleSettings):
         "line1",
         pattern=NAME_PART,
         max_length=40,
-        description="first part of image names: letters, digits, _ .",
+        description="first part of image and blob names (e.g. Line 1 becomes Line_1)",
     )
     camera_position: str = Field(
         "top",
         pattern=NAME_PART,
         max_length=40,
-        description="second part of image names: letters, digits, _ .",
+        description="second part of image and blob names",
     )
     camera_fps: float = Field(
         10.0, ge=0, le=1000, description="pace of file sources, frames/s; 0 = as fast as inference"

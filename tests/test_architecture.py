@@ -33,6 +33,7 @@ FLOORS = {
     1: (
         "",
         "runtime",
+        "secrets",
         "logs",
         "settings",
         "capture",

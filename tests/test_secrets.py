@@ -70,7 +70,15 @@ def test_secret_keys(key):
 
 @pytest.mark.parametrize(
     "key",
-    ["camera_id", "camera_uri", "SharedAccessKeyName", "bypass", "last_pass", "golden_tolerance"],
+    [
+        "camera_id",
+        "camera_uri",
+        "SharedAccessKeyName",
+        "bypass",
+        "pass",
+        "last_pass",
+        "golden_tolerance",
+    ],
 )
 def test_ordinary_keys(key):
     assert not is_secret_key(key)

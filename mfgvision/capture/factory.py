@@ -10,18 +10,21 @@ from mfgvision.capture.opencv_stream import OpenCVSource
 from mfgvision.settings import CameraSettings
 
 
-def resolve_path(uri: str, assets_dir: Path) -> Path:
-    """A folder or file of the assets folder (a relative path is taken relative to it); SourceError
-    for a path that leads anywhere else (absolute elsewhere, ``..``, a link out)."""
-    root = assets_dir.resolve()
-    path = (root / uri).resolve()
-    if not path.is_relative_to(root):
-        raise SourceError(f"camera path {uri!r} is outside the assets folder {assets_dir}")
+def resolve_path(uri: str, assets_dir: Path, *data_dirs: Path) -> Path:
+    """A folder or file of the assets folder (a relative path is taken relative to it) or of a data
+    folder; SourceError for a path that leads anywhere else (absolute elsewhere, ``..``, a link
+    out)."""
+    path = (assets_dir.resolve() / uri).resolve()
+    roots = [assets_dir, *data_dirs]
+    if not any(path.is_relative_to(root.resolve()) for root in roots):
+        allowed = " or ".join(str(root) for root in roots)
+        raise SourceError(f"camera path {uri!r} is outside the assets and data folders {allowed}")
     return path
 
 
-def build_source(settings: CameraSettings, assets_dir: Path) -> FrameSource:
-    """The source for ``settings.camera_type``.
+def build_source(settings: CameraSettings, assets_dir: Path, *data_dirs: Path) -> FrameSource:
+    """The source for ``settings.camera_type``; folder and video paths only under ``assets_dir``
+    or a ``data_dirs`` folder.
 
     Raises SourceError when the camera type needs an SDK that is not installed (the message names
     the extra to install). The SDK adapters import their SDK only when they open the camera.
@@ -29,9 +32,11 @@ def build_source(settings: CameraSettings, assets_dir: Path) -> FrameSource:
     kind, uri = settings.camera_type, settings.camera_uri
     timeout_ms = round(settings.camera_timeout_s * 1000)
     if kind == "folder":
-        return ImageFolderSource(resolve_path(uri, assets_dir), loop=settings.camera_loop)
+        return ImageFolderSource(
+            resolve_path(uri, assets_dir, *data_dirs), loop=settings.camera_loop
+        )
     if kind == "video":
-        path = str(resolve_path(uri, assets_dir))
+        path = str(resolve_path(uri, assets_dir, *data_dirs))
         return OpenCVSource(path, "video", loop=settings.camera_loop, timeout_ms=timeout_ms)
     if kind in ("rtsp", "http", "usb"):
         return OpenCVSource(

@@ -89,11 +89,12 @@ class CisPipeline:
         intra_op_threads: int | None = None,
         schema_ready: bool = True,
         owner: str = "cis",
+        data_dir: Path | None = None,
     ) -> None:
-        """``owner`` names this pipeline's entries in the announcement journal (the module id: a
+        """Camera folders and files are read from ``assets_dir`` or ``data_dir``. ``owner`` names this pipeline's entries in the announcement journal (the module id: a
         restart replays its own entries, whatever camera id the settings name by then)."""
         self.settings = settings
-        self.assets_dir = assets_dir
+        self.camera_roots = (assets_dir,) if data_dir is None else (assets_dir, data_dir)
         self.intra_op_threads = intra_op_threads
         self.metrics = PipelineMetrics()
         self.models = ModelManager(models_dir)
@@ -228,7 +229,7 @@ class CisPipeline:
     def _start_camera(self) -> None:
         s = self.settings
         try:
-            source = build_source(s.camera, self.assets_dir)
+            source = build_source(s.camera, *self.camera_roots)
         except SourceError as exc:
             self.camera_error, self.grabber = str(exc), None
             log.error("camera not available", extra={"camera_id": s.camera_id, "error": str(exc)})
@@ -239,7 +240,7 @@ class CisPipeline:
             s.camera_fps,
             keep=16 if s.trigger_paced else 1,
             stall_timeout=_STALL_FACTOR * s.camera_timeout_s,
-            reopen=lambda: build_source(self.settings.camera, self.assets_dir),
+            reopen=lambda: build_source(self.settings.camera, *self.camera_roots),
         )
         self.grabber.start()
 

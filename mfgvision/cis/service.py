@@ -125,6 +125,7 @@ class CisService:
                     self.intra_op_threads,
                     schema_ready=self._schema_ready,
                     owner=self.hub.module_id,
+                    data_dir=self.paths.data,
                 )
                 self.pipeline.start()
             else:

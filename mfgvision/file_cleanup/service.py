@@ -184,10 +184,10 @@ class FileCleanupService(ConfiguredModule):
         assert isinstance(settings, FileCleanupSettings)
         return settings
 
-    def _apply(self, desired: dict[str, Any], replace: bool) -> None:
+    def _apply(self, desired: dict[str, Any], full: bool) -> None:
         """New desired properties: a pass follows at once."""
         self._requested = True
-        super()._apply(desired, replace)
+        super()._apply(desired, full)
 
     def _run_now(self, _payload: Any) -> dict[str, Any]:
         passes = self.passes

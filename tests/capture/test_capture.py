@@ -154,5 +154,10 @@ def test_camera_paths_stay_in_the_assets_folder(tmp_path):
     assert resolve_path("frames", assets) == (assets / "frames").resolve()
     assert resolve_path(str(assets / "frames"), assets) == (assets / "frames").resolve()
     for outside in ("/etc", "../elsewhere", "frames/../../elsewhere", "link", str(tmp_path)):
-        with pytest.raises(SourceError, match="outside the assets folder"):
+        with pytest.raises(SourceError, match="outside the assets and data folders"):
             resolve_path(outside, assets)
+    data = tmp_path / "data"
+    (data / "frames").mkdir(parents=True)
+    assert resolve_path(str(data / "frames"), assets, data) == (data / "frames").resolve()
+    with pytest.raises(SourceError, match="outside the assets and data folders"):
+        resolve_path(str(tmp_path / "elsewhere"), assets, data)

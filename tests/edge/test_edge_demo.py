@@ -30,7 +30,8 @@ TIMEOUT = 180
 
 def test_demo_edge_runs_the_manifest_through_the_stand_in(tmp_path):
     require_mosquitto()
-    models, frames = write_assets(tmp_path)
+    data = tmp_path / "data"
+    models, frames = write_assets(data)  # camera folders are read from the assets or data folder
     mysql = module([])
     mysql[0]["settings"]["image"] = "mariadb:11.4"
     manifest = write_manifest(
@@ -56,7 +57,6 @@ def test_demo_edge_runs_the_manifest_through_the_stand_in(tmp_path):
             'BrokeredEndpoint("/modules/ImageUpload/inputs/imageUpload")',
         },
     )
-    data = tmp_path / "data"
     env = {k: v for k, v in os.environ.items() if not k.startswith("MFGVISION_")}
     env.update(MFGVISION_MODELS=str(models), MFGVISION_EDGEHUB_ADDRESS=random_address_base())
     proc = subprocess.Popen(
