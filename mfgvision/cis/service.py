@@ -7,13 +7,13 @@ import threading
 from datetime import datetime, timezone
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from mfgvision import __version__
 from mfgvision.capture.base import SourceError
 from mfgvision.cis.pipeline import CisPipeline
 from mfgvision.edge.desired import DesiredSettings, desired_file
-from mfgvision.edge.hub import Hub, HubMessage, MethodError
+from mfgvision.edge.hub import Hub, HubMessage, MethodArguments, MethodError
 from mfgvision.runtime import Paths
 from mfgvision.settings import CisSettings
 from mfgvision.store.database import Database
@@ -25,25 +25,10 @@ log = logging.getLogger(__name__)
 TRIGGER_INPUT = "trigger"
 
 
-class NoArguments(BaseModel):
-    """The payload of a method that takes no arguments: nothing, or an empty object."""
-
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
-
-class CaptureNowArguments(NoArguments):
+class CaptureNowArguments(MethodArguments):
     """The payload of ``capture_now``."""
 
     timeout_s: float = Field(10.0, ge=0.1, le=120, description="how long to wait for a frame")
-
-
-def _arguments(model: type[NoArguments], payload: Any) -> Any:
-    """A method's payload validated into ``model``; raises ValueError (answered with 400)."""
-    if payload is None:
-        return model()
-    if not isinstance(payload, dict):
-        raise ValueError("payload must be a JSON object")
-    return model.model_validate(payload)
 
 
 class CisService:
@@ -76,7 +61,7 @@ class CisService:
         # the schema when the database is back.
         self._schema_ready = self.db.create_schema_if_reachable()
         self.hub.on_method("status", lambda _payload: self.status())
-        self.hub.on_method("capture_now", self._capture_now)
+        self.hub.on_method("capture_now", self._capture_now, CaptureNowArguments)
         self.hub.on_method("reload_model", self._reload_model)
         self.hub.on_method("trigger", self._trigger)
         self.hub.on_input(TRIGGER_INPUT, self._on_trigger_message)
@@ -140,8 +125,7 @@ class CisService:
     def _emit(self, output: str, body: dict[str, Any]) -> None:
         self.hub.send_to_output(output, HubMessage.from_json(body))
 
-    def _capture_now(self, payload: Any) -> dict[str, Any]:
-        arguments = _arguments(CaptureNowArguments, payload)
+    def _capture_now(self, arguments: CaptureNowArguments) -> dict[str, Any]:
         if self.pipeline is None:
             raise MethodError(409, "no valid settings yet")
         try:
@@ -151,9 +135,8 @@ class CisService:
         except RuntimeError as exc:
             raise MethodError(503, str(exc)) from None
 
-    def _trigger(self, payload: Any) -> dict[str, Any]:
+    def _trigger(self, _arguments: MethodArguments) -> dict[str, Any]:
         """Fire the camera's software trigger (camera_trigger_mode 'software')."""
-        _arguments(NoArguments, payload)
         if self.pipeline is None:
             raise MethodError(409, "no valid settings yet")
         try:
@@ -169,8 +152,7 @@ class CisService:
         except MethodError as exc:
             log.warning("trigger message not applied", extra={"error": str(exc)})
 
-    def _reload_model(self, payload: Any) -> dict[str, Any]:
-        _arguments(NoArguments, payload)
+    def _reload_model(self, _arguments: MethodArguments) -> dict[str, Any]:
         if self.pipeline is None:
             raise MethodError(409, "no valid settings yet")
         self.pipeline.models.reload()

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from mfgvision.edge.reported import QuietReports
 from mfgvision.secrets import mask_secrets
@@ -52,12 +52,28 @@ DesiredHandler = Callable[[dict[str, Any], bool], None]
 MethodHandler = Callable[[Any], Any]
 
 
+class MethodArguments(BaseModel):
+    """A direct method's payload: nothing or an empty object, unless a subclass names its fields
+    (bounded, finite numbers); anything else is answered with 400 before the handler runs."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+def method_arguments(model: type[MethodArguments], payload: Any) -> MethodArguments:
+    """``payload`` validated into ``model``; ValueError or ValidationError when it does not fit."""
+    if payload is None:
+        return model()
+    if not isinstance(payload, dict):
+        raise ValueError("payload must be a JSON object")
+    return model.model_validate(payload)
+
+
 class Hub(ABC):
     """Base of every hub: keeps the method table and answers calls safely."""
 
     def __init__(self, module_id: str) -> None:
         self.module_id = module_id
-        self._methods: dict[str, MethodHandler] = {}
+        self._methods: dict[str, tuple[MethodHandler, type[MethodArguments]]] = {}
         self._quiet = QuietReports()
 
     @abstractmethod
@@ -112,9 +128,15 @@ class Hub(ABC):
             )
         return properties
 
-    def on_method(self, name: str, handler: MethodHandler) -> None:
-        """Answer direct method ``name`` with ``handler(payload)``."""
-        self._methods[name] = handler
+    def on_method(
+        self,
+        name: str,
+        handler: MethodHandler,
+        arguments: type[MethodArguments] = MethodArguments,
+    ) -> None:
+        """Answer direct method ``name`` with ``handler(arguments)``, its payload validated into
+        ``arguments`` first."""
+        self._methods[name] = (handler, arguments)
 
     def call_method(self, name: str, payload: Any) -> tuple[int, Any]:
         """Run a direct method: 404 when unknown, 400 for a bad payload, 500 on failure; never
@@ -123,14 +145,15 @@ class Hub(ABC):
         return status, mask_secrets(answer)
 
     def _answer(self, name: str, payload: Any) -> tuple[int, Any]:
-        handler = self._methods.get(name)
-        if handler is None:
+        entry = self._methods.get(name)
+        if entry is None:
             return 404, {
                 "error": f"unknown method '{name[:100]}'",
                 "methods": sorted(self._methods),
             }
+        handler, arguments = entry
         try:
-            return 200, handler(payload)
+            return 200, handler(method_arguments(arguments, payload))
         except MethodError as exc:
             return exc.status, {"error": str(exc)}
         except ValidationError as exc:

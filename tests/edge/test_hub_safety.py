@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
+from mfgvision.edge.hub import MethodArguments
 from mfgvision.edge.inprocess import InProcessBroker
 from mfgvision.store.status import write_status
 
 
-class Arguments(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+class Arguments(MethodArguments):
     timeout_s: float = Field(1.0, gt=0, le=60)
 
 
@@ -21,7 +21,7 @@ def fails_with_a_secret(_payload: Any) -> None:
 
 def test_answers_by_kind_of_failure_and_masks_secrets():
     hub = InProcessBroker([]).hub("m")
-    hub.on_method("typed", lambda payload: Arguments.model_validate(payload).model_dump())
+    hub.on_method("typed", lambda arguments: arguments.model_dump(), Arguments)
     hub.on_method("leaky", lambda _p: {"uri": "rtsp://admin:hunter2@cam/s", "token": "hunter2"})
     hub.on_method("broken", lambda _p: 1 / 0)
     hub.on_method("secret_error", fails_with_a_secret)
@@ -33,6 +33,8 @@ def test_answers_by_kind_of_failure_and_masks_secrets():
     )
     assert hub.call_method("typed", {"timeout_s": float("nan")})[0] == 400
     assert hub.call_method("typed", {"other": 1})[0] == 400
+    assert hub.call_method("typed", [1])[0] == 400
+    assert hub.call_method("leaky", {"anything": 1})[0] == 400  # takes no arguments
     assert hub.call_method("nope", None)[0] == 404
     assert hub.call_method("broken", None)[0] == 500
     status, answer = hub.call_method("secret_error", None)

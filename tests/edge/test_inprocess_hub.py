@@ -1,6 +1,6 @@
 import threading
 
-from mfgvision.edge.hub import HubMessage, MethodError
+from mfgvision.edge.hub import HubMessage, MethodArguments, MethodError
 from mfgvision.edge.inprocess import InProcessBroker
 from mfgvision.edge.routes import parse_route
 
@@ -58,13 +58,17 @@ def test_desired_patch_bumps_version_and_notifies():
     hub.disconnect()
 
 
+class Numbered(MethodArguments):
+    n: str = "0"
+
+
 def test_methods_never_raise():
     hub = _broker().hub("cam")
-    hub.on_method("ok", lambda p: {"echo": p})
+    hub.on_method("ok", lambda a: {"echo": a.model_dump()}, Numbered)
     hub.on_method("conflict", lambda p: (_ for _ in ()).throw(MethodError(409, "busy")))
-    hub.on_method("bad", lambda p: int(p["n"]))
+    hub.on_method("bad", lambda a: int(a.n), Numbered)
     hub.on_method("boom", lambda p: 1 / 0)
-    assert hub.call_method("ok", {"a": 1}) == (200, {"echo": {"a": 1}})
+    assert hub.call_method("ok", {"n": "1"}) == (200, {"echo": {"n": "1"}})
     assert hub.call_method("nope", None)[0] == 404
     assert hub.call_method("conflict", None) == (409, {"error": "busy"})
     assert hub.call_method("bad", {"n": "x"})[0] == 400

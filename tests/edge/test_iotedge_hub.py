@@ -12,7 +12,7 @@ import pytest
 from azure.iot.device import IoTHubModuleClient, Message, MethodRequest, MethodResponse
 from azure.iot.device import exceptions as sdk_errors
 
-from mfgvision.edge.hub import HubMessage, MethodError
+from mfgvision.edge.hub import HubMessage, MethodArguments, MethodError
 from mfgvision.edge.iotedge import (
     Backoff,
     HubClosed,
@@ -376,24 +376,28 @@ def _request(name: str, payload) -> MethodRequest:
     return MethodRequest(request_id="7", name=name, payload=payload)
 
 
+class Timeout(MethodArguments):
+    timeout_s: float = 1.0
+
+
 def test_direct_methods_answer_with_status_and_payload(client):
     hub = _hub(client)
     hub.connect()
 
-    def capture(payload):
-        if payload == "busy":
+    def capture(arguments: Timeout) -> dict:
+        if arguments.timeout_s == 99:
             raise MethodError(409, "busy")
-        return {"ok": True, "echo": payload}
+        return {"ok": True, "echo": arguments.model_dump()}
 
-    hub.on_method("capture_now", capture)
+    hub.on_method("capture_now", capture, Timeout)
     assert client.on_method_request_received == hub._on_sdk_method
     responses: list[MethodResponse] = []
     client.send_method_response.side_effect = responses.append
     client.on_method_request_received(_request("capture_now", {"timeout_s": 3}))
-    client.on_method_request_received(_request("capture_now", "busy"))
+    client.on_method_request_received(_request("capture_now", {"timeout_s": 99}))
     client.on_method_request_received(_request("nope", None))
     assert [(r.request_id, r.status) for r in responses] == [("7", 200), ("7", 409), ("7", 404)]
-    assert responses[0].payload == {"ok": True, "echo": {"timeout_s": 3}}
+    assert responses[0].payload == {"ok": True, "echo": {"timeout_s": 3.0}}
     assert "unknown method" in responses[2].payload["error"]
     hub.disconnect()
 
