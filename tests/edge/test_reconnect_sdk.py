@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from mfgvision.deploy.standin import EdgeHubStandIn
+from mfgvision.edge.hub import MethodArguments
 from mfgvision.edge.iotedge import IoTEdgeHub
 from mfgvision.manifest import load_manifest
 from tests.edge.standin_env import (
@@ -37,6 +38,10 @@ def wait_for(check: Callable[[], bool], timeout: float = TIMEOUT) -> bool:
             return True
         time.sleep(0.1)
     return False
+
+
+class Ping(MethodArguments):
+    n: int = 0
 
 
 @pytest.mark.parametrize("sessions", [True, False], ids=["sessions-kept", "no-sessions"])
@@ -61,7 +66,7 @@ def test_a_module_keeps_working_across_an_edgehub_restart(sessions, tmp_path, mo
     try:
         hub.connect()
         hub.on_desired(lambda desired, full: seen.append((desired, full)))
-        hub.on_method("ping", lambda payload: calls.append(payload) or {"pong": True})
+        hub.on_method("ping", lambda a: calls.append(a.model_dump()) or {"pong": True}, Ping)
         assert hub.get_twin()["desired"]["prob_threshold"] == 0.6
         assert standin.call_method("CIS1", "ping", {"n": 1}, timeout=30)[0] == 200
 
