@@ -84,7 +84,7 @@ def start_pipeline(
     db.create_schema()
     pipe = CisPipeline(
         cis_settings,
-        work,
+        frames_dir.parent,  # the camera folder is read from the assets folder only
         model_dir.parent.parent,
         work / "images",
         db,
@@ -94,6 +94,11 @@ def start_pipeline(
     pipe.start()
     if not pipe.models.wait_ready(120):
         raise SystemExit(f"model did not load: {pipe.models.error}")
+    deadline = time.monotonic() + 120
+    while pipe.metrics.counters.get("inferences", 0) < 3:
+        if time.monotonic() > deadline:
+            raise SystemExit(f"no inference within 120 s: {pipe.status()}")
+        time.sleep(0.01)
     return pipe, db
 
 
@@ -143,8 +148,6 @@ def sampled(
     pipe, db = start_pipeline(
         model_dir, frames_dir, threads, work, camera_fps=camera_fps, inference_fps=inference_fps
     )
-    while pipe.metrics.counters["inferences"] < 3:
-        time.sleep(0.01)
     frames0, inferences0 = pipe.grabber.stats.frames, pipe.metrics.counters["inferences"]
     cpu0, start = time.process_time(), time.perf_counter()
     time.sleep(seconds)

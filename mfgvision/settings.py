@@ -533,11 +533,15 @@ def parse_settings(model: type[ModuleSettings], desired: dict[str, Any]) -> Modu
     except SettingsError:
         raise
     except ValidationError as exc:
-        message = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {_reason(err)}"
-            for err in exc.errors()
-        )
-        raise SettingsError(message, _problems(model, desired, exc)) from None
+        raise SettingsError(validation_message(exc), _problems(model, desired, exc)) from None
+
+
+def validation_message(exc: ValidationError, whole: str = "settings") -> str:
+    """A validation error as ``field: reason; ...`` (``whole`` for an error of the whole object),
+    without the offending values."""
+    return "; ".join(
+        f"{'.'.join(str(p) for p in err['loc']) or whole}: {_reason(err)}" for err in exc.errors()
+    )
 
 
 def _reason(err: Any) -> str:

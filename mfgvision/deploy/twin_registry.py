@@ -12,19 +12,18 @@ from mfgvision.deploy.twin_store import TwinError, TwinStore
 from mfgvision.manifest import load_manifest
 from mfgvision.twin_config.registry import (
     LOCAL_DEVICE,
-    ConflictError,
     DeploymentInfo,
     ModuleInfo,
     ModuleTwin,
     NotFoundError,
+    OneDeviceRegistry,
     RegistryError,
-    TwinRegistry,
     module_kind,
     module_twin,
 )
 
 
-class StandInRegistry(TwinRegistry):
+class StandInRegistry(OneDeviceRegistry):
     """The edgeHub stand-in (``mfgvision edgehub``): its control API while it runs, else its
     twins file."""
 
@@ -46,9 +45,6 @@ class StandInRegistry(TwinRegistry):
             self._parsed = (stamp, manifest.raw, commands)
         return self._parsed[1], self._parsed[2]
 
-    def devices(self) -> list[str]:
-        return [self.device_id]
-
     def modules(self, device_id: str) -> list[ModuleInfo]:
         self._device(device_id)
         _, commands = self._manifest()
@@ -68,12 +64,7 @@ class StandInRegistry(TwinRegistry):
             raise NotFoundError(str(exc)) from exc
         return module_twin(device_id, module_id, twin, commands, unversioned=0)
 
-    def patch_desired(
-        self, device_id: str, module_id: str, patch: dict[str, Any], etag: str
-    ) -> ModuleTwin:
-        current = self.twin(device_id, module_id)
-        if etag not in ("*", current.etag):
-            raise ConflictError("the twin changed since you opened it")
+    def _patch(self, module_id: str, patch: dict[str, Any]) -> None:
         try:
             client = ControlClient.from_state(self.state)
             if client is not None:
@@ -82,13 +73,8 @@ class StandInRegistry(TwinRegistry):
                 TwinStore(self.state / "twins.json").patch_desired(module_id, patch)
         except (StandInError, TwinError) as exc:
             raise RegistryError(str(exc)) from exc
-        return self.twin(device_id, module_id)
 
     def deployment(self, device_id: str) -> DeploymentInfo:
         self._device(device_id)
         raw, commands = self._manifest()
         return DeploymentInfo(copy.deepcopy(raw), dict(commands))
-
-    def _device(self, device_id: str) -> None:
-        if device_id != self.device_id:
-            raise NotFoundError(f"no device '{device_id}'")

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from mfgvision.edge.reported import QuietReports
 from mfgvision.secrets import mask_secrets
+from mfgvision.settings import validation_message
 
 log = logging.getLogger(__name__)
 
@@ -157,17 +158,9 @@ class Hub(ABC):
         except MethodError as exc:
             return exc.status, {"error": str(exc)}
         except ValidationError as exc:
-            return 400, {"error": f"bad payload: {payload_problems(exc)}"}
+            return 400, {"error": f"bad payload: {validation_message(exc, 'payload')}"}
         except (ValueError, TypeError) as exc:
             return 400, {"error": f"bad payload: {exc}"}
         except Exception as exc:
             log.exception("direct method failed", extra={"method": name})
             return 500, {"error": f"{type(exc).__name__}: {exc}"}
-
-
-def payload_problems(exc: ValidationError) -> str:
-    """A validation error as ``field: reason; ...``, without the offending values."""
-    return "; ".join(
-        f"{'.'.join(str(part) for part in err['loc']) or 'payload'}: {err['msg']}"
-        for err in exc.errors()
-    )

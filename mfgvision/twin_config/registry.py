@@ -267,7 +267,34 @@ def _cloud_error(exc: Exception, doing: str) -> RegistryError:
     return RegistryError(f"{doing} failed: {type(exc).__name__}")
 
 
-class LocalRegistry(TwinRegistry):
+class OneDeviceRegistry(TwinRegistry):
+    """A registry of one local device: a desired patch is checked against the twin's etag, then
+    written by ``_patch``."""
+
+    device_id: str
+
+    def devices(self) -> list[str]:
+        return [self.device_id]
+
+    def patch_desired(
+        self, device_id: str, module_id: str, patch: dict[str, Any], etag: str
+    ) -> ModuleTwin:
+        current = self.twin(device_id, module_id)
+        if etag not in ("*", current.etag):
+            raise ConflictError("the twin changed since you opened it")
+        self._patch(module_id, patch)
+        return self.twin(device_id, module_id)
+
+    @abstractmethod
+    def _patch(self, module_id: str, patch: dict[str, Any]) -> None:
+        """Merge ``patch`` into the module's desired properties."""
+
+    def _device(self, device_id: str) -> None:
+        if device_id != self.device_id:
+            raise NotFoundError(f"no device '{device_id}'")
+
+
+class LocalRegistry(OneDeviceRegistry):
     """The in-process broker of ``mfgvision demo``: one device, the manifest's modules."""
 
     name = "local demo"
@@ -284,9 +311,6 @@ class LocalRegistry(TwinRegistry):
         self.commands = commands
         self.device_id = device_id
 
-    def devices(self) -> list[str]:
-        return [self.device_id]
-
     def modules(self, device_id: str) -> list[ModuleInfo]:
         self._device(device_id)
         return [
@@ -300,22 +324,12 @@ class LocalRegistry(TwinRegistry):
         twin = self.broker.hub(module_id).get_twin()
         return module_twin(device_id, module_id, twin, self.commands, unversioned=1)
 
-    def patch_desired(
-        self, device_id: str, module_id: str, patch: dict[str, Any], etag: str
-    ) -> ModuleTwin:
-        current = self.twin(device_id, module_id)
-        if etag not in ("*", current.etag):
-            raise ConflictError("the twin changed since you opened it")
+    def _patch(self, module_id: str, patch: dict[str, Any]) -> None:
         self.broker.patch_desired(module_id, patch)
         log.info(
             "desired properties patched", extra={"module_name": module_id, "keys": sorted(patch)}
         )
-        return self.twin(device_id, module_id)
 
     def deployment(self, device_id: str) -> DeploymentInfo:
         self._device(device_id)
         return DeploymentInfo(copy.deepcopy(self.manifest), dict(self.commands))
-
-    def _device(self, device_id: str) -> None:
-        if device_id != self.device_id:
-            raise NotFoundError(f"no device '{device_id}'")

@@ -9,8 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -26,18 +24,10 @@ from tests.edge.standin_env import (
     require_mosquitto,
     write_manifest,
 )
+from tests.factories import wait_for
 
 pytestmark = pytest.mark.slow
 TIMEOUT = 120.0
-
-
-def wait_for(check: Callable[[], bool], timeout: float = TIMEOUT) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.1)
-    return False
 
 
 class Ping(MethodArguments):
@@ -77,12 +67,16 @@ def test_a_module_keeps_working_across_an_edgehub_restart(sessions, tmp_path, mo
         )
         standin.start()
 
-        assert wait_for(lambda: any(full and d.get("$version") == deleted for d, full in seen))
+        assert wait_for(
+            lambda: any(full and d.get("$version") == deleted for d, full in seen), TIMEOUT
+        )
         full_section = next(d for d, full in seen if full and d.get("$version") == deleted)
         assert "prob_threshold" not in full_section and full_section["camera_id"] == "c2"
 
         version = standin.patch_desired("CIS1", {"inference_fps": 3})
-        assert wait_for(lambda: ({"inference_fps": 3, "$version": version}, False) in seen), seen
+        assert wait_for(
+            lambda: ({"inference_fps": 3, "$version": version}, False) in seen, TIMEOUT
+        ), seen
         status, answer = standin.call_method("CIS1", "ping", {"n": 2}, timeout=30)
         assert (status, answer) == (200, {"pong": True}) and calls[-1] == {"n": 2}
         hub.report(lambda: {"status": {"state": "after-restart"}})
@@ -90,7 +84,8 @@ def test_a_module_keeps_working_across_an_edgehub_restart(sessions, tmp_path, mo
             lambda: (
                 standin.twins.twin("CIS1")["reported"].get("status", {}).get("state")
                 == "after-restart"
-            )
+            ),
+            TIMEOUT,
         )
         if not sessions:  # the twin read went unanswered: a new client subscribed again
             assert hub.counters["renewed"] >= 1
@@ -128,7 +123,7 @@ def test_sigterm_ends_a_module_whatever_edgehubs_state(tmp_path):
             config = standin.twins.twin("FileCleanup")["reported"].get("config") or {}
             return config.get("applied_version") is not None
 
-        assert wait_for(applied), (tmp_path / "module.log").read_text()[-3000:]
+        assert wait_for(applied, TIMEOUT), (tmp_path / "module.log").read_text()[-3000:]
         standin.stop()
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0, (tmp_path / "module.log").read_text()[-3000:]

@@ -4,7 +4,6 @@ in ``config.error``, keeps working, and after a restart starts from the persiste
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from mfgvision.edge.inprocess import InProcessBroker
 from mfgvision.module_registry import ModuleContext, build_module
 from mfgvision.runtime import Paths
 from tests.cis.conftest import write_const_model
+from tests.factories import wait_for
 
 # module command -> (a valid document, a key and a value the settings refuse, a setting to read)
 CASES: dict[str, tuple[dict[str, Any], str, Any, str]] = {
@@ -33,15 +33,6 @@ CASES: dict[str, tuple[dict[str, Any], str, Any, str]] = {
 
 # a valid other value of the probed setting: not served while the document is invalid
 OTHER = {"cis": "cam9", "image-upload": 5, "file-cleanup": False, "model-repo": 0.9}
-
-
-def wait_for(check: Callable[[], bool], timeout: float = 60.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 @pytest.fixture
@@ -86,7 +77,7 @@ def test_a_bad_key_at_start_then_a_restart_on_the_last_good_settings(command, pa
 
     def first_start(running) -> None:
         broker, hub, _service = running
-        assert wait_for(lambda: (_config(hub).get("error") or {}).get("keys"))
+        assert wait_for(lambda: (_config(hub).get("error") or {}).get("keys"), 60)
         config = _config(hub)
         assert set(config["error"]["keys"]) == {bad_key} and config["error"]["version"] == 4
         assert config["applied_version"] is None
@@ -94,7 +85,7 @@ def test_a_bad_key_at_start_then_a_restart_on_the_last_good_settings(command, pa
         assert config["settings"][probe] == good[probe]
         assert config["settings"][bad_key] != bad_value
         fixed = broker.patch_desired(command, {bad_key: None})
-        assert wait_for(lambda: _config(hub).get("applied_version") == fixed)
+        assert wait_for(lambda: _config(hub).get("applied_version") == fixed, 60)
         assert _config(hub).get("error") is None  # null deletes a reported key, as in IoT Hub
 
     _run(command, paths, first, first_start)
@@ -105,7 +96,7 @@ def test_a_bad_key_at_start_then_a_restart_on_the_last_good_settings(command, pa
 
     def restart(running) -> None:
         _broker, hub, service = running
-        assert wait_for(lambda: (_config(hub).get("error") or {}).get("version") == 9)
+        assert wait_for(lambda: (_config(hub).get("error") or {}).get("version") == 9, 60)
         config = _config(hub)
         assert config["applied_version"] == 5  # the persisted last good document
         assert config["settings"][probe] == good[probe]
@@ -113,6 +104,6 @@ def test_a_bad_key_at_start_then_a_restart_on_the_last_good_settings(command, pa
         status, answer = hub.call_method("status", None)
         assert status == 200 and answer["config"]["applied_version"] == 5
         if command == "cis":  # still inspecting, under the last good camera id
-            assert wait_for(lambda: service.pipeline.metrics.counters.get("inferences", 0) > 0)
+            assert wait_for(lambda: service.pipeline.metrics.counters.get("inferences", 0) > 0, 60)
 
     _run(command, paths, second, restart)
