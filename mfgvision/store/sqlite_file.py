@@ -25,11 +25,14 @@ def open_durable(path: Path, schema: str) -> sqlite3.Connection:
 
 @contextlib.contextmanager
 def immediate_transaction(conn: sqlite3.Connection) -> Iterator[None]:
-    """A write transaction taken at once; rolled back when the block raises."""
+    """A write transaction taken at once; rolled back when the block or the commit fails (a commit
+    refused by a full disk would otherwise leave the transaction open, and every later one would
+    fail until a restart)."""
     conn.execute("BEGIN IMMEDIATE")
     try:
         yield
+        conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
         raise
-    conn.execute("COMMIT")
