@@ -411,6 +411,11 @@ class CisSettings(CameraSettings):
         le=1,
         description="send an `alerts` message for an inference with a detection at or above this; 0 = off",
     )
+    upload_receipts: bool = Field(
+        True,
+        description="keep each upload request until ImageUpload's receipt arrives on the "
+        "`uploadReceipts` input, and send it again without one; off when no route brings receipts back",
+    )
 
     @field_validator("providers")
     @classmethod

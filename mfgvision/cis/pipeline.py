@@ -19,11 +19,12 @@ from mfgvision.capture.factory import build_source
 from mfgvision.capture.features import CAMERA_FEATURE_KEYS
 from mfgvision.capture.grabber import FrameGrabber
 from mfgvision.capture.jpeg import decode, reduction_for
+from mfgvision.cis.delivery import Send
 from mfgvision.cis.metrics import PipelineMetrics
 from mfgvision.cis.models import ModelManager, ModelRequest
 from mfgvision.cis.outcome import Outcome
 from mfgvision.cis.sampler import RetrainSampler, Sampler
-from mfgvision.cis.writer import Emit, OutcomeWriter
+from mfgvision.cis.writer import OutcomeWriter
 from mfgvision.inference import Model
 from mfgvision.settings import CisSettings
 from mfgvision.store.database import Database
@@ -85,7 +86,7 @@ class CisPipeline:
         models_dir: Path,
         images_dir: Path,
         db: Database,
-        emit: Emit,
+        send: Send,
         intra_op_threads: int | None = None,
         schema_ready: bool = True,
         owner: str = "cis",
@@ -101,10 +102,11 @@ class CisPipeline:
         self.writer = OutcomeWriter(
             images_dir,
             db,
-            emit,
+            send,
             self.metrics,
             owner=owner,
             spool=RowSpool(row_spool_path(images_dir), db, schema_ready=schema_ready),
+            upload_receipts=settings.upload_receipts,
         )
         self.grabber: FrameGrabber | None = None
         self.camera_error: str | None = None
@@ -144,6 +146,7 @@ class CisPipeline:
             if self.grabber is not None:
                 self.grabber.stop()
             self._start_camera()
+        self.writer.delivery.upload_receipts = new.upload_receipts
         if old.inference_fps != new.inference_fps:
             self._sampler = Sampler(new.inference_fps)
         if (old.retrain_interval_s, old.retrain_below_probability) != (
@@ -216,6 +219,7 @@ class CisPipeline:
             },
             "counters": counters,
             "pending_rows": self.writer.pending_rows,
+            "unconfirmed": self.writer.delivery.unconfirmed(),
             "last_error": self.writer.last_error or self.models.error or self.camera_error,
         }
 

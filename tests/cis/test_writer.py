@@ -7,6 +7,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,16 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return url
 
 
+def acking(sent: Sent) -> Callable[[str, dict[str, Any], Callable[[], None]], None]:
+    """A hub that records each message and acknowledges it at once."""
+
+    def send(output: str, body: dict[str, Any], on_sent: Callable[[], None]) -> None:
+        sent.append((output, body))
+        on_sent()
+
+    return send
+
+
 def journaled(images: Path) -> list[str]:
     """``unique_id`` of the entries waiting in the writer's journal, oldest first."""
     journal = AnnouncementJournal(journal_path(images), OWNER)
@@ -62,13 +73,16 @@ def test_nothing_is_announced_before_its_row_is_stored(tmp_path: Path, db_url: s
     sent: Sent = []
     early: list[str] = []
 
-    def emit(output: str, body: dict[str, Any]) -> None:
+    def emit(output: str, body: dict[str, Any], on_sent: Callable[[], None]) -> None:
         sent.append((output, body))
         if stored(reader, {body["unique_id"]}) == 0:
             early.append(f"{output} {body['unique_id']}")
+        on_sent()
 
     images = tmp_path / "data" / "images"
-    writer = OutcomeWriter(images, Database(db_url), emit, PipelineMetrics(), OWNER)
+    writer = OutcomeWriter(
+        images, Database(db_url), emit, PipelineMetrics(), OWNER, upload_receipts=False
+    )
     writer.start()
     outcomes = [make_outcome(i) for i in range(12)]
     for outcome in outcomes:
@@ -91,9 +105,7 @@ def test_what_queues_during_a_commit_is_committed_together(tmp_path: Path) -> No
     Database(url).create_schema()
     sent: Sent = []
     metrics = PipelineMetrics()
-    writer = OutcomeWriter(
-        tmp_path / "images", Database(url), lambda o, b: sent.append((o, b)), metrics, OWNER
-    )
+    writer = OutcomeWriter(tmp_path / "images", Database(url), acking(sent), metrics, OWNER)
     for i in range(20):  # all queued before the writer runs: one batch, one commit
         writer.submit(make_outcome(i))
     writer.start()
@@ -126,7 +138,7 @@ def test_a_crash_after_the_commit_resends_what_was_announced_and_stores_nothing_
     sent: Sent = []
     metrics = PipelineMetrics()
     writer = OutcomeWriter(
-        data / "images", Database(db_url), lambda o, b: sent.append((o, b)), metrics, OWNER
+        data / "images", Database(db_url), acking(sent), metrics, OWNER, upload_receipts=False
     )
     writer.start()
     writer.stop()
@@ -145,14 +157,17 @@ def test_a_message_the_hub_refuses_is_sent_again_at_the_next_start(tmp_path: Pat
     images = tmp_path / "data" / "images"
     sent: Sent = []
 
-    def refuse_first(output: str, body: dict[str, Any]) -> None:
+    def refuse_first(output: str, body: dict[str, Any], on_sent: Callable[[], None]) -> None:
         if not sent:
             sent.append(("refused", body))
             raise ConnectionError("edgeHub away")
         sent.append((output, body))
+        on_sent()
 
     metrics = PipelineMetrics()
-    writer = OutcomeWriter(images, Database(url), refuse_first, metrics, OWNER)
+    writer = OutcomeWriter(
+        images, Database(url), refuse_first, metrics, OWNER, upload_receipts=False
+    )
     first, second = make_outcome(1), make_outcome(2)
     writer.submit(first)
     writer.submit(second)
@@ -164,7 +179,7 @@ def test_a_message_the_hub_refuses_is_sent_again_at_the_next_start(tmp_path: Pat
 
     again: Sent = []
     writer = OutcomeWriter(
-        images, Database(url), lambda o, b: again.append((o, b)), PipelineMetrics(), OWNER
+        images, Database(url), acking(again), PipelineMetrics(), OWNER, upload_receipts=False
     )
     writer.start()
     writer.stop()
