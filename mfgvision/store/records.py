@@ -1,4 +1,4 @@
-"""What the CIS hands to storage: one record per inference, with its detections, and the verdict rule."""
+"""What the CIS hands to storage: one record per inference, with its detections; the verdict rule."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ NG = "NG"
 def verdict_rule(prob_threshold: float | None) -> str:
     """The OK/NG rule in one sentence, naming the probability threshold when it is known."""
     threshold = (
-        f"{prob_threshold:g} (prob_threshold)"
+        f"{prob_threshold} (prob_threshold)"
         if prob_threshold is not None
         else "the camera's prob_threshold (not recorded for this inspection)"
     )

@@ -184,7 +184,9 @@ def test_detail_names_the_settings_in_force_and_the_verdict_rule(
     recorded = record("cam1", now, detection(0, "scratch", 0.93))
     recorded.prob_threshold, recorded.settings_version = 0.9, 12
     older = record("cam1", now - timedelta(days=1))  # stored before thresholds were recorded
-    db.write([recorded, older])
+    precise = record("cam1", now - timedelta(hours=1))
+    precise.prob_threshold = 0.1234567
+    db.write([recorded, older, precise])
 
     data = client.get(f"/api/inferences/{recorded.unique_id}").get_json()
     assert (data["verdict"], data["prob_threshold"], data["settings_version"]) == ("NG", 0.9, 12)
@@ -194,6 +196,8 @@ def test_detail_names_the_settings_in_force_and_the_verdict_rule(
     data = client.get(f"/api/inferences/{older.unique_id}").get_json()
     assert (data["verdict"], data["prob_threshold"], data["settings_version"]) == ("OK", None, None)
     assert "not recorded" in data["verdict_rule"]
+    data = client.get(f"/api/inferences/{precise.unique_id}").get_json()
+    assert "above 0.1234567 (prob_threshold)" in data["verdict_rule"]  # never rounded
 
     page = client.get(f"/inferences/{recorded.unique_id}").get_data(as_text=True)
     assert 'data-ref="rule"' in page
