@@ -388,8 +388,20 @@ class CisSettings(CameraSettings):
     inference_fps: float = Field(1.0, ge=0, le=1000, description="0 = as fast as the model allows")
     model_name: str = Field("demo-defects", pattern=r"^[A-Za-z0-9_.\-]{1,80}$")
     model_version: str = Field("1", pattern=r"^[A-Za-z0-9_.\-]{1,40}$")
-    prob_threshold: float = Field(0.5, ge=0, le=1)
-    iou_threshold: float = Field(0.45, ge=0, le=1)
+    prob_threshold: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="a detection is kept only when its probability is above this; a part is NG "
+        "when at least one is kept",
+    )
+    iou_threshold: float = Field(
+        0.45,
+        ge=0,
+        le=1,
+        description="NMS: a box overlapping a better box of its class by more than this is "
+        "dropped; never changes the verdict",
+    )
     providers: list[str] | None = Field(
         None,
         max_length=8,

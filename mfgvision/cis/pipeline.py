@@ -91,10 +91,14 @@ class CisPipeline:
         schema_ready: bool = True,
         owner: str = "cis",
         data_dir: Path | None = None,
+        settings_version: int | None = None,
     ) -> None:
         """Camera folders and files are read from ``assets_dir`` or ``data_dir``. ``owner`` names this pipeline's entries in the announcement journal (the module id: a
-        restart replays its own entries, whatever camera id the settings name by then)."""
-        self.settings = settings
+        restart replays its own entries, whatever camera id the settings name by then).
+        ``settings_version`` is the desired-twin ``$version`` of ``settings`` (None when unknown);
+        every row records it."""
+        # Settings and their version change together, in one assignment the inference thread reads.
+        self._in_force: tuple[CisSettings, int | None] = (settings, settings_version)
         self.camera_roots = (assets_dir,) if data_dir is None else (assets_dir, data_dir)
         self.intra_op_threads = intra_op_threads
         self.metrics = PipelineMetrics()
@@ -134,9 +138,20 @@ class CisPipeline:
         self.writer.stop()
         self.models.stop()
 
-    def apply(self, new: CisSettings) -> None:
-        """Switch to new settings without a restart."""
-        old, self.settings = self.settings, new
+    @property
+    def settings(self) -> CisSettings:
+        """The settings in force."""
+        return self._in_force[0]
+
+    @property
+    def settings_version(self) -> int | None:
+        """The desired-twin ``$version`` of the settings in force; None when unknown."""
+        return self._in_force[1]
+
+    def apply(self, new: CisSettings, version: int | None = None) -> None:
+        """Switch to new settings (desired-twin ``$version`` ``version``) without a restart."""
+        old = self.settings
+        self._in_force = (new, version)
         if (
             any(getattr(old, k) != getattr(new, k) for k in _CAMERA_KEYS)
             or old.trigger_paced != new.trigger_paced
@@ -259,7 +274,7 @@ class CisPipeline:
                 continue
             with self._lock:
                 forced, self._capture_requests = self._capture_requests, []
-            model, s = self.models.current, self.settings
+            model, (s, version) = self.models.current, self._in_force
             grabber.decode_side = (
                 decode_side(model) if model is not None and infers_every_frame(s) else None
             )
@@ -271,7 +286,7 @@ class CisPipeline:
             if not (forced or s.trigger_paced or self._sampler.admit(time.monotonic())):
                 continue
             try:
-                outcome = self._infer(frame, model, s)
+                outcome = self._infer(frame, model, s, version)
             except Exception as exc:
                 self.metrics.count("inference_errors")
                 log.exception("inference failed", extra={"frame": frame.name})
@@ -286,7 +301,9 @@ class CisPipeline:
             for f in forced:
                 f.set_result(_summary(outcome))
 
-    def _infer(self, frame: Frame, model: Model, s: CisSettings) -> Outcome | None:
+    def _infer(
+        self, frame: Frame, model: Model, s: CisSettings, version: int | None
+    ) -> Outcome | None:
         image = frame.image
         if image is None:  # a JPEG frame the capture thread did not decode
             assert frame.jpeg is not None
@@ -318,6 +335,7 @@ class CisPipeline:
             model_version=model.version,
             retrain=self._retrain.pick(now, best),
             inferred_at=now,
+            settings_version=version,
         )
 
 

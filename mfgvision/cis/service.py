@@ -101,7 +101,7 @@ class CisService:
         document's when valid, else the last good ones), then report."""
         with self._lock:
             valid = self.settings.apply(desired, full)
-            settings = self.settings.current
+            settings, version = self.settings.current, self.settings.applied_version
             assert isinstance(settings, CisSettings)
             if self.pipeline is None:
                 self.pipeline = CisPipeline(
@@ -115,10 +115,11 @@ class CisService:
                     schema_ready=self._schema_ready,
                     owner=self.hub.module_id,
                     data_dir=self.paths.data,
+                    settings_version=version,
                 )
                 self.pipeline.start()
             else:
-                self.pipeline.apply(settings)
+                self.pipeline.apply(settings, version)
         if valid:
             log.info(
                 "settings applied",

@@ -224,6 +224,8 @@ class OutcomeWriter:
             frame_width=outcome.frame.width,
             frame_height=outcome.frame.height,
             detections=detections,
+            prob_threshold=s.prob_threshold,
+            settings_version=outcome.settings_version,
         )
         written = self._write_images(outcome, record)
         where = (s.camera_location, s.camera_position)

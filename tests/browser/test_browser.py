@@ -98,6 +98,27 @@ def test_history_filter_narrows_and_detail_opens(page: Any, stack: Stack) -> Non
     assert '"unique_id"' in page.locator("#detail pre").inner_text()
 
 
+def test_detail_names_the_settings_the_verdict_was_made_with(page: Any, stack: Stack) -> None:
+    api = page.request.get(stack.dashboard_url + "api/inferences?camera=line1-top&limit=1")
+    (latest,) = api.json()["items"]
+    uid = latest["unique_id"]
+    item = page.request.get(f"{stack.dashboard_url}api/inferences/{uid}").json()
+    assert item["prob_threshold"] is not None and item["settings_version"] is not None
+    page.goto(f"{stack.dashboard_url}inferences/{uid}")
+    page.locator("#detail[data-loaded]").wait_for(state="attached", timeout=30000)
+    assert page.locator('#detail [data-ref="rule"]').inner_text() == item["verdict_rule"]
+    facts = dict(
+        zip(
+            page.locator("#detail .facts dt").all_text_contents(),
+            page.locator("#detail .facts dd").all_text_contents(),
+            strict=True,
+        )
+    )
+    assert facts["Threshold"].startswith(f"{item['prob_threshold']} ")
+    assert facts["Settings version"].startswith(f"{item['settings_version']} ")
+    assert facts["Model"] == f"{item['model_name']} v{item['model_version']}"
+
+
 def test_twin_tool_changes_a_running_camera(page: Any, stack: Stack) -> None:
     page.goto(stack.twin_url)
     assert "/login" in page.url
