@@ -287,13 +287,20 @@ class ModuleSettings(BaseModel):
 class CameraSettings(ModuleSettings):
     """One camera's own settings (every ``camera_*`` key): what the frame sources take."""
 
-    camera_type: CameraType = "folder"
+    camera_type: CameraType = Field(
+        "folder",
+        description="kind of camera: image folder, video file, stream, USB or machine-vision camera",
+    )
     camera_uri: str = Field(
         "samples/line1",
         max_length=MAX_TEXT,
         description="folder or file (under the assets folder), stream URL or USB index",
     )
-    camera_id: str = Field("camera1", pattern=r"^[A-Za-z0-9_.\-]{1,40}$")
+    camera_id: str = Field(
+        "camera1",
+        pattern=r"^[A-Za-z0-9_.\-]{1,40}$",
+        description="the camera's name in rows, messages and the dashboard",
+    )
     camera_location: str = Field(
         "line1",
         pattern=NAME_PART,
@@ -386,8 +393,14 @@ class CisSettings(CameraSettings):
     first and stay flat in the twin."""
 
     inference_fps: float = Field(1.0, ge=0, le=1000, description="0 = as fast as the model allows")
-    model_name: str = Field("demo-defects", pattern=r"^[A-Za-z0-9_.\-]{1,80}$")
-    model_version: str = Field("1", pattern=r"^[A-Za-z0-9_.\-]{1,40}$")
+    model_name: str = Field(
+        "demo-defects",
+        pattern=r"^[A-Za-z0-9_.\-]{1,80}$",
+        description="model to serve: the folder <model_name>/<model_version> in the model volume",
+    )
+    model_version: str = Field(
+        "1", pattern=r"^[A-Za-z0-9_.\-]{1,40}$", description="version folder of that model"
+    )
     prob_threshold: float = Field(
         0.5,
         ge=0,
@@ -407,16 +420,20 @@ class CisSettings(CameraSettings):
         max_length=8,
         description="ONNX Runtime providers, e.g. CUDAExecutionProvider; empty = auto",
     )
-    fp16: bool = True
-    store_raw_frames: bool = True
-    store_all_inferences: bool = True
+    fp16: bool = Field(True, description="TensorRT builds half-precision engines")
+    store_raw_frames: bool = Field(
+        True, description="keep the camera's frame beside the annotated image of a detection"
+    )
+    store_all_inferences: bool = Field(True, description="store inferences without a detection too")
     retrain_interval_s: float = Field(
         600.0, ge=0, le=604800, description="keep one retraining frame per interval"
     )
     retrain_below_probability: float = Field(
         0.0, ge=0, le=1, description="also keep frames whose best detection is below this"
     )
-    jpeg_quality: int = Field(90, ge=30, le=100)
+    jpeg_quality: int = Field(
+        90, ge=30, le=100, description="JPEG quality of the images the module encodes"
+    )
     alert_probability: float = Field(
         0.0,
         ge=0,
@@ -482,7 +499,7 @@ class ImageUploadSettings(ModuleSettings):
     failed_retry_s: float = Field(
         3600.0, ge=0, le=604800, description="retry parked images after this long; 0 = never"
     )
-    report_every_s: float = Field(10.0, ge=1, le=3600)
+    report_every_s: float = Field(10.0, ge=1, le=3600, description="seconds between status reports")
 
     @model_validator(mode="after")
     def _check(self) -> ImageUploadSettings:
