@@ -109,10 +109,6 @@ class FormSection:
     fields: list[FormField]
     advanced: list[FormField]
 
-    def hidden(self, values: Mapping[str, Any]) -> bool:
-        """True when none of its settings applies to ``values``."""
-        return not any(f.applies(values) for f in (*self.fields, *self.advanced))
-
 
 def _number(value: float) -> str:
     """``1``, ``0.45``, ``604,800``: no exponent, no trailing ``.0``."""
