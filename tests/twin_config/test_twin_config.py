@@ -32,6 +32,7 @@ from mfgvision.twin_config.registry import (
     CloudRegistry,
     ConflictError,
     LocalRegistry,
+    NotFoundError,
     command_of,
 )
 from mfgvision.web.auth import AuthConfig
@@ -426,6 +427,11 @@ def test_stand_in_registry_reads_its_twins_file_and_the_manifest_once(
     manifest_path.write_text(json.dumps(changed))
     assert [m.module_id for m in standin.modules(LOCAL_DEVICE)] == ["CIS1"]
     assert len(parsed) == 2
+    assert standin.images_dir(LOCAL_DEVICE) is None
+    with_images = StandInRegistry(state, manifest_path, images=tmp_path / "images")
+    assert with_images.images_dir(LOCAL_DEVICE) == tmp_path / "images"
+    with pytest.raises(NotFoundError):
+        with_images.images_dir("other")
 
 
 class _FormReader(HTMLParser):
