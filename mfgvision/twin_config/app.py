@@ -204,12 +204,14 @@ def frame(device_id: str, module_id: str, name: str) -> ResponseReturnValue:
     """One stored frame of the module's camera (404 for any other file)."""
     _ids(device_id, module_id)
     registry = _registry()
+    images = registry.images_dir(device_id)
+    if images is None:
+        abort(404)
     twin = registry.twin(device_id, module_id)
     model = SCHEMAS.get(twin.kind or "")
     if model is None:
         abort(404)
-    current = effective(model, twin.settings)
-    path = frame_path(registry.images_dir(device_id), twin.reported, current, name)
+    path = frame_path(images, twin.reported, effective(model, twin.settings), name)
     if path is None:
         abort(404)
     return send_file(path, mimetype="image/jpeg", max_age=FRAME_MAX_AGE_S, conditional=True)

@@ -111,7 +111,7 @@ class FormSection:
 
 
 def _number(value: float) -> str:
-    """``1``, ``0.45``, ``604,800``: no exponent, no trailing ``.0``."""
+    """``1``, ``0.45``, ``604,800``: whole numbers without ``.0``, thousands separated."""
     if float(value).is_integer():
         return f"{int(value):,}"
     return f"{value:,}"

@@ -540,6 +540,22 @@ def test_form_sections_labels_and_order_come_from_the_schema(client: FlaskClient
     assert "prob_threshold" not in folded and "camera_type" not in folded
 
 
+def test_hints_say_range_and_default_in_plain_words() -> None:
+    fields = {f.name: f for f in form_fields(CisSettings)}
+    expected = {
+        "prob_threshold": "0–1, default 0.5",
+        "retrain_interval_s": "0–604,800, default 600",
+        "camera_exposure_us": "above 0, up to 100,000,000",
+        "camera_gain_db": "-20 to 60",
+        "camera_timeout_s": "0.5–300, default 10",
+        "fp16": "default on",
+        "camera_type": "default folder",
+        "providers": "",
+    }
+    assert {name: fields[name].hint for name in expected} == expected
+    assert fields["inference_fps"].unit == "frames/s" and fields["camera_gain_db"].unit == "dB"
+
+
 @pytest.mark.parametrize("camera_type", ["folder", "rtsp", "basler", "genicam"])
 def test_settings_of_other_camera_types_are_hidden(
     client: FlaskClient, broker: InProcessBroker, camera_type: str
