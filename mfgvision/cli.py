@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 from pathlib import Path
 
@@ -32,8 +33,12 @@ def _twin_config(args: argparse.Namespace) -> int:
     if args.edgehub_state is None:
         return twin_config_main(args)
     from mfgvision.deploy.twin_registry import StandInRegistry
+    from mfgvision.runtime import Paths
 
-    return twin_config_main(args, StandInRegistry(args.edgehub_state, args.manifest))
+    data = args.data_dir or args.edgehub_state.parent
+    paths = dataclasses.replace(Paths.from_env(), data=data)
+    registry = StandInRegistry(args.edgehub_state, args.manifest, images=paths.images)
+    return twin_config_main(args, registry)
 
 
 def _file_upload(args: argparse.Namespace) -> int:

@@ -4,6 +4,7 @@ changing a running camera, strict file serving and login."""
 from __future__ import annotations
 
 import http.client
+import json
 import re
 from typing import Any
 from urllib.parse import urlsplit
@@ -126,11 +127,26 @@ def test_twin_tool_changes_a_running_camera(page: Any, stack: Stack) -> None:
     page.fill("input[name=password]", PASSWORD)
     page.click("button[type=submit]")
     page.locator("a", has_text="CIS1").first.click()
+    # The camera's current frame and its own state are beside the form.
+    frame = page.locator("#frame-image")
+    assert wait_for(lambda: frame.evaluate("i => i.complete && i.naturalWidth") > 0)
+    page.locator("#module-state", has_text="Module: Running").wait_for()
+    # Settings of other camera types show only when that type is chosen.
+    assert page.locator("#f-camera_fps").is_visible()
+    assert not page.locator("#f-camera_exposure_us").is_visible()
+    page.select_option("#f-camera_type", "basler")
+    assert page.locator("#f-camera_exposure_us").is_visible()
+    assert not page.locator("#f-camera_fps").is_visible()
+    page.select_option("#f-camera_type", "folder")
+    assert page.locator("#f-camera_exposure_us").is_disabled()
+    assert page.locator("legend").all_text_contents()[:2] == ["Inspection", "Camera"]
     page.fill("#f-prob_threshold", "0.37")
     page.click("text=Review changes")
     diff = page.locator("#diff")
     diff.wait_for()
-    assert "prob_threshold" in diff.inner_text() and "0.37" in diff.inner_text()
+    assert "Probability threshold" in diff.inner_text() and "0.37" in diff.inner_text()
+    patch = page.locator("input[name=patch]").get_attribute("value")
+    assert json.loads(patch or "") == {"prob_threshold": 0.37}
     page.click("text=Apply to the module")
     page.locator("#module[data-outcome='applied']").wait_for(state="attached", timeout=30000)
     assert stack.cis.pipeline is not None
