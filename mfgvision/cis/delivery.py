@@ -2,9 +2,10 @@
 
 What confirms a message:
 
-* ``inference`` and ``alerts`` (to IoT Hub): edgeHub's acknowledgement, then ``settle_s`` without
-  edgeHub losing its session. When the hub reports a lost session (a restart without its store), the
-  messages it acknowledged within that window are sent again: edgeHub may not have forwarded them.
+* ``inference`` and ``alerts`` (to IoT Hub): edgeHub's acknowledgement, then ``settle_s`` connected.
+  When the connection drops, the messages edgeHub acknowledged within ``settle_s`` before are at risk
+  (an edgeHub that restarts without its store loses what it had not passed on, and the client cannot
+  tell such a restart from a network blip); they are sent again once the connection is back.
 * ``imageUpload`` (to ImageUpload): ImageUpload's **receipt**, a message on the CIS's
   ``uploadReceipts`` input sent once the request is in ImageUpload's durable outbox. A request the hub
   acknowledged and no receipt followed within ``resend_s`` (ImageUpload killed with the request in
@@ -82,6 +83,8 @@ class _Message:
     acked_at: float | None = None
     confirmed: bool = False
     attempts: int = 1
+    #: Taken by edgeHub shortly before the connection dropped: sent again once it is back.
+    at_risk: bool = False
 
 
 @dataclass
@@ -185,9 +188,9 @@ class DeliveryTracker:
             log.error("ImageUpload refused an image", extra={"image": name, "reason": reason})
         self._refused_reason = reason
 
-    def on_session_lost(self) -> None:
-        """edgeHub lost its session and store: send again what it acknowledged and may not have
-        passed on (within ``settle_s``, and upload requests still without a receipt)."""
+    def on_connection_change(self, connected: bool) -> None:
+        """The connection to edgeHub dropped (messages it took within ``settle_s`` are at risk)
+        or is back (what is at risk, and upload requests still without a receipt, go again)."""
         now = self._clock()
         again: list[_Message] = []
         with self._lock:
@@ -195,10 +198,13 @@ class DeliveryTracker:
                 for m in tracked.messages:
                     if m.confirmed or m.acked_at is None:
                         continue
-                    if m.by_receipt or now - m.acked_at < self.settle_s:
+                    if not connected:
+                        m.at_risk = m.by_receipt or now - m.acked_at < self.settle_s
+                    elif m.at_risk:
+                        m.at_risk = False
                         again.append(self._resent(m, now))
         if again:
-            log.warning("edgeHub lost its session, sending again", extra={"messages": len(again)})
+            log.warning("edgeHub connection back, sending again", extra={"messages": len(again)})
             self.metrics.count("messages_resent", len(again))
         for m in again:
             self._hand_over(m)
@@ -240,11 +246,11 @@ class DeliveryTracker:
     def _settled(self, m: _Message, now: float) -> bool:
         if m.by_receipt or m.confirmed:
             return m.confirmed
-        return m.acked_at is not None and now - m.acked_at >= self.settle_s
+        return m.acked_at is not None and not m.at_risk and now - m.acked_at >= self.settle_s
 
     def _due(self, m: _Message, now: float) -> bool:
         """An upload request the hub took and no receipt followed in time."""
-        if not m.by_receipt or m.confirmed or m.acked_at is None:
+        if not m.by_receipt or m.confirmed or m.acked_at is None or m.at_risk:
             return False
         wait = min(self.resend_max_s, self.resend_s * 2 ** (m.attempts - 1))
         return now - m.acked_at >= wait
@@ -267,7 +273,8 @@ class DeliveryTracker:
     def _taken(tracked: _Tracked) -> bool:
         """Every message confirmed, or (confirmed by the hub) acknowledged by edgeHub."""
         return all(
-            m.confirmed or (not m.by_receipt and m.acked_at is not None) for m in tracked.messages
+            m.confirmed or (not m.by_receipt and m.acked_at is not None and not m.at_risk)
+            for m in tracked.messages
         )
 
     def _give_up(self, entries: list[Announcement], why: str) -> None:
@@ -325,7 +332,7 @@ class DeliveryTracker:
                 1
                 for t in self._tracked.values()
                 for m in t.messages
-                if not m.confirmed and (m.by_receipt or m.acked_at is None)
+                if not m.confirmed and (m.by_receipt or m.acked_at is None or m.at_risk)
             )
 
     def pending(self) -> bool:

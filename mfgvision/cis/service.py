@@ -68,7 +68,7 @@ class CisService:
         self.hub.on_method("trigger", self._trigger)
         self.hub.on_input(TRIGGER_INPUT, self._on_trigger_message)
         self.hub.on_input(RECEIPTS_INPUT, self._on_receipts)
-        self.hub.on_session_lost(self._on_session_lost)
+        self.hub.on_connection_change(self._on_connection_change)
         self.hub.on_desired(self._apply)
         self._apply(self.settings.starting_point(self.hub, online), full=True)
         self._reporter.start()
@@ -134,9 +134,9 @@ class CisService:
         if self.pipeline is not None:
             self.pipeline.writer.delivery.on_receipts(message)
 
-    def _on_session_lost(self) -> None:
+    def _on_connection_change(self, connected: bool) -> None:
         if self.pipeline is not None:
-            self.pipeline.writer.delivery.on_session_lost()
+            self.pipeline.writer.delivery.on_connection_change(connected)
 
     def _capture_now(self, arguments: CaptureNowArguments) -> dict[str, Any]:
         if self.pipeline is None:

@@ -79,7 +79,7 @@ class Hub(ABC):
         self.module_id = module_id
         self._methods: dict[str, tuple[MethodHandler, type[MethodArguments]]] = {}
         self._quiet = QuietReports()
-        self._session_lost: list[Callable[[], None]] = []
+        self._connection_handlers: list[Callable[[bool], None]] = []
 
     @abstractmethod
     def connect(self, wait_s: float | None = None) -> bool:
@@ -138,17 +138,18 @@ class Hub(ABC):
             )
         return properties
 
-    def on_session_lost(self, handler: Callable[[], None]) -> None:
-        """Call ``handler`` when the hub finds it lost its session (and with it the messages it
-        had acknowledged but not passed on yet)."""
-        self._session_lost.append(handler)
+    def on_connection_change(self, handler: Callable[[bool], None]) -> None:
+        """Call ``handler(connected)`` when the connection to the hub drops and when it is back
+        (on a hub thread; it must not block). A hub that restarted without its store has lost
+        what it acknowledged and had not passed on yet."""
+        self._connection_handlers.append(handler)
 
-    def _notify_session_lost(self) -> None:
-        for handler in self._session_lost:
+    def _notify_connection(self, connected: bool) -> None:
+        for handler in self._connection_handlers:
             try:
-                handler()
+                handler(connected)
             except Exception:
-                log.exception("session-lost handler failed", extra={"hub_module": self.module_id})
+                log.exception("connection handler failed", extra={"hub_module": self.module_id})
 
     def on_method(
         self,

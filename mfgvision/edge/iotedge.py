@@ -387,6 +387,7 @@ class IoTEdgeHub(Hub):
         client = self._client
         state = "connected" if client is not None and client.connected else "disconnected"
         log.info("edgeHub connection changed", extra={"hub_module": self.module_id, "state": state})
+        self._notify_connection(state == "connected")
         if state == "disconnected":
             self._dropped = True
             return
@@ -688,7 +689,6 @@ class IoTEdgeHub(Hub):
                 extra={"hub_module": self.module_id},
             )
             self._renew()
-            self._notify_session_lost()
             twin = self._read_twin()
         log.info(
             "desired properties read again",

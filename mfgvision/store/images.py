@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import re
 import tempfile
@@ -13,8 +12,6 @@ from typing import Literal, get_args
 
 import cv2
 import numpy as np
-
-logger = logging.getLogger(__name__)
 
 ImageKind = Literal["annotated", "raw", "retrain"]
 IMAGE_KINDS: frozenset[str] = frozenset(get_args(ImageKind))
@@ -95,7 +92,6 @@ def write_atomic(path: Path, data: bytes) -> None:
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp_name)
-        logger.warning("atomic write failed", extra={"path": str(path)})
         raise
     fsync_folder(path.parent)
 

@@ -144,7 +144,7 @@ def test_a_request_the_hub_has_not_taken_is_not_sent_again(parts: Any) -> None:
     assert hub.outputs("imageUpload") == ["a"]
 
 
-def test_a_lost_session_resends_what_the_hub_took_recently(parts: Any) -> None:
+def test_what_the_hub_took_shortly_before_a_drop_goes_again_once_it_is_back(parts: Any) -> None:
     journal, hub, clock, _ = parts
     t = tracker(parts, settle_s=30)
     announce(t, "old")
@@ -155,7 +155,11 @@ def test_a_lost_session_resends_what_the_hub_took_recently(parts: Any) -> None:
     clock.now += 15  # "old" settled (35 s), "new" not (15 s)
     t.tick()
     assert waiting(journal) == ["new"]
-    t.on_session_lost()
+    t.on_connection_change(False)
+    clock.now += 120  # a long outage: what is at risk does not settle meanwhile
+    t.tick()
+    assert waiting(journal) == ["new"] and t.in_flight() == 1
+    t.on_connection_change(True)
     assert hub.outputs("inference") == ["old", "new", "new"]
     clock.now += 31
     t.tick()

@@ -298,9 +298,9 @@ def test_a_lost_session_renews_the_client_and_its_subscriptions():
     hub.connect()
     hub.get_twin()
     seen: list[tuple[dict, bool]] = []
-    lost: list[bool] = []
+    changes: list[bool] = []
     hub.on_desired(lambda desired, full: seen.append((desired, full)))
-    hub.on_session_lost(lambda: lost.append(True))
+    hub.on_connection_change(changes.append)
     hub.on_method("status", lambda _p: {"ok": True})
     first.connected = False
     hub._on_connection_state()
@@ -313,7 +313,7 @@ def test_a_lost_session_renews_the_client_and_its_subscriptions():
     assert second.on_method_request_received == hub._on_sdk_method
     assert second.on_message_received == hub._on_sdk_message
     assert hub.counters["renewed"] == 1
-    assert lost == [True]  # the module is told, so it can send again what the hub dropped
+    assert changes == [False, True]  # the module is told, so it can send again what is at risk
     hung.set()
     hub.disconnect()
 
