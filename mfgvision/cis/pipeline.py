@@ -90,9 +90,11 @@ class CisPipeline:
         schema_ready: bool = True,
         owner: str = "cis",
         data_dir: Path | None = None,
+        live_dir: Path | None = None,
     ) -> None:
         """Camera folders and files are read from ``assets_dir`` or ``data_dir``. ``owner`` names this pipeline's entries in the announcement journal (the module id: a
-        restart replays its own entries, whatever camera id the settings name by then)."""
+        restart replays its own entries, whatever camera id the settings name by then).
+        ``live_dir`` receives live frames while the dashboard watches (None: never)."""
         self.settings = settings
         self.camera_roots = (assets_dir,) if data_dir is None else (assets_dir, data_dir)
         self.intra_op_threads = intra_op_threads
@@ -105,6 +107,7 @@ class CisPipeline:
             self.metrics,
             owner=owner,
             spool=RowSpool(row_spool_path(images_dir), db, schema_ready=schema_ready),
+            live_dir=live_dir,
         )
         self.grabber: FrameGrabber | None = None
         self.camera_error: str | None = None

@@ -17,6 +17,7 @@ from mfgvision.edge.hub import Hub, HubMessage, MethodArguments, MethodError
 from mfgvision.runtime import Paths
 from mfgvision.settings import CisSettings
 from mfgvision.store.database import Database
+from mfgvision.store.live import LIVE_FOLDER
 from mfgvision.store.status import STATUS_FOLDER, remove_status, write_status
 
 log = logging.getLogger(__name__)
@@ -111,6 +112,7 @@ class CisService:
                     schema_ready=self._schema_ready,
                     owner=self.hub.module_id,
                     data_dir=self.paths.data,
+                    live_dir=self.paths.data / LIVE_FOLDER,
                 )
                 self.pipeline.start()
             else:

@@ -48,8 +48,9 @@ class ThumbnailCache:
         return data
 
 
-def make_thumbnail(jpeg: bytes, width: int) -> bytes | None:
-    """``jpeg`` scaled down to ``width`` pixels wide (aspect kept); unchanged when not wider."""
+def make_thumbnail(jpeg: bytes, width: int, quality: int = THUMBNAIL_QUALITY) -> bytes | None:
+    """``jpeg`` scaled down to ``width`` pixels wide (aspect kept) and encoded at ``quality``;
+    unchanged when not wider."""
     size = jpeg_size(jpeg)
     if size is None:
         return None
@@ -67,7 +68,7 @@ def make_thumbnail(jpeg: bytes, width: int) -> bytes | None:
         )
     elif reduction == 1:
         return jpeg
-    ok, buffer = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, THUMBNAIL_QUALITY])
+    ok, buffer = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
     return buffer.tobytes() if ok else None
 
 
