@@ -4,7 +4,8 @@
 Off unless ``MFGVISION_LIVE_VIEW`` is on, because a stream costs bandwidth on metered links. Each
 viewer holds one server thread for as long as it watches, so viewers are capped; one more gets a 503.
 A stream sends each new frame at most ``max_fps`` times a second (the newest one when the CIS is
-faster), scaled down to ``max_width``; frames are scaled once and shared by every viewer of a camera.
+faster), scaled down to ``max_width`` and encoded at ``quality``; frames are scaled once and shared
+by every viewer of a camera.
 A stream repeats its last frame every ``REPEAT_S`` while the camera sends nothing, so a viewer that
 left is noticed, and it ends when the viewer leaves or the dashboard stops.
 """
@@ -20,7 +21,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from mfgvision.dashboard.thumbnails import make_thumbnail
+from mfgvision.capture.jpeg import jpeg_size
+from mfgvision.dashboard.thumbnails import decode_to_width, encode
 from mfgvision.store.live import live_frame_path, mark_watched
 from mfgvision.store.status import STALE_AFTER_S
 
@@ -59,7 +61,7 @@ class LiveConfig(BaseModel):
     enabled: bool = Field(False, description="serve live streams and show the Live toggle")
     max_fps: float = Field(5.0, gt=0, le=30, description="frames per second per stream, at most")
     max_width: int = Field(960, ge=160, le=3840, description="wider frames are scaled down")
-    quality: int = Field(70, ge=30, le=95, description="JPEG quality of the scaled frames")
+    quality: int = Field(70, ge=30, le=95, description="JPEG quality of the streamed frames")
     max_clients: int = Field(4, ge=1, le=32, description="streams at a time, all cameras")
 
     @classmethod
@@ -74,6 +76,17 @@ class LiveConfig(BaseModel):
         except ValidationError as exc:
             problems = [f"{ENV_VARS[str(err['loc'][0])]}: {err['msg']}" for err in exc.errors()]
             raise LiveConfigError("; ".join(problems)) from None
+
+
+def live_jpeg(jpeg: bytes, max_width: int, quality: int) -> bytes | None:
+    """``jpeg`` as a stream sends it: at most ``max_width`` wide and encoded at ``quality``, or as
+    it came when it is no wider and that is smaller; None when it does not decode."""
+    size = jpeg_size(jpeg)
+    image = decode_to_width(jpeg, max_width)
+    scaled = None if image is None else encode(image, quality)
+    if size is None or scaled is None:
+        return None
+    return jpeg if size[0] <= max_width and len(jpeg) <= len(scaled) else scaled
 
 
 def multipart_part(jpeg: bytes) -> bytes:
@@ -185,7 +198,7 @@ class LiveView:
                 jpeg = fh.read()
         except (OSError, ValueError):
             return None
-        scaled = make_thumbnail(jpeg, self.config.max_width, self.config.quality)
+        scaled = live_jpeg(jpeg, self.config.max_width, self.config.quality)
         with self._lock:
             self._scaled[camera_id] = (key, scaled)
         return key, scaled

@@ -8,6 +8,7 @@ from collections import OrderedDict
 from pathlib import Path
 
 import cv2
+import numpy as np
 
 from mfgvision.capture.jpeg import decode, jpeg_size
 
@@ -54,6 +55,18 @@ def make_thumbnail(jpeg: bytes, width: int, quality: int = THUMBNAIL_QUALITY) ->
     size = jpeg_size(jpeg)
     if size is None:
         return None
+    if size[0] <= width:
+        return jpeg
+    image = decode_to_width(jpeg, width)
+    return None if image is None else encode(image, quality)
+
+
+def decode_to_width(jpeg: bytes, width: int) -> np.ndarray | None:
+    """``jpeg`` decoded at most ``width`` pixels wide (aspect kept): decoded at 1/2, 1/4 or 1/8
+    size where that is still as wide, then resized; None when it does not decode."""
+    size = jpeg_size(jpeg)
+    if size is None:
+        return None
     reduction = 1
     for factor in (2, 4, 8):
         if size[0] / factor >= width:
@@ -66,8 +79,11 @@ def make_thumbnail(jpeg: bytes, width: int, quality: int = THUMBNAIL_QUALITY) ->
         image = cv2.resize(
             image, (width, max(1, round(h * width / w))), interpolation=cv2.INTER_AREA
         )
-    elif reduction == 1:
-        return jpeg
+    return image
+
+
+def encode(image: np.ndarray, quality: int) -> bytes | None:
+    """``image`` as a JPEG of ``quality``; None when it does not encode."""
     ok, buffer = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
     return buffer.tobytes() if ok else None
 

@@ -39,12 +39,12 @@ from tests.factories import wait_for
 CAMERA = "cam1"
 
 
-def frame(width: int, height: int, seq: int) -> bytes:
-    """A JPEG frame of the given size whose content depends on ``seq``."""
+def frame(width: int, height: int, seq: int, quality: int = 90) -> bytes:
+    """A JPEG frame of the given size and quality whose content depends on ``seq``."""
     image = np.zeros((height, width, 3), dtype=np.uint8)
     image[:, :, 1] = np.linspace(0, 255, width, dtype=np.uint8)
     cv2.putText(image, str(seq), (20, height // 2), cv2.FONT_HERSHEY_SIMPLEX, 3, (255, 255, 255), 5)
-    return encode_jpeg(image, 90)
+    return encode_jpeg(image, quality)
 
 
 def width_of(jpeg: bytes) -> int:
@@ -71,9 +71,11 @@ class Camera:
     """Stands in for a CIS: writes a new live frame on every ``step`` of a clock it owns, each
     with its own time stamp, as frames at a camera's rate have."""
 
-    def __init__(self, folder: Path, width: int = 1280, height: int = 720) -> None:
+    def __init__(
+        self, folder: Path, width: int = 1280, height: int = 720, quality: int = 90
+    ) -> None:
         self.folder = folder
-        self.frames = [frame(width, height, i) for i in range(3)]
+        self.frames = [frame(width, height, i, quality) for i in range(3)]
         self.written = 0
 
     def step(self) -> None:
@@ -140,19 +142,23 @@ def test_a_faster_camera_is_thinned_to_the_rate_cap(live_dir: Path) -> None:
     assert len(parts) >= elapsed * 5 * 0.8
 
 
-def test_frames_are_scaled_to_the_max_width_and_narrow_ones_pass_unchanged(
-    live_dir: Path,
-) -> None:
+def test_frames_are_scaled_to_the_max_width_at_the_stream_quality(live_dir: Path) -> None:
     clock = FakeClock()
+    view = LiveView(LiveConfig(enabled=True, max_width=640, quality=60), live_dir, clock=clock)
     wide = Camera(live_dir, 1920, 1080)
     wide.step()
-    view = LiveView(LiveConfig(enabled=True, max_width=640), live_dir, clock=clock)
     parts, _ = drive(view, clock, wide, updates=3, period=0.5)
     assert [width_of(parts_of(p)) for p in parts] == [640] * 4
-    narrow = Camera(live_dir, 480, 270)
+    narrow = Camera(live_dir, 480, 270, quality=95)
     narrow.step()
     parts, _ = drive(view, clock, None, updates=1, period=0.5)
-    assert [parts_of(p) for p in parts] == [narrow.frames[0]]
+    assert [width_of(parts_of(p)) for p in parts] == [480]
+    assert len(parts_of(parts[0])) < len(narrow.frames[0])
+    # A narrow frame already smaller than the stream quality would make it passes as it came.
+    small = Camera(live_dir, 480, 270, quality=30)
+    small.step()
+    parts, _ = drive(view, clock, None, updates=1, period=0.5)
+    assert [parts_of(p) for p in parts] == [small.frames[0]]
 
 
 def test_the_last_frame_is_repeated_while_the_camera_is_quiet(live_dir: Path) -> None:
