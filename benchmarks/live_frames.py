@@ -3,7 +3,8 @@
 CIS side, per inferred frame: the look at the watch mark (one ``stat``), and while someone watches,
 the atomic replacement of the live frame with JPEG bytes the writer already has (no encoding): the
 annotated image at the size the pipeline draws it (960x540 from a 1920x1080 camera) or, for a frame
-that is not stored, the camera's own full-HD JPEG. For scale, the atomic fsync'd write of the same
+that is not stored, the camera's own full-HD JPEG (a camera without JPEG output pays one encode of
+that frame). For scale, the atomic fsync'd write of the same
 annotated image, which the writer does for every stored image anyway.
 
 Dashboard side, once per new frame (shared by every viewer of the camera): scaling to the live
@@ -39,8 +40,9 @@ from mfgvision.synthetic import generate_sample
 CAMERA = "line1-top"
 
 
-def frames(count: int) -> list[tuple[bytes, bytes]]:
-    """(camera JPEG 1920x1080 q90, annotated JPEG 960x540 q90) per generated frame."""
+def frames(count: int) -> list[tuple[bytes, bytes, np.ndarray]]:
+    """(camera JPEG 1920x1080 q90, annotated JPEG 960x540 q90, the frame decoded) per generated
+    frame."""
     rng = np.random.default_rng(7)
     out = []
     for _ in range(count):
@@ -51,7 +53,7 @@ def frames(count: int) -> list[tuple[bytes, bytes]]:
             Detection(k, "defect", 0.9, Box(x1 / 2, y1 / 2, x2 / 2, y2 / 2), Box(0, 0, 1, 1))
             for k, x1, y1, x2, y2 in boxes
         ]
-        out.append((camera, encode_jpeg(draw_detections(half, detections), 90)))
+        out.append((camera, encode_jpeg(draw_detections(half, detections), 90), image))
     return out
 
 
@@ -99,6 +101,9 @@ def main() -> int:
 
         cis["watched: annotated 960x540 frame"] = timed(lambda i: watched(pool[i % 12][1]), n)
         cis["watched: camera's 1920x1080 JPEG"] = timed(lambda i: watched(pool[i % 12][0]), n)
+        cis["watched: a raw (not JPEG) camera's frame, encoded"] = timed(
+            lambda i: watched(encode_jpeg(pool[i % 12][2], 90)), n
+        )
         cis["for scale: stored annotated image (fsync)"] = timed(
             lambda i: write_atomic(images / f"a{i}.jpg", pool[i % 12][1]), n
         )
