@@ -3,6 +3,7 @@ rate, width and viewers, ended when the viewer leaves or the dashboard stops."""
 
 from __future__ import annotations
 
+import argparse
 import http.client
 import os
 import threading
@@ -23,7 +24,11 @@ from mfgvision.dashboard.live import (
     LiveConfigError,
     LiveView,
 )
-from mfgvision.dashboard.server import DashboardServer
+from mfgvision.dashboard.server import (
+    DashboardServer,
+    add_dashboard_arguments,
+    dashboard_main,
+)
 from mfgvision.store.database import Database
 from mfgvision.store.images import encode_jpeg
 from mfgvision.store.live import (
@@ -34,6 +39,7 @@ from mfgvision.store.live import (
 )
 from mfgvision.store.status import STALE_AFTER_S, write_status
 from mfgvision.web.auth import AuthConfig
+from mfgvision.web.server import SERVER_THREADS
 from tests.factories import wait_for
 
 CAMERA = "cam1"
@@ -199,6 +205,16 @@ def test_settings_from_the_environment() -> None:
     assert "MFGVISION_LIVE_VIEW" in str(caught.value)
 
 
+def test_a_malformed_variable_stops_the_dashboard_at_start(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("MFGVISION_LIVE_MAX_CLIENTS", "many")
+    parser = argparse.ArgumentParser()
+    add_dashboard_arguments(parser)
+    assert dashboard_main(parser.parse_args(["--port", "0"])) == 2
+    assert "MFGVISION_LIVE_MAX_CLIENTS" in capsys.readouterr().err
+
+
 def test_refusals_say_why(tmp_path: Path, db: Database) -> None:
     images = tmp_path / "images"
     images.mkdir()
@@ -279,6 +295,7 @@ def test_a_stream_is_multipart_jpeg_no_wider_than_max_width(
     served: tuple[DashboardServer, LiveView],
 ) -> None:
     server, view = served
+    assert server.threads == SERVER_THREADS + 2  # one more per viewer allowed
     viewer = Viewer(server)
     try:
         assert viewer.response.status == 200
