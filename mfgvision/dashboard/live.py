@@ -5,9 +5,9 @@ Off unless ``MFGVISION_LIVE_VIEW`` is on, because a stream costs bandwidth on me
 viewer holds one server thread for as long as it watches, so viewers are capped; one more gets a 503.
 A stream sends each new frame at most ``max_fps`` times a second (the newest one when the CIS is
 faster), scaled down to ``max_width`` and encoded at ``quality``; frames are scaled once and shared
-by every viewer of a camera.
-A stream repeats its last frame every ``REPEAT_S`` while the camera sends nothing, so a viewer that
-left is noticed, and it ends when the viewer leaves or the dashboard stops.
+by every viewer of a camera. A stream repeats its last frame every ``REPEAT_S`` while the camera
+sends nothing, so a viewer that left is noticed, and it ends when the viewer leaves or the
+dashboard stops.
 """
 
 from __future__ import annotations

@@ -43,6 +43,7 @@
     live.setAttribute("aria-pressed", String(on));
     card.node.classList.toggle("live", on);
     image.onerror = null;
+    live.title = on ? "Stop the live view" : "Stream this camera's annotated frames";
     if (on) {
       imageKind.hidden = true;
       image.onerror = () => {
