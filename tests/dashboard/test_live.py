@@ -74,18 +74,21 @@ def parts_of(part: bytes) -> bytes:
 
 
 class Camera:
-    """Stands in for a CIS: writes a new live frame on every ``step`` of a clock it owns, each
-    with its own time stamp, as frames at a camera's rate have."""
+    """Stands in for a CIS: each ``step`` writes a new live frame (new content) with its own time
+    stamp, as frames at a camera's rate have."""
 
     def __init__(
         self, folder: Path, width: int = 1280, height: int = 720, quality: int = 90
     ) -> None:
         self.folder = folder
-        self.frames = [frame(width, height, i, quality) for i in range(3)]
+        self.size = (width, height)
+        self.quality = quality
         self.written = 0
+        self.last = b""
 
     def step(self) -> None:
-        write_live_frame(self.folder, CAMERA, self.frames[self.written % len(self.frames)])
+        self.last = frame(*self.size, self.written, self.quality)
+        write_live_frame(self.folder, CAMERA, self.last)
         stamp = time.time_ns() + self.written * 1_000_000
         os.utime(live_frame_path(self.folder, CAMERA), ns=(stamp, stamp))
         self.written += 1
@@ -159,12 +162,12 @@ def test_frames_are_scaled_to_the_max_width_at_the_stream_quality(live_dir: Path
     narrow.step()
     parts, _ = drive(view, clock, None, updates=1, period=0.5)
     assert [width_of(parts_of(p)) for p in parts] == [480]
-    assert len(parts_of(parts[0])) < len(narrow.frames[0])
+    assert len(parts_of(parts[0])) < len(narrow.last)
     # A narrow frame already smaller than the stream quality would make it passes as it came.
     small = Camera(live_dir, 480, 270, quality=30)
     small.step()
     parts, _ = drive(view, clock, None, updates=1, period=0.5)
-    assert [parts_of(p) for p in parts] == [small.frames[0]]
+    assert [parts_of(p) for p in parts] == [small.last]
 
 
 def test_the_last_frame_is_repeated_while_the_camera_is_quiet(live_dir: Path) -> None:
