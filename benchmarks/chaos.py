@@ -16,6 +16,11 @@ is counted end to end, independently of the modules' own counters: inferences an
 messages in the stand-in's upstream file, by ``unique_id``), rows and detection rows on the MariaDB
 server, images named in rows versus blobs listed on Azurite (name and MD5). One JSON line is printed.
 
+Every ``--sample-every`` seconds the resident memory, open files and threads of each module process
+and of the stand-in are written to ``samples.jsonl``; the figures' ``resources`` compare the start
+of the run after ``--warmup-minutes`` with its end (a soak: run long, without the kill faults, so
+each process lives the whole run).
+
     python benchmarks/chaos.py --minutes 30 --seed 1
     python benchmarks/chaos.py --minutes 1 --seed 7 --faults kill_cis,db_outage --gap 5 10
 """
@@ -29,9 +34,11 @@ import json
 import os
 import platform
 import random
+import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -77,6 +84,8 @@ class Options:
     inference_fps: float
     tmpfs_mb: int
     workdir: Path | None
+    sample_s: float = 60.0
+    warmup_s: float = 600.0
 
 
 @dataclass
@@ -173,6 +182,8 @@ def manifest(root: Path, frames: Path, fps: float) -> Path:
             "CIS1ToUpstream": "FROM /messages/modules/CIS1/outputs/inference INTO $upstream",
             "CIS1ToUpload": "FROM /messages/modules/CIS1/outputs/imageUpload INTO "
             'BrokeredEndpoint("/modules/ImageUpload/inputs/imageUpload")',
+            "CIS1Receipts": "FROM /messages/modules/ImageUpload/outputs/uploadReceipts INTO "
+            'BrokeredEndpoint("/modules/CIS1/inputs/uploadReceipts")',
         },
     )
 
@@ -251,6 +262,87 @@ def inject(suite: Suite, kinds: tuple[str, ...], rng: random.Random) -> Counter[
             timeline.write(json.dumps({"at": time.time(), "fault": kind}) + "\n")
         FAULTS[kind](suite, rng)
         done[kind] += 1
+
+
+# -- resources --------------------------------------------------------------------------------
+
+
+def process_sample(pid: int) -> dict[str, int] | None:
+    """Resident memory (KiB), open file descriptors and threads of ``pid``; None once it is gone."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+        fds = len(os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return None
+    fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+    return {
+        "rss_kib": int(fields["VmRSS"].split()[0]),
+        "fds": fds,
+        "threads": int(fields["Threads"]),
+    }
+
+
+class Sampler(threading.Thread):
+    """Samples every process of the suite every ``interval`` seconds into ``samples.jsonl``."""
+
+    def __init__(self, suite: Suite, interval: float) -> None:
+        super().__init__(name="sampler", daemon=True)
+        self.suite = suite
+        self.interval = interval
+        self.started_at = time.monotonic()
+        self.samples: list[dict[str, Any]] = []
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        while not self._halt.wait(self.interval):
+            self.take()
+
+    def take(self) -> None:
+        elapsed = time.monotonic() - self.started_at
+        for name, proc in list(self.suite.hub.procs.items()):
+            sample = process_sample(proc.pid) if proc.poll() is None else None
+            if sample is None:
+                continue
+            sample.update(module=name, pid=proc.pid, at_s=round(elapsed, 1))
+            self.samples.append(sample)
+            with (self.suite.root / "samples.jsonl").open("a") as out:
+                out.write(json.dumps(sample) + "\n")
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join(5)
+
+
+def resources(samples: list[dict[str, Any]], warmup_s: float) -> dict[str, Any]:
+    """Per process: resident memory, open files and threads at the end of the warm-up (median of
+    the first three samples after it) and at the end (median of the last three), for the process
+    that ran longest (a killed module is a new process)."""
+    out: dict[str, Any] = {}
+    for name in sorted({s["module"] for s in samples}):
+        runs = Counter(s["pid"] for s in samples if s["module"] == name)
+        pid = runs.most_common(1)[0][0]
+        series = [s for s in samples if s["pid"] == pid and s["at_s"] >= warmup_s]
+        if len(series) < 6:
+            out[name] = {"samples": len(series), "note": "too few samples after the warm-up"}
+            continue
+        start = {
+            k: statistics.median(s[k] for s in series[:3]) for k in ("rss_kib", "fds", "threads")
+        }
+        end = {
+            k: statistics.median(s[k] for s in series[-3:]) for k in ("rss_kib", "fds", "threads")
+        }
+        out[name] = {
+            "samples": len(series),
+            "minutes": round((series[-1]["at_s"] - series[0]["at_s"]) / 60, 1),
+            "rss_mib": [round(start["rss_kib"] / 1024, 1), round(end["rss_kib"] / 1024, 1)],
+            "rss_growth_pct": round(
+                100 * (end["rss_kib"] - start["rss_kib"]) / start["rss_kib"], 1
+            ),
+            "rss_max_mib": round(max(s["rss_kib"] for s in series) / 1024, 1),
+            "fds": [start["fds"], end["fds"], max(s["fds"] for s in series)],
+            "threads": [start["threads"], end["threads"], max(s["threads"] for s in series)],
+        }
+    return out
 
 
 # -- counting ----------------------------------------------------------------------------------
@@ -431,7 +523,12 @@ def run(root: Path, options: Options) -> dict[str, Any]:
                 hub.start(START_TIMEOUT_S)
                 for name in MODULES:
                     suite.start_module(name)
-                faults = inject(suite, kinds, random.Random(options.seed))
+                sampler = Sampler(suite, options.sample_s)
+                sampler.start()
+                try:
+                    faults = inject(suite, kinds, random.Random(options.seed))
+                finally:
+                    sampler.stop()
                 figures = drain(suite)
             finally:
                 exit_codes = hub.stop()
@@ -446,6 +543,7 @@ def run(root: Path, options: Options) -> dict[str, Any]:
         **figures,
         "unexpected_exits": len(suite.unexpected_exits),
         "exit_codes": exit_codes,
+        "resources": resources(sampler.samples, options.warmup_s),
         "machine": machine(),
     }
 
@@ -465,6 +563,12 @@ def parse_args(argv: list[str] | None = None) -> Options:
     parser.add_argument("--inference-fps", type=float, default=4.0)
     parser.add_argument("--tmpfs-mb", type=int, default=1024, help="size of the data volume")
     parser.add_argument("--workdir", type=Path, help="keep services' files and logs here")
+    parser.add_argument(
+        "--sample-every", type=float, default=60.0, help="seconds between resource samples"
+    )
+    parser.add_argument(
+        "--warmup-minutes", type=float, default=10.0, help="left out of the resource growth"
+    )
     args = parser.parse_args(argv)
     faults = tuple(k for k in args.faults.split(",") if k)
     unknown = set(faults) - set(FAULT_KINDS)
@@ -480,6 +584,8 @@ def parse_args(argv: list[str] | None = None) -> Options:
         inference_fps=args.inference_fps,
         tmpfs_mb=args.tmpfs_mb,
         workdir=args.workdir,
+        sample_s=args.sample_every,
+        warmup_s=args.warmup_minutes * 60,
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 from pathlib import Path
 
@@ -32,8 +33,12 @@ def _twin_config(args: argparse.Namespace) -> int:
     if args.edgehub_state is None:
         return twin_config_main(args)
     from mfgvision.deploy.twin_registry import StandInRegistry
+    from mfgvision.runtime import Paths
 
-    return twin_config_main(args, StandInRegistry(args.edgehub_state, args.manifest))
+    data = args.data_dir or args.edgehub_state.parent
+    paths = dataclasses.replace(Paths.from_env(), data=data)
+    registry = StandInRegistry(args.edgehub_state, args.manifest, images=paths.images)
+    return twin_config_main(args, registry)
 
 
 def _file_upload(args: argparse.Namespace) -> int:
@@ -64,13 +69,29 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="mfgvision", description=__doc__)
     parser.add_argument("--version", action="version", version=f"mfgvision {__version__}")
-    parser.add_argument("--log-level", default=os.environ.get("MFGVISION_LOG_LEVEL", "INFO"))
+    parser.add_argument(
+        "--log-level",
+        default=os.environ.get("MFGVISION_LOG_LEVEL", "INFO"),
+        help="DEBUG, INFO, WARNING or ERROR (default: $MFGVISION_LOG_LEVEL, else INFO)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     demo = sub.add_parser("demo", help="run the deployment manifest's modules on this machine")
-    demo.add_argument("--manifest", type=Path, default=Path("deployment.template.json"))
-    demo.add_argument("--data-dir", type=Path, default=Path("data/demo"))
-    demo.add_argument("--duration", type=float, default=None, help="stop after S seconds")
+    demo.add_argument(
+        "--manifest",
+        type=Path,
+        default=Path("deployment.template.json"),
+        help="deployment manifest whose modules run (default: %(default)s)",
+    )
+    demo.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path("data/demo"),
+        help="where the database, images, uploads and status files go (default: %(default)s)",
+    )
+    demo.add_argument(
+        "--duration", type=float, default=None, help="stop after S seconds (default: at Ctrl-C)"
+    )
     demo.add_argument(
         "--port", type=int, default=23000, help="dashboard port (a free one if taken)"
     )
@@ -91,8 +112,18 @@ def build_parser() -> argparse.ArgumentParser:
         module.add_argument(
             "--desired", type=Path, help="desired properties (JSON/YAML) when no hub"
         )
-        module.add_argument("--duration", type=float, default=None)
-        module.add_argument("module_args", nargs=argparse.REMAINDER)
+        module.add_argument(
+            "--duration",
+            type=float,
+            default=None,
+            help="stop after S seconds (default: at SIGTERM or Ctrl-C)",
+        )
+        module.add_argument(
+            "module_args",
+            nargs=argparse.REMAINDER,
+            help="further arguments from the manifest's Cmd; this module takes its settings "
+            "from its twin and ignores them",
+        )
         module.set_defaults(func=_run_module)
 
     from mfgvision.file_transfer.module import (
@@ -123,7 +154,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_infer_arguments(infer)
     infer.set_defaults(func=infer_main)
 
-    evaluate = sub.add_parser("eval", help="mAP50 of a model on a YOLO-format dataset")
+    evaluate = sub.add_parser(
+        "eval", help="mAP50 and per-class AP, precision and recall of a model on a labelled dataset"
+    )
     add_eval_arguments(evaluate)
     evaluate.set_defaults(func=eval_main)
 

@@ -162,6 +162,11 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="NMS IoU threshold (default: the model card's iou_threshold, else 0.45)",
     )
+    parser.add_argument(
+        "--table",
+        action="store_true",
+        help="print a table per class (instances, AP50, precision, recall) instead of JSON",
+    )
 
 
 def evaluate(
@@ -224,8 +229,29 @@ def evaluate(
     return report
 
 
+def format_table(report: dict) -> str:
+    """The report's classes as a text table (instances, AP50, precision, recall; ``-`` where a
+    figure does not exist), then mAP50, images and thresholds."""
+
+    def figure(value: float | None) -> str:
+        return "-" if value is None else f"{value:.3f}"
+
+    names = list(report["per_class"])
+    width = max([len("class"), *(len(name) for name in names)])
+    lines = [f"{'class':<{width}}  instances   AP50  precision  recall"]
+    for name in names:
+        lines.append(
+            f"{name:<{width}}  {report['instances'][name]:>9}  {figure(report['per_class'][name]):>5}"
+            f"  {figure(report['precision'][name]):>9}  {figure(report['recall'][name]):>6}"
+        )
+    lines.append(f"mAP50 {figure(report['mAP50'])} over {report['images']} images")
+    lines.append(report["thresholds"])
+    return "\n".join(lines)
+
+
 def eval_main(args: argparse.Namespace) -> int:
-    """The ``eval`` command: one JSON object with mAP50 and per-class AP, precision and recall.
+    """The ``eval`` command: mAP50 and per-class AP, precision and recall, as one JSON object or
+    (``--table``) a table.
 
     Exit 1 with a one-line error when the model or the dataset cannot be read, and after the
     report when an image could not be read.
@@ -237,7 +263,7 @@ def eval_main(args: argparse.Namespace) -> int:
     except (DatasetError, ModelLoadError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(json.dumps(report))
+    print(format_table(report) if args.table else json.dumps(report))
     for path in report["unreadable_images"]:
         print(f"error: cannot read image {path}", file=sys.stderr)
     for name in report["classes_not_in_model"]:

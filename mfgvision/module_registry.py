@@ -12,10 +12,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from mfgvision.cis.delivery import RECEIPTS_INPUT
 from mfgvision.cis.messages import OUTPUTS as CIS_OUTPUTS
 from mfgvision.cis.service import TRIGGER_INPUT
 from mfgvision.edge.hub import Hub
-from mfgvision.image_upload.service import UPLOAD_INPUT
+from mfgvision.image_upload.service import RECEIPTS_OUTPUT, UPLOAD_INPUT
 from mfgvision.runtime import Paths, Service
 from mfgvision.settings import (
     CisSettings,
@@ -123,8 +124,12 @@ class ModuleKind:
 
 
 MODULES: dict[str, ModuleKind] = {
-    "cis": ModuleKind(_cis, CisSettings, inputs=(TRIGGER_INPUT,), outputs=CIS_OUTPUTS),
-    "image-upload": ModuleKind(_image_upload, ImageUploadSettings, inputs=(UPLOAD_INPUT,)),
+    "cis": ModuleKind(
+        _cis, CisSettings, inputs=(TRIGGER_INPUT, RECEIPTS_INPUT), outputs=CIS_OUTPUTS
+    ),
+    "image-upload": ModuleKind(
+        _image_upload, ImageUploadSettings, inputs=(UPLOAD_INPUT,), outputs=(RECEIPTS_OUTPUT,)
+    ),
     "dashboard": ModuleKind(_dashboard),
     "twin-config": ModuleKind(_twin_config),
     "file-cleanup": ModuleKind(_file_cleanup, FileCleanupSettings),

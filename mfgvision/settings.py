@@ -284,63 +284,191 @@ class ModuleSettings(BaseModel):
         return list(self._warnings)
 
 
+#: Camera types read from files, and machine-vision cameras (GenICam features, triggers).
+FILE_CAMERAS: tuple[CameraType, ...] = ("folder", "video")
+MACHINE_VISION_CAMERAS: tuple[CameraType, ...] = ("basler", "allied", "genicam")
+
+
+def form(
+    group: str,
+    order: int,
+    *,
+    unit: str | None = None,
+    advanced: bool = False,
+    cameras: tuple[CameraType, ...] | None = None,
+) -> dict[str, Any]:
+    """How the twin tool's form shows a setting, as ``json_schema_extra`` of its field: its section,
+    its place (sections follow their first setting), its unit, whether it is folded under
+    "Advanced", and the camera types it applies to (every type when None)."""
+    hints: dict[str, Any] = {"group": group, "order": order}
+    if unit:
+        hints["unit"] = unit
+    if advanced:
+        hints["advanced"] = True
+    if cameras:
+        hints["shown_when"] = {"camera_type": list(cameras)}
+    return {"x-form": hints}
+
+
+CAMERA = "Camera"
+INSPECTION = "Inspection"
+STORAGE = "Storage and retraining"
+ALERTS = "Alerts"
+
+
 class CameraSettings(ModuleSettings):
     """One camera's own settings (every ``camera_*`` key): what the frame sources take."""
 
-    camera_type: CameraType = "folder"
+    camera_type: CameraType = Field(
+        "folder",
+        title="Camera type",
+        description="folder of images, video file, RTSP/HTTP stream, USB, Basler, Allied Vision "
+        "or any GenICam camera",
+        json_schema_extra=form(CAMERA, 20),
+    )
     camera_uri: str = Field(
         "samples/line1",
         max_length=MAX_TEXT,
+        title="Source",
         description="folder or file (under the assets folder), stream URL or USB index",
+        json_schema_extra=form(CAMERA, 21),
     )
-    camera_id: str = Field("camera1", pattern=r"^[A-Za-z0-9_.\-]{1,40}$")
+    camera_id: str = Field(
+        "camera1",
+        pattern=r"^[A-Za-z0-9_.\-]{1,40}$",
+        title="Camera id",
+        description="names the camera in rows, messages and the dashboard",
+        json_schema_extra=form(CAMERA, 24),
+    )
     camera_location: str = Field(
         "line1",
         pattern=NAME_PART,
         max_length=40,
+        title="Location",
         description="first part of image and blob names (e.g. Line 1 becomes Line_1)",
+        json_schema_extra=form(CAMERA, 22),
     )
     camera_position: str = Field(
         "top",
         pattern=NAME_PART,
         max_length=40,
+        title="Position",
         description="second part of image and blob names",
+        json_schema_extra=form(CAMERA, 23),
     )
     camera_fps: float = Field(
-        10.0, ge=0, le=1000, description="pace of file sources, frames/s; 0 = as fast as inference"
+        10.0,
+        ge=0,
+        le=1000,
+        title="File frame rate",
+        description="pace of file sources; 0 = as fast as inference",
+        json_schema_extra=form(CAMERA, 25, unit="frames/s", cameras=FILE_CAMERAS),
     )
-    camera_loop: bool = Field(True, description="start over at the end of a folder or video file")
-    camera_trigger: bool = Field(False, description="a trigger paces the camera: infer every frame")
+    camera_loop: bool = Field(
+        True,
+        title="Loop the file",
+        description="start over at the end of a folder or video file",
+        json_schema_extra=form(CAMERA, 26, cameras=FILE_CAMERAS),
+    )
+    camera_trigger: bool = Field(
+        False,
+        title="Triggered camera",
+        description="a trigger paces the camera: infer every frame",
+        json_schema_extra=form(CAMERA, 40, advanced=True),
+    )
     camera_trigger_mode: Literal["off", "software", "hardware"] = Field(
-        "off", description="machine-vision cameras: free-run, software or hardware trigger"
+        "off",
+        title="Trigger",
+        description="machine-vision cameras: free-run, software or hardware trigger",
+        json_schema_extra=form(CAMERA, 27, cameras=MACHINE_VISION_CAMERAS),
     )
     camera_trigger_source: str = Field(
-        "Line1", pattern=r"^[A-Za-z0-9_]{1,40}$", description="input line of the hardware trigger"
+        "Line1",
+        pattern=r"^[A-Za-z0-9_]{1,40}$",
+        title="Trigger input line",
+        description="input line of the hardware trigger",
+        json_schema_extra=form(CAMERA, 41, advanced=True, cameras=MACHINE_VISION_CAMERAS),
     )
     camera_trigger_activation: Literal[
         "RisingEdge", "FallingEdge", "AnyEdge", "LevelHigh", "LevelLow"
-    ] = Field("RisingEdge", description="edge or level of the hardware trigger")
+    ] = Field(
+        "RisingEdge",
+        title="Trigger activation",
+        description="edge or level of the hardware trigger",
+        json_schema_extra=form(CAMERA, 42, advanced=True, cameras=MACHINE_VISION_CAMERAS),
+    )
     camera_exposure_us: float | None = Field(
-        None, gt=0, le=1e8, description="exposure time in µs; empty = the camera's own"
+        None,
+        gt=0,
+        le=1e8,
+        title="Exposure time",
+        description="empty = the camera's own",
+        json_schema_extra=form(CAMERA, 28, unit="µs", cameras=MACHINE_VISION_CAMERAS),
     )
     camera_gain_db: float | None = Field(
-        None, ge=-20, le=60, description="gain in dB; empty = the camera's own"
+        None,
+        ge=-20,
+        le=60,
+        title="Gain",
+        description="empty = the camera's own",
+        json_schema_extra=form(CAMERA, 29, unit="dB", cameras=MACHINE_VISION_CAMERAS),
     )
     camera_pixel_format: str | None = Field(
         None,
         pattern=r"^[A-Za-z0-9_]{1,40}$",
+        title="Pixel format",
         description="GenICam pixel format, e.g. Mono8, BayerRG8; empty = the camera's own",
+        json_schema_extra=form(CAMERA, 43, advanced=True, cameras=MACHINE_VISION_CAMERAS),
     )
-    camera_roi_x: int | None = Field(None, ge=0, le=65535, description="ROI left offset in pixels")
-    camera_roi_y: int | None = Field(None, ge=0, le=65535, description="ROI top offset in pixels")
+    camera_roi_x: int | None = Field(
+        None,
+        ge=0,
+        le=65535,
+        title="ROI left offset",
+        description="empty = unchanged",
+        json_schema_extra=form(
+            CAMERA, 44, unit="px", advanced=True, cameras=MACHINE_VISION_CAMERAS
+        ),
+    )
+    camera_roi_y: int | None = Field(
+        None,
+        ge=0,
+        le=65535,
+        title="ROI top offset",
+        description="empty = unchanged",
+        json_schema_extra=form(
+            CAMERA, 45, unit="px", advanced=True, cameras=MACHINE_VISION_CAMERAS
+        ),
+    )
     camera_roi_width: int | None = Field(
-        None, gt=0, le=65535, description="ROI width; empty = unchanged"
+        None,
+        gt=0,
+        le=65535,
+        title="ROI width",
+        description="empty = unchanged",
+        json_schema_extra=form(
+            CAMERA, 46, unit="px", advanced=True, cameras=MACHINE_VISION_CAMERAS
+        ),
     )
     camera_roi_height: int | None = Field(
-        None, gt=0, le=65535, description="ROI height; empty = unchanged"
+        None,
+        gt=0,
+        le=65535,
+        title="ROI height",
+        description="empty = unchanged",
+        json_schema_extra=form(
+            CAMERA, 47, unit="px", advanced=True, cameras=MACHINE_VISION_CAMERAS
+        ),
     )
     camera_frame_rate: float | None = Field(
-        None, gt=0, le=10000, description="acquisition frame rate on the camera; empty = its own"
+        None,
+        gt=0,
+        le=10000,
+        title="Acquisition frame rate",
+        description="set on the camera; empty = its own",
+        json_schema_extra=form(
+            CAMERA, 48, unit="frames/s", advanced=True, cameras=MACHINE_VISION_CAMERAS
+        ),
     )
     camera_features: dict[
         Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9_]{0,63}$")],
@@ -348,19 +476,32 @@ class CameraSettings(ModuleSettings):
     ] = Field(
         default_factory=dict,
         max_length=MAX_ITEMS,
-        description="further GenICam features written in order when the camera opens",
+        title="Further GenICam features",
+        description="written in order when the camera opens, as a JSON object, "
+        'e.g. {"BalanceWhiteAuto": "Continuous"}',
+        json_schema_extra=form(CAMERA, 49, advanced=True, cameras=MACHINE_VISION_CAMERAS),
     )
     camera_gentl_producer: str | None = Field(
         None,
         pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,99}\.cti$",
+        title="GenTL producer",
         description="file name of the GenTL producer (.cti) for genicam cameras, looked up only "
         "in the folders of GENICAM_GENTL64_PATH; empty = every producer there",
+        json_schema_extra=form(CAMERA, 50, advanced=True, cameras=("genicam",)),
     )
     camera_rtsp_transport: Literal["tcp", "udp"] = Field(
-        "tcp", description="RTSP transport of rtsp cameras"
+        "tcp",
+        title="RTSP transport",
+        description="transport of the RTSP stream",
+        json_schema_extra=form(CAMERA, 30, cameras=("rtsp",)),
     )
     camera_timeout_s: float = Field(
-        10.0, ge=0.5, le=300, description="open and read timeout of a camera or stream"
+        10.0,
+        ge=0.5,
+        le=300,
+        title="Camera timeout",
+        description="open and read timeout of a camera or stream",
+        json_schema_extra=form(CAMERA, 51, unit="s", advanced=True),
     )
 
     @model_validator(mode="after")
@@ -385,31 +526,110 @@ class CisSettings(CameraSettings):
     """Capture, inference and store settings of one camera's CIS module; the camera's own keys come
     first and stay flat in the twin."""
 
-    inference_fps: float = Field(1.0, ge=0, le=1000, description="0 = as fast as the model allows")
-    model_name: str = Field("demo-defects", pattern=r"^[A-Za-z0-9_.\-]{1,80}$")
-    model_version: str = Field("1", pattern=r"^[A-Za-z0-9_.\-]{1,40}$")
-    prob_threshold: float = Field(0.5, ge=0, le=1)
-    iou_threshold: float = Field(0.45, ge=0, le=1)
+    inference_fps: float = Field(
+        1.0,
+        ge=0,
+        le=1000,
+        title="Inference rate",
+        description="0 = as fast as the model allows",
+        json_schema_extra=form(INSPECTION, 11, unit="frames/s"),
+    )
+    model_name: str = Field(
+        "demo-defects",
+        pattern=r"^[A-Za-z0-9_.\-]{1,80}$",
+        title="Model",
+        description="model to serve: the folder <model_name>/<model_version> in the model volume",
+        json_schema_extra=form(INSPECTION, 12),
+    )
+    model_version: str = Field(
+        "1",
+        pattern=r"^[A-Za-z0-9_.\-]{1,40}$",
+        title="Model version",
+        description="version folder of that model",
+        json_schema_extra=form(INSPECTION, 13),
+    )
+    prob_threshold: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        title="Probability threshold",
+        description="a detection is kept only when its probability is above this; a part is NG "
+        "when at least one is kept",
+        json_schema_extra=form(INSPECTION, 10),
+    )
+    iou_threshold: float = Field(
+        0.45,
+        ge=0,
+        le=1,
+        title="Overlap (IoU) threshold",
+        description="NMS: a box overlapping a better box of its class by more than this is "
+        "dropped; never changes the verdict",
+        json_schema_extra=form(INSPECTION, 14, advanced=True),
+    )
     providers: list[str] | None = Field(
         None,
         max_length=8,
-        description="ONNX Runtime providers, e.g. CUDAExecutionProvider; empty = auto",
+        title="ONNX Runtime providers",
+        description="comma-separated, e.g. CUDAExecutionProvider; empty = automatic",
+        json_schema_extra=form(INSPECTION, 15, advanced=True),
     )
-    fp16: bool = True
-    store_raw_frames: bool = True
-    store_all_inferences: bool = True
+    fp16: bool = Field(
+        True,
+        title="Half precision (FP16)",
+        description="lets TensorRT build half-precision engines",
+        json_schema_extra=form(INSPECTION, 16, advanced=True),
+    )
+    store_raw_frames: bool = Field(
+        True,
+        title="Store raw frames",
+        description="keep the camera's own image beside the annotated one of a detection",
+        json_schema_extra=form(STORAGE, 61),
+    )
+    store_all_inferences: bool = Field(
+        True,
+        title="Store every inference",
+        description="off = only inferences with a detection are stored",
+        json_schema_extra=form(STORAGE, 60),
+    )
     retrain_interval_s: float = Field(
-        600.0, ge=0, le=604800, description="keep one retraining frame per interval"
+        600.0,
+        ge=0,
+        le=604800,
+        title="Retraining frame every",
+        description="keep one retraining frame per interval",
+        json_schema_extra=form(STORAGE, 62, unit="s"),
     )
     retrain_below_probability: float = Field(
-        0.0, ge=0, le=1, description="also keep frames whose best detection is below this"
+        0.0,
+        ge=0,
+        le=1,
+        title="Also keep frames below",
+        description="keep frames whose best detection is below this probability",
+        json_schema_extra=form(STORAGE, 63),
     )
-    jpeg_quality: int = Field(90, ge=30, le=100)
+    jpeg_quality: int = Field(
+        90,
+        ge=30,
+        le=100,
+        title="JPEG quality",
+        description="JPEG quality of the images the module encodes",
+        json_schema_extra=form(STORAGE, 64, advanced=True),
+    )
     alert_probability: float = Field(
         0.0,
         ge=0,
         le=1,
-        description="send an `alerts` message for an inference with a detection at or above this; 0 = off",
+        title="Alert at probability",
+        description="send an alerts message for an inference with a detection at or above this "
+        "probability; 0 = off",
+        json_schema_extra=form(ALERTS, 70),
+    )
+    upload_receipts: bool = Field(
+        True,
+        title="Wait for upload receipts",
+        json_schema_extra=form(STORAGE, 69, advanced=True),
+        description="keep each upload request until ImageUpload's receipt arrives on the "
+        "`uploadReceipts` input, and send it again without one; off when no route brings receipts back",
     )
 
     @field_validator("providers")
@@ -465,7 +685,7 @@ class ImageUploadSettings(ModuleSettings):
     failed_retry_s: float = Field(
         3600.0, ge=0, le=604800, description="retry parked images after this long; 0 = never"
     )
-    report_every_s: float = Field(10.0, ge=1, le=3600)
+    report_every_s: float = Field(10.0, ge=1, le=3600, description="seconds between status reports")
 
     @model_validator(mode="after")
     def _check(self) -> ImageUploadSettings:

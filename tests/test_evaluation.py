@@ -195,3 +195,30 @@ def test_eval_fails_loudly_on_bad_input(
     out, err = capsys.readouterr()
     assert json.loads(out)["images"] == 1
     assert "cannot read image" in err and "b.jpeg" in err
+
+
+def test_eval_table_prints_each_class_as_the_json_does(
+    tmp_path: Path, model_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    dataset = str(LAYOUTS["own"](tmp_path / "ds"))
+    assert _eval(str(model_dir), dataset) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert _eval(str(model_dir), dataset, "--table") == 0
+    out, err = capsys.readouterr()
+    header, scratch, hole, total, thresholds = out.splitlines()
+    assert header.split() == ["class", "instances", "AP50", "precision", "recall"]
+    assert scratch.split() == ["scratch", "1", "0.000", "-", "0.000"]
+    assert hole.split() == ["hole", "2", "0.500", "0.500", "0.500"]
+    for row in (scratch, hole):
+        name, instances, ap, precision, recall = row.split()
+        assert int(instances) == report["instances"][name]
+        assert float(ap) == pytest.approx(report["per_class"][name], abs=5e-4)
+        assert float(recall) == pytest.approx(report["recall"][name], abs=5e-4)
+        expected = report["precision"][name]
+        if expected is None:
+            assert precision == "-"
+        else:
+            assert float(precision) == pytest.approx(expected, abs=5e-4)
+    assert total == "mAP50 0.250 over 2 images"
+    assert thresholds == report["thresholds"]
+    assert err == ""

@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from mfgvision.logs import configure_logging
+from mfgvision.store.database import Database
 
 
 @pytest.fixture(autouse=True)
@@ -17,7 +19,9 @@ def restore_logging() -> Iterator[None]:
     """Leave the process's logging as the test found it."""
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
-    quiet = {name: logging.getLogger(name).level for name in ("waitress", "waitress.queue")}
+    quiet = {
+        name: logging.getLogger(name).level for name in ("alembic", "waitress", "waitress.queue")
+    }
     yield
     root.handlers[:] = handlers
     root.setLevel(level)
@@ -53,6 +57,18 @@ def test_server_queue_notices_are_quiet_but_server_errors_show(
     logging.getLogger("waitress").info("Serving on http://127.0.0.1:23000")
     logging.getLogger("waitress").error("socket failed")
     assert [line["event"] for line in lines(capsys)] == ["socket failed"]
+
+
+def test_a_migration_run_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging("cis")
+    db = Database(f"sqlite:///{tmp_path / 'fresh.db'}")
+    db.migrate()
+    db.migrate()
+    db.close()
+    logged = lines(capsys)
+    assert [line["logger"] for line in logged if line["logger"].startswith("alembic")] == []
+    ready = [line for line in logged if line["event"] == "database schema ready"]
+    assert [line["from_revision"] for line in ready] == [None, ready[0]["revision"]]
 
 
 def test_secrets_are_masked_in_every_field_and_the_traceback(

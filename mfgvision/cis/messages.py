@@ -4,6 +4,9 @@ Field names keep the original system's contract where it had one (``model_name``
 ``camera_id``, ``camera_name``, ``raw_image_name``, ``annotated_image_name``, ``inferencing_time``,
 ``created``, ``unique_id``, ``detected_objects``), with fixed semantics: ``created`` is ISO-8601 UTC,
 probabilities are 0..1 and every box is x1, y1, x2, y2 in original-frame pixels plus normalised.
+The ``inference`` message adds what the verdict was made with: ``prob_threshold`` and
+``settings_version`` (the desired-twin ``$version`` applied; null when unknown), beside
+``model_name`` and ``model_version``.
 """
 
 from __future__ import annotations
@@ -49,6 +52,8 @@ def inference_message(
         "raw_image_name": record.raw_image_name,
         "annotated_image_name": record.annotated_image_name,
         "image_error": record.image_error,
+        "prob_threshold": record.prob_threshold,
+        "settings_version": record.settings_version,
     }
 
 

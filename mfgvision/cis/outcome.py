@@ -17,6 +17,7 @@ class Outcome:
 
     ``image`` is the decoded frame the model saw (possibly decoded at reduced size) and ``image_result``
     has boxes in its pixels, for drawing; ``result`` has boxes in original-frame pixels, for storage.
+    ``settings_version`` is the desired-twin ``$version`` of ``settings`` (None when unknown).
     """
 
     unique_id: str
@@ -29,3 +30,4 @@ class Outcome:
     model_version: str
     retrain: str | None
     inferred_at: float
+    settings_version: int | None = None

@@ -19,11 +19,12 @@ from mfgvision.capture.factory import build_source
 from mfgvision.capture.features import CAMERA_FEATURE_KEYS
 from mfgvision.capture.grabber import FrameGrabber
 from mfgvision.capture.jpeg import decode, reduction_for
+from mfgvision.cis.delivery import Send
 from mfgvision.cis.metrics import PipelineMetrics
 from mfgvision.cis.models import ModelManager, ModelRequest
 from mfgvision.cis.outcome import Outcome
 from mfgvision.cis.sampler import RetrainSampler, Sampler
-from mfgvision.cis.writer import Emit, OutcomeWriter
+from mfgvision.cis.writer import OutcomeWriter
 from mfgvision.inference import Model
 from mfgvision.settings import CisSettings
 from mfgvision.store.database import Database
@@ -85,17 +86,21 @@ class CisPipeline:
         models_dir: Path,
         images_dir: Path,
         db: Database,
-        emit: Emit,
+        send: Send,
         intra_op_threads: int | None = None,
         schema_ready: bool = True,
         owner: str = "cis",
         data_dir: Path | None = None,
+        settings_version: int | None = None,
         live_dir: Path | None = None,
     ) -> None:
         """Camera folders and files are read from ``assets_dir`` or ``data_dir``. ``owner`` names this pipeline's entries in the announcement journal (the module id: a
         restart replays its own entries, whatever camera id the settings name by then).
-        ``live_dir`` receives live frames while the dashboard watches (None: never)."""
-        self.settings = settings
+        ``settings_version`` is the desired-twin ``$version`` of ``settings`` (None when unknown);
+        every row records it. ``live_dir`` receives live frames while the dashboard watches (None:
+        never)."""
+        # Settings and their version change together, in one assignment the inference thread reads.
+        self._in_force: tuple[CisSettings, int | None] = (settings, settings_version)
         self.camera_roots = (assets_dir,) if data_dir is None else (assets_dir, data_dir)
         self.intra_op_threads = intra_op_threads
         self.metrics = PipelineMetrics()
@@ -103,11 +108,12 @@ class CisPipeline:
         self.writer = OutcomeWriter(
             images_dir,
             db,
-            emit,
+            send,
             self.metrics,
             owner=owner,
             spool=RowSpool(row_spool_path(images_dir), db, schema_ready=schema_ready),
             live_dir=live_dir,
+            upload_receipts=settings.upload_receipts,
         )
         self.grabber: FrameGrabber | None = None
         self.camera_error: str | None = None
@@ -135,9 +141,20 @@ class CisPipeline:
         self.writer.stop()
         self.models.stop()
 
-    def apply(self, new: CisSettings) -> None:
-        """Switch to new settings without a restart."""
-        old, self.settings = self.settings, new
+    @property
+    def settings(self) -> CisSettings:
+        """The settings in force."""
+        return self._in_force[0]
+
+    @property
+    def settings_version(self) -> int | None:
+        """The desired-twin ``$version`` of the settings in force; None when unknown."""
+        return self._in_force[1]
+
+    def apply(self, new: CisSettings, version: int | None = None) -> None:
+        """Switch to new settings (desired-twin ``$version`` ``version``) without a restart."""
+        old = self.settings
+        self._in_force = (new, version)
         if (
             any(getattr(old, k) != getattr(new, k) for k in _CAMERA_KEYS)
             or old.trigger_paced != new.trigger_paced
@@ -147,6 +164,7 @@ class CisPipeline:
             if self.grabber is not None:
                 self.grabber.stop()
             self._start_camera()
+        self.writer.delivery.upload_receipts = new.upload_receipts
         if old.inference_fps != new.inference_fps:
             self._sampler = Sampler(new.inference_fps)
         if (old.retrain_interval_s, old.retrain_below_probability) != (
@@ -219,6 +237,7 @@ class CisPipeline:
             },
             "counters": counters,
             "pending_rows": self.writer.pending_rows,
+            "unconfirmed": self.writer.delivery.unconfirmed(),
             "last_error": self.writer.last_error or self.models.error or self.camera_error,
         }
 
@@ -258,7 +277,7 @@ class CisPipeline:
                 continue
             with self._lock:
                 forced, self._capture_requests = self._capture_requests, []
-            model, s = self.models.current, self.settings
+            model, (s, version) = self.models.current, self._in_force
             grabber.decode_side = (
                 decode_side(model) if model is not None and infers_every_frame(s) else None
             )
@@ -270,7 +289,7 @@ class CisPipeline:
             if not (forced or s.trigger_paced or self._sampler.admit(time.monotonic())):
                 continue
             try:
-                outcome = self._infer(frame, model, s)
+                outcome = self._infer(frame, model, s, version)
             except Exception as exc:
                 self.metrics.count("inference_errors")
                 log.exception("inference failed", extra={"frame": frame.name})
@@ -285,7 +304,9 @@ class CisPipeline:
             for f in forced:
                 f.set_result(_summary(outcome))
 
-    def _infer(self, frame: Frame, model: Model, s: CisSettings) -> Outcome | None:
+    def _infer(
+        self, frame: Frame, model: Model, s: CisSettings, version: int | None
+    ) -> Outcome | None:
         image = frame.image
         if image is None:  # a JPEG frame the capture thread did not decode
             assert frame.jpeg is not None
@@ -317,6 +338,7 @@ class CisPipeline:
             model_version=model.version,
             retrain=self._retrain.pick(now, best),
             inferred_at=now,
+            settings_version=version,
         )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
@@ -11,6 +12,7 @@ from pydantic import Field
 
 from mfgvision import __version__
 from mfgvision.capture.base import SourceError
+from mfgvision.cis.delivery import RECEIPTS_INPUT
 from mfgvision.cis.pipeline import CisPipeline
 from mfgvision.edge.desired import DesiredSettings, desired_file
 from mfgvision.edge.hub import Hub, HubMessage, MethodArguments, MethodError
@@ -66,6 +68,8 @@ class CisService:
         self.hub.on_method("reload_model", self._reload_model)
         self.hub.on_method("trigger", self._trigger)
         self.hub.on_input(TRIGGER_INPUT, self._on_trigger_message)
+        self.hub.on_input(RECEIPTS_INPUT, self._on_receipts)
+        self.hub.on_session_lost(self._on_session_lost)
         self.hub.on_desired(self._apply)
         self._apply(self.hub.get_twin().get("desired", {}), full=True)
         self._reporter.start()
@@ -98,7 +102,7 @@ class CisService:
         document's when valid, else the last good ones), then report."""
         with self._lock:
             valid = self.settings.apply(desired, full)
-            settings = self.settings.current
+            settings, version = self.settings.current, self.settings.applied_version
             assert isinstance(settings, CisSettings)
             if self.pipeline is None:
                 self.pipeline = CisPipeline(
@@ -107,16 +111,17 @@ class CisService:
                     self.paths.models,
                     self.paths.images,
                     self.db,
-                    self._emit,
+                    self._send,
                     self.intra_op_threads,
                     schema_ready=self._schema_ready,
                     owner=self.hub.module_id,
                     data_dir=self.paths.data,
+                    settings_version=version,
                     live_dir=self.paths.data / LIVE_FOLDER,
                 )
                 self.pipeline.start()
             else:
-                self.pipeline.apply(settings)
+                self.pipeline.apply(settings, version)
         if valid:
             log.info(
                 "settings applied",
@@ -124,8 +129,16 @@ class CisService:
             )
         self._report()
 
-    def _emit(self, output: str, body: dict[str, Any]) -> None:
-        self.hub.send_to_output(output, HubMessage.from_json(body))
+    def _send(self, output: str, body: dict[str, Any], on_sent: Callable[[], None]) -> None:
+        self.hub.send_to_output(output, HubMessage.from_json(body), on_sent)
+
+    def _on_receipts(self, message: HubMessage) -> None:
+        if self.pipeline is not None:
+            self.pipeline.writer.delivery.on_receipts(message)
+
+    def _on_session_lost(self) -> None:
+        if self.pipeline is not None:
+            self.pipeline.writer.delivery.on_session_lost()
 
     def _capture_now(self, arguments: CaptureNowArguments) -> dict[str, Any]:
         if self.pipeline is None:

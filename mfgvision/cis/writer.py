@@ -8,7 +8,8 @@ for a whole batch of outcomes at once:
 2. **store**: the rows are committed to the database, or, while it is away (or older rows still wait),
    to the outage spool. Only now is an inference durable on the device;
 3. **announce**: the messages are handed to the hub, each carrying the inference's ``unique_id``;
-4. the journal entries are removed.
+4. once every message is confirmed (edgeHub's acknowledgement, ImageUpload's receipt: see
+   :mod:`mfgvision.cis.delivery`), the journal entry is removed.
 
 A crash anywhere leaves the entries in the journal and the next start does steps 2 to 4 again: rows are
 written idempotently (never twice), messages may be sent twice (consumers drop duplicates by
@@ -33,10 +34,10 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from mfgvision.cis.delivery import DeliveryTracker, Send
 from mfgvision.cis.messages import (
     ALERTS_OUTPUT,
     IMAGE_UPLOAD_OUTPUT,
@@ -57,12 +58,13 @@ from mfgvision.store.spool import RowSpool, row_spool_path
 
 log = logging.getLogger(__name__)
 
-Emit = Callable[[str, dict[str, Any]], None]
 _STOP = object()
 # Rows held in memory only while neither the database nor the spool takes them (e.g. a full disk).
 MAX_MEMORY_ROWS = 10_000
 # How long rows held in memory wait before the writer tries to store them again.
 RETRY_S = 2.0
+# How often unconfirmed announcements are looked at (forgotten, sent again, given up).
+DELIVERY_TICK_S = 0.5
 DISK_FULL = "disk full"
 
 
@@ -73,19 +75,19 @@ class OutcomeWriter:
         self,
         images_dir: Path,
         db: Database,
-        emit: Emit,
+        send: Send,
         metrics: PipelineMetrics,
         owner: str,
         maxsize: int = 32,
         batch_rows: int = 64,
         spool: RowSpool | None = None,
+        upload_receipts: bool = True,
         live_dir: Path | None = None,
     ) -> None:
         """``live_dir``: where live frames go while the dashboard watches (None: never)."""
         self.images_dir = images_dir
         self.live_dir = live_dir
         self.db = db
-        self.emit = emit
         self.metrics = metrics
         self.batch_rows = batch_rows
         self.last_error: str | None = None
@@ -100,6 +102,10 @@ class OutcomeWriter:
         # While the database is unreachable rows wait on disk, in order, not in memory.
         self.spool = spool if spool is not None else RowSpool(row_spool_path(images_dir), db)
         self.journal = AnnouncementJournal(journal_path(images_dir), owner)
+        self.delivery = DeliveryTracker(
+            self.journal, send, metrics, upload_receipts=upload_receipts
+        )
+        self._ticked = 0.0
 
     def start(self) -> None:
         self.spool.start()
@@ -118,6 +124,7 @@ class OutcomeWriter:
         """Write everything queued, store and announce it, then stop."""
         self._queue.put(_STOP)
         self._thread.join(timeout)
+        self.delivery.finish()
         self.spool.close()
         self.journal.close()
 
@@ -137,6 +144,12 @@ class OutcomeWriter:
             reasons.append(f"rows not stored: {len(self._held)} held in memory")
         if self._journal_error is not None:
             reasons.append(f"announcement journal not writable: {self._journal_error}")
+        resent = self.delivery.unconfirmed()["resent"]
+        if resent:
+            reasons.append(
+                f"upload requests without a receipt from ImageUpload: {resent} sent again "
+                "(is ImageUpload running, with its uploadReceipts route to this module?)"
+            )
         return reasons
 
     def _run(self) -> None:
@@ -145,8 +158,23 @@ class OutcomeWriter:
             outcomes, stop = self._next_batch()
             entries = [e for e in map(self._prepare_safely, outcomes) if e is not None]
             self._commit(entries)
+            self._tick()
             if stop:
+                self._settle()
                 return
+
+    def _tick(self) -> None:
+        """Look at unconfirmed announcements, at most every ``DELIVERY_TICK_S``."""
+        now = time.monotonic()
+        if now - self._ticked >= DELIVERY_TICK_S:
+            self._ticked = now
+            self.delivery.tick()
+
+    def _settle(self, wait_s: float = 1.5) -> None:
+        """At shutdown, give acknowledgements and receipts in flight a moment to arrive."""
+        deadline = time.monotonic() + wait_s
+        while self.delivery.in_flight() and time.monotonic() < deadline:
+            time.sleep(0.05)
 
     def _replay(self) -> None:
         """Store and announce what an earlier run journaled but did not finish (a crash)."""
@@ -161,7 +189,7 @@ class OutcomeWriter:
 
     def _next_batch(self) -> tuple[list[Outcome], bool]:
         """Wait for an outcome, then take whatever else is queued (at most ``batch_rows``)."""
-        timeout = RETRY_S if self._held else None
+        timeout = RETRY_S if self._held else DELIVERY_TICK_S if self.delivery.pending() else None
         try:
             item = self._queue.get(timeout=timeout)
         except queue.Empty:
@@ -207,6 +235,8 @@ class OutcomeWriter:
             frame_width=outcome.frame.width,
             frame_height=outcome.frame.height,
             detections=detections,
+            prob_threshold=s.prob_threshold,
+            settings_version=outcome.settings_version,
         )
         written, shown = self._write_images(outcome, record)
         if self._watched(outcome):
@@ -222,6 +252,7 @@ class OutcomeWriter:
         alert = alert_message(record, *where, s.alert_probability)
         if alert is not None:
             messages.append((ALERTS_OUTPUT, alert))
+            self.metrics.count("alerts")
         return Announcement(record, messages)
 
     def _commit(self, entries: list[Announcement], replay: bool = False) -> None:
@@ -234,11 +265,7 @@ class OutcomeWriter:
             self._hold(batch)
             return
         self._held = []
-        announced = [entry for entry in batch if self._announce(entry)]
-        try:
-            self.journal.remove(announced)
-        except Exception as exc:  # replayed after a restart: sent again, never stored twice
-            log.error("journal entries not removed", extra={"error": str(exc)[:300]})
+        self.delivery.announce(batch)
 
     def _journal(self, batch: list[Announcement]) -> None:
         """Protect the batch's announcements against a crash; on failure they go unprotected."""
@@ -303,23 +330,6 @@ class OutcomeWriter:
             self.metrics.count("rows_lost", lost)
             log.error("rows held in memory over the limit dropped", extra={"lost": lost})
         self._held = batch
-
-    def _announce(self, entry: Announcement) -> bool:
-        """Hand the entry's messages to the hub; False (its journal entry stays, so the next start
-        sends them again) when the hub refused one."""
-        try:
-            for output, body in entry.messages:
-                self.emit(output, body)
-                if output == ALERTS_OUTPUT:
-                    self.metrics.count("alerts")
-        except Exception:
-            self.metrics.count("announce_errors")
-            log.exception(
-                "announcing an inference failed, it is sent again at the next start",
-                extra={"unique_id": entry.record.unique_id},
-            )
-            return False
-        return True
 
     def _watched(self, outcome: Outcome) -> bool:
         """True when live frames are on and the dashboard watches this camera."""

@@ -21,7 +21,7 @@ from mfgvision.dashboard.overview import build_overview, record_json
 from mfgvision.dashboard.stats import WindowError, iso, parse_time, parse_window, stats_json
 from mfgvision.inference.palette import class_colour_hex
 from mfgvision.store import queries
-from mfgvision.store.records import InferenceRecord
+from mfgvision.store.records import InferenceRecord, verdict_rule
 from mfgvision.store.status import is_safe_id, read_statuses, status_path
 
 logger = logging.getLogger(__name__)
@@ -156,13 +156,14 @@ def inferences() -> ResponseReturnValue:
 
 @bp.get("/api/inferences/<unique_id>")
 def inference(unique_id: str) -> ResponseReturnValue:
-    """One stored inference with its detections and image URLs."""
+    """One stored inference with its detections, image URLs and the verdict rule it was made by."""
     _args()
     _match(_UNIQUE_ID, unique_id, "unique_id")
     record = queries.inference(dashboard_context().db.engine, unique_id)
     if record is None:
         return jsonify(error="no such inference"), 404
     item = record_json(record, image_urls(record))
+    item["verdict_rule"] = verdict_rule(record.prob_threshold)
     item["detail_url"] = url_for("pages.detail", unique_id=record.unique_id)
     return jsonify(item)
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 DEFAULT_STATE = Path(os.environ.get("MFGVISION_EDGEHUB_STATE", "data/edgehub"))
+MODULE_HELP = "module name as the manifest has it, e.g. CIS1"
 
 
 def add_edgehub_arguments(parser: argparse.ArgumentParser) -> None:
@@ -49,17 +50,22 @@ def add_edgehub_arguments(parser: argparse.ArgumentParser) -> None:
     )
     init.add_argument("--broker-uid", type=int, help="uid:gid the brokers run as (compose images)")
     env = actions.add_parser("env", help="print the environment a module needs to connect")
-    env.add_argument("module")
+    env.add_argument("module", help=MODULE_HELP)
     twin = actions.add_parser("twin", help="show a module twin")
-    twin.add_argument("module")
+    twin.add_argument("module", help=MODULE_HELP)
     patch = actions.add_parser("patch", help="patch a module's desired properties")
-    patch.add_argument("module")
+    patch.add_argument("module", help=MODULE_HELP)
     patch.add_argument("patch", help="JSON object, e.g. '{\"prob_threshold\": 0.7}'")
     call = actions.add_parser("call", help="call a direct method of a module")
-    call.add_argument("module")
-    call.add_argument("method")
+    call.add_argument("module", help=MODULE_HELP)
+    call.add_argument("method", help="direct method name, e.g. run_now")
     call.add_argument("payload", nargs="?", default="null", help="JSON payload (default null)")
-    call.add_argument("--timeout", type=float, default=30.0)
+    call.add_argument(
+        "--timeout",
+        type=float,
+        default=30.0,
+        help="seconds to wait for the module's answer (default: %(default)s)",
+    )
 
 
 def _standin(args: argparse.Namespace, **kwargs: Any):
@@ -160,7 +166,13 @@ def add_check_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         help="where every ${VAR} must be defined (default: .env.template beside the manifest)",
     )
-    parser.add_argument("--platform", choices=PLATFORMS, default=DEFAULT_PLATFORM)
+    parser.add_argument(
+        "--platform",
+        choices=PLATFORMS,
+        default=DEFAULT_PLATFORM,
+        help="platform the ${MODULES.X} images resolve to, by the tags of each module.json "
+        "(default: %(default)s)",
+    )
     parser.add_argument(
         "--output",
         type=Path,

@@ -286,10 +286,30 @@ def write_compose(
 
 
 def add_compose_arguments(parser: Any) -> None:
-    parser.add_argument("--manifest", type=Path, default=Path("deployment.template.json"))
-    parser.add_argument("--platform", choices=PLATFORMS, default="amd64")
-    parser.add_argument("--output", type=Path, default=Path("docker-compose.yml"))
-    parser.add_argument("--address-base", default=DEFAULT_ADDRESS_BASE)
+    parser.add_argument(
+        "--manifest",
+        type=Path,
+        default=Path("deployment.template.json"),
+        help="deployment manifest (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--platform",
+        choices=PLATFORMS,
+        default="amd64",
+        help="platform of the Dockerfiles the images are built from (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=Path("docker-compose.yml"),
+        help="compose file to write; the stand-in's manifest goes beside it (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--address-base",
+        default=DEFAULT_ADDRESS_BASE,
+        help="loopback address of the first module's broker; the next modules get the next ones "
+        "(default: %(default)s)",
+    )
 
 
 def compose_main(args: Any) -> int:

@@ -29,10 +29,17 @@ class StandInRegistry(OneDeviceRegistry):
 
     name = "edgeHub stand-in"
 
-    def __init__(self, state: Path, manifest_path: Path, device_id: str = LOCAL_DEVICE) -> None:
+    def __init__(
+        self,
+        state: Path,
+        manifest_path: Path,
+        device_id: str = LOCAL_DEVICE,
+        images: Path | None = None,
+    ) -> None:
         self.state = state
         self.manifest_path = manifest_path
         self.device_id = device_id
+        self.images = images
         self._parsed: tuple[tuple[int, int], dict[str, Any], dict[str, list[str]]] | None = None
 
     def _manifest(self) -> tuple[dict[str, Any], dict[str, list[str]]]:

@@ -76,6 +76,7 @@ class Hub(ABC):
         self.module_id = module_id
         self._methods: dict[str, tuple[MethodHandler, type[MethodArguments]]] = {}
         self._quiet = QuietReports()
+        self._session_lost: list[Callable[[], None]] = []
 
     @abstractmethod
     def connect(self) -> None:
@@ -86,8 +87,11 @@ class Hub(ABC):
         """Close the connection; pending outgoing messages are sent first."""
 
     @abstractmethod
-    def send_to_output(self, output: str, message: HubMessage) -> None:
-        """Send a message on a named output; the hub's routes decide where it goes."""
+    def send_to_output(
+        self, output: str, message: HubMessage, on_sent: Callable[[], None] | None = None
+    ) -> None:
+        """Send a message on a named output; the hub's routes decide where it goes. ``on_sent``
+        is called (on a hub thread) once the hub has acknowledged the message."""
 
     @abstractmethod
     def on_input(self, input_name: str, handler: InputHandler) -> None:
@@ -128,6 +132,18 @@ class Hub(ABC):
                 extra={"hub_module": self.module_id, "error": f"{type(exc).__name__}: {exc}"},
             )
         return properties
+
+    def on_session_lost(self, handler: Callable[[], None]) -> None:
+        """Call ``handler`` when the hub finds it lost its session (and with it the messages it
+        had acknowledged but not passed on yet)."""
+        self._session_lost.append(handler)
+
+    def _notify_session_lost(self) -> None:
+        for handler in self._session_lost:
+            try:
+                handler()
+            except Exception:
+                log.exception("session-lost handler failed", extra={"hub_module": self.module_id})
 
     def on_method(
         self,

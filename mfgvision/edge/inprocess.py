@@ -107,8 +107,12 @@ class InProcessHub(Hub):
             self._thread.join(timeout=10)
             self._thread = None
 
-    def send_to_output(self, output: str, message: HubMessage) -> None:
+    def send_to_output(
+        self, output: str, message: HubMessage, on_sent: Callable[[], None] | None = None
+    ) -> None:
         self._broker.route(self.module_id, output, message)
+        if on_sent is not None:
+            on_sent()
 
     def on_input(self, input_name: str, handler: InputHandler) -> None:
         self._inputs[input_name] = handler

@@ -169,7 +169,9 @@ class IoTEdgeHub(Hub):
         self._flush_timeout_s = flush_timeout_s
         self._sdk_timeout_s = sdk_timeout_s
         limit = outbox_max or int(os.environ.get("MFGVISION_OUTBOX_MAX", OUTBOX_MAX))
-        self._outbox: collections.deque[tuple[str, HubMessage]] = collections.deque()
+        self._outbox: collections.deque[tuple[str, HubMessage, Callable[[], None] | None]] = (
+            collections.deque()
+        )
         self._outbox_max = max(1, limit)
         self._outbox_cv = threading.Condition()
         self._sending = False
@@ -356,8 +358,11 @@ class IoTEdgeHub(Hub):
 
     # -- outputs ------------------------------------------------------------------------------
 
-    def send_to_output(self, output: str, message: HubMessage) -> None:
-        """Queue ``message`` for ``output``; returns at once (see the module docstring)."""
+    def send_to_output(
+        self, output: str, message: HubMessage, on_sent: Callable[[], None] | None = None
+    ) -> None:
+        """Queue ``message`` for ``output``; returns at once (see the module docstring);
+        ``on_sent`` runs on the sender thread once edgeHub has acknowledged it."""
         with self._outbox_cv:
             if self._closing.is_set() and not self._connected:
                 self.counters["dropped"] += 1
@@ -371,7 +376,7 @@ class IoTEdgeHub(Hub):
                         "outbox full, oldest output dropped",
                         extra={"hub_module": self.module_id, "dropped": self.counters["dropped"]},
                     )
-            self._outbox.append((output, message))
+            self._outbox.append((output, message, on_sent))
             self._outbox_cv.notify_all()
 
     @property
@@ -386,7 +391,7 @@ class IoTEdgeHub(Hub):
                     self._outbox_cv.wait()
                 if not self._outbox:
                     return
-                output, message = self._outbox[0]
+                output, message, on_sent = self._outbox[0]
                 self._sending = True
             try:
                 self._send_now(output, message)
@@ -420,6 +425,8 @@ class IoTEdgeHub(Hub):
             else:
                 backoff.reset()
                 self._pop_head(output, message, sent=True)
+                if on_sent is not None:
+                    self._acknowledged(on_sent)
 
     def _send_now(self, output: str, message: HubMessage) -> None:
         client = self._client
@@ -432,6 +439,12 @@ class IoTEdgeHub(Hub):
         )
         sdk_message.custom_properties.update(message.properties)
         self._timed("send", client.send_message_to_output, sdk_message, output)
+
+    def _acknowledged(self, on_sent: Callable[[], None]) -> None:
+        try:
+            on_sent()
+        except Exception:
+            log.exception("acknowledgement handler failed", extra={"hub_module": self.module_id})
 
     def _pop_head(self, output: str, message: HubMessage, sent: bool) -> None:
         with self._outbox_cv:
@@ -624,6 +637,7 @@ class IoTEdgeHub(Hub):
                 extra={"hub_module": self.module_id},
             )
             self._renew()
+            self._notify_session_lost()
             twin = self._read_twin()
         log.info(
             "desired properties read again",

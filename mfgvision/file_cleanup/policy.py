@@ -3,7 +3,9 @@
 In order:
 
 1. **Guard.** When the database cannot be read, or looks new or empty (no table, no row), nothing at
-   all is deleted: a wiped or wrongly configured database must not turn into wiped images.
+   all is deleted: a wiped or wrongly configured database must not turn into wiped images. A new
+   database beside no image older than ``min_age_s`` is a fresh start (logged as info, nothing to
+   clean yet); beside older images it may be a wiped one (a warning).
 2. **Leftovers.** Hidden ``.*.tmp`` files of crashed atomic writes older than ``tmp_max_age_s``.
 3. **Age.** Images older than ``image_retention_hours``.
 4. **Watermark.** When the disk is fuller than ``high_watermark_pct``, the oldest images go first until
@@ -35,6 +37,7 @@ from mfgvision.store.outbox import OutboxReader
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+NEW_DATABASE = "the database looks new or empty"
 
 
 class DiskUsage(NamedTuple):
@@ -95,7 +98,7 @@ def run_pass(
     guard = _database_guard(db)
     if guard is not None:
         report.guard = guard
-        log.warning("cleanup skipped: %s", guard, extra={"guard": guard})
+        _log_guard(guard, images_dir, now - settings.min_age_s)
         return _finish(report)
     for folder in (images_dir, *tmp_dirs):
         _remove_leftovers(folder, now - settings.tmp_max_age_s, report)
@@ -114,10 +117,19 @@ def run_pass(
 def _database_guard(db: Database) -> str | None:
     try:
         if db.is_empty():
-            return "the database looks new or empty"
+            return NEW_DATABASE
     except Exception as exc:
         return f"the database cannot be read ({type(exc).__name__})"
     return None
+
+
+def _log_guard(guard: str, images_dir: Path, settled_before: float) -> None:
+    """Info for a fresh start (a new database and no settled image), else a warning."""
+    settled = sum(1 for image in _images(images_dir) if image.mtime < settled_before)
+    if guard == NEW_DATABASE and settled == 0:
+        log.info("nothing to clean yet: no inference stored", extra={"guard": guard})
+    else:
+        log.warning("cleanup skipped: %s", guard, extra={"guard": guard, "images_kept": settled})
 
 
 def _remove_leftovers(folder: Path, older_than: float, report: PassReport) -> None:

@@ -21,7 +21,9 @@ DEFAULT_INTERVAL_S = 60.0
 
 
 def _common(parser: argparse.ArgumentParser, container: str) -> None:
-    parser.add_argument("--container", default=container, help=f"default {container}")
+    parser.add_argument(
+        "--container", default=container, help=f"blob container (default: {container})"
+    )
     parser.add_argument(
         "--interval",
         type=float,
@@ -34,6 +36,15 @@ def _common(parser: argparse.ArgumentParser, container: str) -> None:
         default=None,
         help="progress bar (default: when stderr is a terminal)",
     )
+    parser.add_argument(
+        "--desired", type=Path, help="with --interval: desired properties (JSON/YAML) when no hub"
+    )
+    parser.add_argument(
+        "--duration",
+        type=float,
+        default=None,
+        help="with --interval: stop after S seconds (default: at SIGTERM or Ctrl-C)",
+    )
 
 
 def add_file_upload_arguments(parser: argparse.ArgumentParser) -> None:
@@ -45,8 +56,6 @@ def add_file_upload_arguments(parser: argparse.ArgumentParser) -> None:
     )
     _common(parser, DEFAULT_UPLOAD_CONTAINER)
     parser.add_argument("--prefix", default="", help="blob name prefix, e.g. line1/")
-    parser.add_argument("--desired", type=Path, help=argparse.SUPPRESS)
-    parser.add_argument("--duration", type=float, default=None, help=argparse.SUPPRESS)
 
 
 def add_file_download_arguments(parser: argparse.ArgumentParser) -> None:
@@ -63,8 +72,6 @@ def add_file_download_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="target folder (default $MFGVISION_MODELS, or $MFGVISION_DATA/download for files)",
     )
-    parser.add_argument("--desired", type=Path, help=argparse.SUPPRESS)
-    parser.add_argument("--duration", type=float, default=None, help=argparse.SUPPRESS)
 
 
 def upload_job(

@@ -1,7 +1,10 @@
 """The ImageUpload module: ``imageUpload`` messages in, images in cloud storage out, each exactly once.
 
-A message is validated and written to the durable outbox (``upload-outbox.db`` beside the images)
-before it is acknowledged; a worker thread uploads the oldest due item and removes it only once the
+A message is validated and written to the durable outbox (``upload-outbox.db`` beside the images),
+then a **receipt** goes out on the ``uploadReceipts`` output (routed back to the CIS that asked, which
+sends the request again until one arrives: edgeHub acknowledges a message before the module has handled
+it, so only the receipt says it is safe). A request refused for what it is gets a receipt saying
+``rejected``; one that cannot be queued (the outbox's disk is full) gets none. A worker thread uploads the oldest due item and removes it only once the
 blob exists. While storage is unreachable the worker pauses with a capped, growing back-off and every
 image keeps its place in line; an image that fails on its own (a missing file, a name refused, other
 content under its name) is retried with back-off and, after ``max_attempts`` such failures, parked as
@@ -40,6 +43,7 @@ from mfgvision.settings import ImageUploadSettings
 from mfgvision.store.outbox import OutboxItem, UploadOutbox, outbox_path
 
 __all__ = [
+    "RECEIPTS_OUTPUT",
     "UPLOAD_INPUT",
     "ImageUploadService",
     "LocalFolderTarget",
@@ -50,6 +54,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 UPLOAD_INPUT = "imageUpload"
+RECEIPTS_OUTPUT = "uploadReceipts"
 STOP_TIMEOUT_S = 8.0
 IDLE_WAIT_S = 1.0
 #: A rejected upload request keeps the module ``degraded`` for this long after the last one.
@@ -112,6 +117,20 @@ def parse_request(message: HubMessage) -> OutboxItem:
     )
 
 
+def _identity(message: HubMessage) -> tuple[str, str] | None:
+    """``(unique_id, img_name)`` of a request that failed validation, when it names both."""
+    try:
+        body = message.json()
+    except Exception:
+        return None
+    if not isinstance(body, dict):
+        return None
+    uid, name = body.get("unique_id"), body.get("img_name")
+    if isinstance(uid, str) and isinstance(name, str) and len(uid) <= 200 and len(name) <= 200:
+        return uid, name
+    return None
+
+
 def _short(value: object) -> str:
     """``repr(value)`` cut to a length fit for a log line and a status field."""
     text = repr(value)
@@ -143,7 +162,9 @@ class ImageUploadService:
             "rejected": 0,
             "failed": 0,
             "errors": 0,
+            "not_queued": 0,
         }
+        self.outbox_error: str | None = None
         self.last_error: str | None = None
         self.last_error_at: str | None = None
         self.last_rejected: dict[str, str] | None = None
@@ -227,35 +248,75 @@ class ImageUploadService:
         }
 
     def handle(self, message: HubMessage) -> None:
-        """Validate an ``imageUpload`` message and queue it durably (then it may be acknowledged).
+        """Validate an ``imageUpload`` message, queue it durably, then send its receipt.
 
         A message that cannot be honoured, whatever it throws, is counted as rejected, logged on one
-        line and shown in the status; it never takes the input handler down.
+        line and shown in the status; it never takes the input handler down. One that cannot be
+        queued (the outbox's disk refuses it) is counted, and gets no receipt: its sender sends it
+        again.
         """
         try:
             item = parse_request(message)
         except Exception as exc:
-            self._reject(exc)
+            error = self._reject(exc)
+            self._receipt(_identity(message), rejected=error)
             return
-        if self.outbox.enqueue(item):
+        try:
+            queued = self.outbox.enqueue(item)
+        except Exception as exc:
+            self.counters["not_queued"] += 1
+            self._outbox_failed(exc)
+            return
+        self._outbox_works()
+        if queued:
             self._wake.set()
         else:
             log.info("upload already queued", extra={"image": item.img_name})
+        uid = item.metadata.get("inference_id")
+        self._receipt(None if uid is None else (uid, item.img_name))
 
-    def _reject(self, exc: Exception) -> None:
-        """Count and show a refused upload request."""
+    def _receipt(self, identity: tuple[str, str] | None, rejected: str | None = None) -> None:
+        """Tell the sender its request is safe (queued) or hopeless (``rejected``)."""
+        if identity is None:
+            return
+        receipt: dict[str, str] = {"unique_id": identity[0], "img_name": identity[1]}
+        if rejected is not None:
+            receipt["rejected"] = rejected
+        self.hub.send_to_output(RECEIPTS_OUTPUT, HubMessage.from_json({"receipts": [receipt]}))
+
+    def _outbox_failed(self, exc: Exception) -> None:
+        """The outbox file refuses writes (a full disk): one line per new error, not per message."""
+        error = f"outbox: {type(exc).__name__}: {exc}"[:500]
+        self._error(error)
+        if error != self.outbox_error:
+            log.error(
+                "upload outbox not writable, requests wait at their sender", extra={"error": error}
+            )
+        self.outbox_error = error
+
+    def _outbox_works(self) -> None:
+        if self.outbox_error is not None:
+            log.info("upload outbox writable again", extra={"after": self.outbox_error})
+            self.outbox_error = None
+
+    def _reject(self, exc: Exception) -> str:
+        """Count and show a refused upload request; the error, as shown."""
         error = str(exc) if isinstance(exc, UploadRequestError) else f"{type(exc).__name__}: {exc}"
         error = error[:500]
         self.counters["rejected"] += 1
         self._rejected_at = time.monotonic()
         self.last_rejected = {"error": error, "at": datetime.now(timezone.utc).isoformat()}
         log.error("upload request rejected", extra={"error": error})
+        return error
 
     def _degraded_reasons(self) -> list[str]:
         """What is wrong while the module still serves (empty when nothing is)."""
-        if time.monotonic() - self._rejected_at >= REJECTED_RECENT_S:
-            return []
-        return [f"upload requests rejected ({self.counters['rejected']} in all)"]
+        reasons = []
+        if self.outbox_error is not None:
+            reasons.append(f"upload outbox not writable: {self.outbox_error}")
+        if time.monotonic() - self._rejected_at < REJECTED_RECENT_S:
+            reasons.append(f"upload requests rejected ({self.counters['rejected']} in all)")
+        return reasons
 
     # -- settings ---------------------------------------------------------------------------------
 
@@ -293,9 +354,10 @@ class ImageUploadService:
             try:
                 worked = self._step()
             except Exception as exc:  # the outbox file itself failing; keep trying, slowly
-                self._error(f"outbox: {type(exc).__name__}: {exc}")
-                log.exception("upload worker step failed")
+                self._outbox_failed(exc)
                 worked = False
+            else:
+                self._outbox_works()
             if not worked:
                 self._wake.wait(self._idle_wait())
                 self._wake.clear()

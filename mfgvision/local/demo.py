@@ -94,7 +94,7 @@ def demo_main(manifest_path: Path, data_dir: Path, duration: float | None, port:
             broker.hub("TwinConfig"),
             paths,
             db_url,
-            twin_registry=LocalRegistry(broker, manifest.raw, commands),
+            twin_registry=LocalRegistry(broker, manifest.raw, commands, images=paths.images),
             twin_config_port=twin_port,
         )
         twin_service = build_module(["twin-config"], ctx)

@@ -401,6 +401,8 @@ def _inference_row(record: InferenceRecord) -> dict[str, Any]:
         "annotated_image_name": record.annotated_image_name,
         "annotated_image_path": record.annotated_image_path,
         "image_error": record.image_error,
+        "prob_threshold": record.prob_threshold,
+        "settings_version": record.settings_version,
     }
 
 
@@ -464,4 +466,6 @@ def _record(row: Row[Any], detections: list[Detection]) -> InferenceRecord:
         annotated_image_name=row.annotated_image_name,
         annotated_image_path=row.annotated_image_path,
         image_error=row.image_error,
+        prob_threshold=row.prob_threshold,
+        settings_version=row.settings_version,
     )

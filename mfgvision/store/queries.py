@@ -30,7 +30,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.functions import FunctionElement
 
 from mfgvision.store.database import records_with_detections
-from mfgvision.store.records import InferenceRecord
+from mfgvision.store.records import NG, OK, InferenceRecord
 from mfgvision.store.schema import detection_data, inference_data
 
 MAX_PAGE_SIZE = 200
@@ -50,7 +50,7 @@ class HistoryFilter:
     end: datetime | None = None
 
     def __post_init__(self) -> None:
-        if self.verdict not in (None, "OK", "NG"):
+        if self.verdict not in (None, OK, NG):
             raise ValueError(f"verdict must be OK or NG, got {self.verdict!r}")
 
 
@@ -246,7 +246,7 @@ def _history_conditions(flt: HistoryFilter) -> list[ColumnElement[bool]]:
     if flt.camera_id is not None:
         conditions.append(t.c.camera_id == flt.camera_id)
     if flt.verdict is not None:
-        conditions.append(t.c.object_detected.is_(flt.verdict == "NG"))
+        conditions.append(t.c.object_detected.is_(flt.verdict == NG))
     if flt.label is not None:
         # coalesce() keeps the planner on the unique_id index: probing the detections of each
         # inference (newest first) is cheap, while starting from a class's index sorts them all.

@@ -1,4 +1,4 @@
-"""What the CIS hands to storage: one record per inference, with its detections."""
+"""What the CIS hands to storage: one record per inference, with its detections; the verdict rule."""
 
 from __future__ import annotations
 
@@ -7,10 +7,31 @@ from datetime import datetime
 
 from mfgvision.inference.types import Detection
 
+OK = "OK"
+NG = "NG"
+
+
+def verdict_rule(prob_threshold: float | None) -> str:
+    """The OK/NG rule in one sentence, naming the probability threshold when it is known."""
+    threshold = (
+        f"{prob_threshold} (prob_threshold)"
+        if prob_threshold is not None
+        else "the camera's prob_threshold (not recorded for this inspection)"
+    )
+    return (
+        "NG when the model reports at least one detection of any class with a probability above "
+        f"{threshold}; otherwise OK."
+    )
+
 
 @dataclass
 class InferenceRecord:
-    """One stored inference. ``created`` is timezone-aware UTC."""
+    """One stored inference. ``created`` is timezone-aware UTC.
+
+    ``prob_threshold`` and ``settings_version`` (the desired-twin ``$version`` the module applied)
+    are the settings the inspection was made with; None for rows stored before they were recorded,
+    and ``settings_version`` also when no twin version was known (a run without a twin).
+    """
 
     unique_id: str
     created: datetime
@@ -28,7 +49,14 @@ class InferenceRecord:
     annotated_image_path: str | None = None
     #: Why some or all of its images were not stored (e.g. a full disk); None when all were.
     image_error: str | None = None
+    prob_threshold: float | None = None
+    settings_version: int | None = None
 
     @property
     def object_detected(self) -> bool:
         return bool(self.detections)
+
+    @property
+    def verdict(self) -> str:
+        """``NG`` when anything was detected (detections are only those above the threshold)."""
+        return NG if self.object_detected else OK

@@ -90,6 +90,8 @@ inference_data = Table(
     Column("annotated_image_name", String(IMAGE_FIELD_LENGTH)),
     Column("annotated_image_path", String(IMAGE_FIELD_LENGTH)),
     Column("image_error", String(IMAGE_FIELD_LENGTH), comment="why images were not stored"),
+    Column("prob_threshold", Double(), comment="0..1, detections kept above it"),
+    Column("settings_version", BigInteger(), comment="desired twin $version applied"),
     Index("ix_inference_data_camera_id_created", "camera_id", "created"),
     Index("ix_inference_data_created", "created"),
     **MYSQL_TABLE_OPTIONS,

@@ -99,13 +99,16 @@ def record_to_json(record: InferenceRecord) -> str:
             "annotated_image_name": record.annotated_image_name,
             "annotated_image_path": record.annotated_image_path,
             "image_error": record.image_error,
+            "prob_threshold": record.prob_threshold,
+            "settings_version": record.settings_version,
         },
         separators=(",", ":"),
     )
 
 
 def record_from_json(text: str) -> InferenceRecord:
-    """The inverse of :func:`record_to_json`."""
+    """The inverse of :func:`record_to_json`; a record written before a field existed reads it as
+    None (its default)."""
     data: dict[str, Any] = json.loads(text)
     detections = [
         Detection(int(i), str(label), float(p), Box(*box), Box(*norm))

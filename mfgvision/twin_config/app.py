@@ -26,6 +26,7 @@ from flask import (
     redirect,
     render_template,
     request,
+    send_file,
     url_for,
 )
 from flask.typing import ResponseReturnValue
@@ -34,19 +35,24 @@ from mfgvision.edge.twins import merge_patch
 from mfgvision.settings import SettingsError, parse_settings
 from mfgvision.twin_config.forms import (
     SCHEMAS,
+    FormField,
     effective,
     form_fields,
+    form_sections,
     form_values,
     propose,
     read_form,
 )
+from mfgvision.twin_config.frames import current_frame, frame_path
 from mfgvision.twin_config.manifest import ManifestEditError, clone_camera
 from mfgvision.twin_config.registry import (
     ConflictError,
+    ModuleTwin,
     NotFoundError,
     RegistryError,
     TwinRegistry,
 )
+from mfgvision.twin_config.reported import reported_summary
 from mfgvision.web.auth import AuthConfig, install_auth
 from mfgvision.web.headers import install_security_headers
 
@@ -58,6 +64,7 @@ CONTENT_SECURITY_POLICY = (
     "frame-ancestors 'none'; form-action 'self'"
 )
 _ID = re.compile(r"[A-Za-z0-9\-._:$@]{1,128}")
+FRAME_MAX_AGE_S = 3600
 STATIC_FOLDER = Path(__file__).resolve().parent.parent / "dashboard" / "static"
 
 bp = Blueprint("twin", __name__)
@@ -132,36 +139,16 @@ def devices() -> ResponseReturnValue:
             summary = None
             if info.kind in SCHEMAS:
                 twin = registry.twin(device_id, info.module_id)
-                summary = _reported_summary(twin.reported, twin.desired_version)
+                summary = reported_summary(twin.reported, twin.desired_version)
             modules.append({"info": info, "summary": summary})
         rows.append({"device_id": device_id, "modules": modules})
     return _render("twin_devices.html", devices=rows, registry=registry.name)
 
 
-def _reported_summary(reported: dict[str, Any], desired_version: int | None) -> dict[str, Any]:
-    config = reported.get("config") if isinstance(reported.get("config"), dict) else {}
-    status = reported.get("status") if isinstance(reported.get("status"), dict) else {}
-    applied = config.get("applied_version")
-    error = config.get("error") if isinstance(config.get("error"), dict) else None
-    if error and (desired_version is None or error.get("version") == desired_version):
-        state = ("error", f"Refused version {error.get('version')}: {error.get('message')}")
-    elif applied is not None and desired_version is not None and applied >= desired_version:
-        state = ("ok", f"Applied version {applied}")
-    elif desired_version is not None and reported:
-        state = ("warn", f"Waiting for version {desired_version} (applied: {applied})")
-    else:
-        state = ("warn", "Nothing reported yet")
-    return {
-        "level": state[0],
-        "text": state[1],
-        "camera_state": status.get("state"),
-        "updated": reported.get("updated"),
-    }
-
-
 @bp.get("/devices/<device_id>/modules/<module_id>")
 def module(device_id: str, module_id: str) -> ResponseReturnValue:
-    """Desired and reported properties, and the edit form when the module has a schema."""
+    """Desired and reported properties, the edit form when the module has a schema, and the
+    camera's current frame."""
     _ids(device_id, module_id)
     twin = _registry().twin(device_id, module_id)
     model = SCHEMAS.get(twin.kind or "")
@@ -169,19 +156,65 @@ def module(device_id: str, module_id: str) -> ResponseReturnValue:
     current = effective(model, twin.settings) if model else None
     values = form_values(fields, twin.settings, current) if model else {}
     sent = request.args.get("sent", "")
+    return _module_page(twin, fields, values, current, sent=int(sent) if sent.isdigit() else None)
+
+
+def _module_page(
+    twin: ModuleTwin,
+    fields: list[FormField],
+    values: dict[str, Any],
+    current: dict[str, Any] | None,
+    status: int = 200,
+    errors: dict[str, str] | None = None,
+    form_error: str | None = None,
+    sent: int | None = None,
+) -> ResponseReturnValue:
     return _render(
         "twin_module.html",
+        status,
         twin=twin,
         fields=fields,
+        sections=form_sections(fields),
         values=values,
-        errors={},
-        form_error=None,
+        errors=errors or {},
+        form_error=form_error,
         desired_json=json.dumps(twin.desired, indent=2, sort_keys=True),
         reported_json=json.dumps(twin.reported, indent=2, sort_keys=True),
-        summary=_reported_summary(twin.reported, twin.desired_version),
-        sent=int(sent) if sent.isdigit() else None,
+        summary=reported_summary(twin.reported, twin.desired_version),
+        frame=_frame(twin, current) if fields else None,
+        sent=sent,
         valid_now=current is not None,
     )
+
+
+def _frame(twin: ModuleTwin, current: dict[str, Any] | None) -> dict[str, Any]:
+    """The camera's current frame for the page and the API: its URL and time, or a note."""
+    images = _registry().images_dir(twin.device_id)
+    info = current_frame(images, twin.reported, current)
+    url = None
+    if info.name:
+        url = url_for(
+            "twin.frame", device_id=twin.device_id, module_id=twin.module_id, name=info.name
+        )
+    return {"url": url, "captured_at": info.captured_at, "kind": info.kind, "note": info.note}
+
+
+@bp.get("/devices/<device_id>/modules/<module_id>/frames/<name>")
+def frame(device_id: str, module_id: str, name: str) -> ResponseReturnValue:
+    """One stored frame of the module's camera (404 for any other file)."""
+    _ids(device_id, module_id)
+    registry = _registry()
+    images = registry.images_dir(device_id)
+    if images is None:
+        abort(404)
+    twin = registry.twin(device_id, module_id)
+    model = SCHEMAS.get(twin.kind or "")
+    if model is None:
+        abort(404)
+    path = frame_path(images, twin.reported, effective(model, twin.settings), name)
+    if path is None:
+        abort(404)
+    return send_file(path, mimetype="image/jpeg", max_age=FRAME_MAX_AGE_S, conditional=True)
 
 
 @bp.post("/devices/<device_id>/modules/<module_id>/review")
@@ -202,29 +235,26 @@ def review(device_id: str, module_id: str) -> ResponseReturnValue:
         except SettingsError as exc:
             form_error = str(exc)
     if errors or form_error or proposal is None:
-        shown = {**form_values(fields, twin.settings, effective(model, twin.settings))}
+        current = effective(model, twin.settings)
+        shown = form_values(fields, twin.settings, current)
         shown.update({k: request.form.get(k, "") for k in request.form if k in shown})
         for f in fields:
-            if f.kind == "checkbox":
-                shown[f.name] = request.form.get(f.name) == "on"
-        return _render(
-            "twin_module.html",
+            if f.kind == "checkbox" and f.name in values:
+                shown[f.name] = values[f.name]
+        return _module_page(
+            twin,
+            fields,
+            shown,
+            current,
             422,
-            twin=twin,
-            fields=fields,
-            values=shown,
             errors=errors,
             form_error=form_error or "Some values need fixing.",
-            desired_json=json.dumps(twin.desired, indent=2, sort_keys=True),
-            reported_json=json.dumps(twin.reported, indent=2, sort_keys=True),
-            summary=_reported_summary(twin.reported, twin.desired_version),
-            sent=None,
-            valid_now=effective(model, twin.settings) is not None,
         )
     return _render(
         "twin_review.html",
         twin=twin,
         proposal=proposal,
+        labels={f.name: f.label for f in fields},
         patch_json=json.dumps(proposal.patch, sort_keys=True),
         patch_pretty=json.dumps(proposal.patch, indent=2, sort_keys=True),
         etag=twin.etag,
@@ -276,6 +306,7 @@ def twin_json(device_id: str, module_id: str) -> ResponseReturnValue:
     """The module twin and whether the module applied or refused the latest desired version."""
     _ids(device_id, module_id)
     twin = _registry().twin(device_id, module_id)
+    model = SCHEMAS.get(twin.kind or "")
     config = twin.reported.get("config") if isinstance(twin.reported.get("config"), dict) else {}
     return jsonify(
         {
@@ -286,7 +317,8 @@ def twin_json(device_id: str, module_id: str) -> ResponseReturnValue:
             "desired_version": twin.desired_version,
             "applied_version": config.get("applied_version"),
             "error": config.get("error"),
-            "summary": _reported_summary(twin.reported, twin.desired_version),
+            "summary": reported_summary(twin.reported, twin.desired_version),
+            "frame": _frame(twin, effective(model, twin.settings)) if model else None,
         }
     )
 

@@ -1,5 +1,10 @@
 """Edit forms generated from a module's settings schema (pydantic ``model_json_schema()``).
 
+The schema is the form's only source: each property's ``title`` is its label and its ``x-form``
+hints (``settings.form``) give its section, place, unit, whether it is folded under "Advanced" and
+the values of other settings it applies to (``shown_when``, e.g. machine-vision features only for
+those camera types). A setting that does not apply to what the form submits keeps its value.
+
 The form is only a way to type values: what is sent is validated with the very ``parse_settings``
 the module runs, so the tool never sends desired properties the module would refuse for their
 shape. What changes is computed on the effective settings (after defaults and legacy aliases), and
@@ -11,7 +16,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from mfgvision.edge.twins import merge_patch
@@ -21,6 +26,8 @@ SCHEMAS: dict[str, type[ModuleSettings]] = {"cis": CisSettings}
 """Settings model per module command; modules without one are shown read-only."""
 
 MAX_TEXT = 2000
+DEFAULT_GROUP = "Settings"
+_UNPLACED = 10_000
 
 
 @dataclass(frozen=True)
@@ -28,7 +35,7 @@ class FormField:
     """One input of the generated form."""
 
     name: str
-    title: str
+    label: str
     kind: str  # "text", "number", "integer", "checkbox", "select", "list", "json"
     description: str | None
     default: Any
@@ -36,9 +43,15 @@ class FormField:
     options: tuple[str, ...] = ()
     minimum: float | None = None
     maximum: float | None = None
+    exclusive_minimum: float | None = None
     pattern: str | None = None
     max_length: int | None = None
     nullable: bool = False
+    group: str = DEFAULT_GROUP
+    order: int = _UNPLACED
+    unit: str | None = None
+    advanced: bool = False
+    shown_when: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def step(self) -> str:
@@ -48,13 +61,69 @@ class FormField:
             return "0.01"
         return "any"
 
+    @property
+    def hint(self) -> str:
+        """Range and default in plain words, e.g. ``0–1, default 0.5``."""
+        parts = [p for p in (self._range(), self._default()) if p]
+        return ", ".join(parts)
+
+    def applies(self, values: Mapping[str, Any]) -> bool:
+        """Whether this setting applies when the form holds ``values`` (e.g. its camera type)."""
+        return all(values.get(key) in allowed for key, allowed in self.shown_when.items())
+
+    @property
+    def shown_when_json(self) -> str:
+        """``shown_when`` for the page's script."""
+        return json.dumps({key: list(allowed) for key, allowed in self.shown_when.items()})
+
+    def _range(self) -> str:
+        low, high = self.minimum, self.maximum
+        if low is not None and high is not None:
+            return f"{_number(low)}{' to ' if low < 0 else '–'}{_number(high)}"
+        if self.exclusive_minimum is not None and high is not None:
+            return f"above {_number(self.exclusive_minimum)}, up to {_number(high)}"
+        if low is not None:
+            return f"at least {_number(low)}"
+        if self.exclusive_minimum is not None:
+            return f"above {_number(self.exclusive_minimum)}"
+        if high is not None:
+            return f"up to {_number(high)}"
+        return ""
+
+    def _default(self) -> str:
+        value = self.default
+        if value is None or value == {} or value == []:
+            return ""
+        if self.kind == "checkbox":
+            return f"default {'on' if value else 'off'}"
+        if isinstance(value, (int, float)):
+            return f"default {_number(value)}"
+        return f"default {value}"
+
+
+@dataclass(frozen=True)
+class FormSection:
+    """A titled part of the form: its common settings, and the advanced ones folded below them."""
+
+    title: str
+    fields: list[FormField]
+    advanced: list[FormField]
+
+
+def _number(value: float) -> str:
+    """``1``, ``0.45``, ``604,800``: whole numbers without ``.0``, thousands separated."""
+    if float(value).is_integer():
+        return f"{int(value):,}"
+    return f"{value:,}"
+
 
 def form_fields(model: type[ModuleSettings]) -> list[FormField]:
-    """The inputs for every property of ``model``'s JSON schema, in declaration order."""
+    """The inputs for every property of ``model``'s JSON schema, in the order of their ``x-form``
+    places (properties without one last, in declaration order)."""
     schema = model.model_json_schema()
     required = set(schema.get("required") or [])
     fields = []
-    for name, prop in (schema.get("properties") or {}).items():
+    for index, (name, prop) in enumerate((schema.get("properties") or {}).items()):
         variants = prop.get("anyOf") or [prop]
         types = {v.get("type") for v in variants}
         base = next((v for v in variants if v.get("type") != "null"), prop)
@@ -72,10 +141,11 @@ def form_fields(model: type[ModuleSettings]) -> list[FormField]:
             kind, options = "number", ()
         else:
             kind, options = "text", ()
+        hints = prop.get("x-form") or {}
         fields.append(
             FormField(
                 name=name,
-                title=prop.get("title") or name.replace("_", " ").capitalize(),
+                label=prop.get("title") or name.replace("_", " ").capitalize(),
                 kind=kind,
                 description=prop.get("description"),
                 default=prop.get("default"),
@@ -83,12 +153,36 @@ def form_fields(model: type[ModuleSettings]) -> list[FormField]:
                 options=options,
                 minimum=base.get("minimum"),
                 maximum=base.get("maximum"),
+                exclusive_minimum=base.get("exclusiveMinimum"),
                 pattern=base.get("pattern"),
                 max_length=base.get("maxLength"),
                 nullable="null" in types,
+                group=hints.get("group", DEFAULT_GROUP),
+                order=int(hints.get("order", _UNPLACED + index)),
+                unit=hints.get("unit"),
+                advanced=bool(hints.get("advanced", False)),
+                shown_when={
+                    key: tuple(str(v) for v in allowed)
+                    for key, allowed in (hints.get("shown_when") or {}).items()
+                },
             )
         )
-    return fields
+    return sorted(fields, key=lambda f: f.order)
+
+
+def form_sections(fields: list[FormField]) -> list[FormSection]:
+    """``fields`` (in form order) by section, each section where its first field comes."""
+    groups: dict[str, list[FormField]] = {}
+    for f in fields:
+        groups.setdefault(f.group, []).append(f)
+    return [
+        FormSection(
+            title,
+            [f for f in members if not f.advanced],
+            [f for f in members if f.advanced],
+        )
+        for title, members in groups.items()
+    ]
 
 
 def effective(model: type[ModuleSettings], desired: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -116,7 +210,10 @@ def read_form(
     fields: list[FormField], form: Mapping[str, str]
 ) -> tuple[dict[str, Any], dict[str, str]]:
     """Typed values from a submitted form, and per-field errors for values that are not even of
-    the right type (range and pattern checks are left to the module's own validation)."""
+    the right type (range and pattern checks are left to the module's own validation).
+
+    A setting that does not apply to the submitted values (a machine-vision feature of a folder
+    camera) is left out whatever the form sent, so it keeps its current value."""
     values: dict[str, Any] = {}
     errors: dict[str, str] = {}
     for f in fields:
@@ -175,7 +272,11 @@ def read_form(
             values[f.name] = None
         else:
             values[f.name] = raw
-    return values, errors
+    inapplicable = {f.name for f in fields if not f.applies(values)}
+    return (
+        {k: v for k, v in values.items() if k not in inapplicable},
+        {k: v for k, v in errors.items() if k not in inapplicable},
+    )
 
 
 @dataclass(frozen=True)

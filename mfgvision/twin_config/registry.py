@@ -13,6 +13,7 @@ import logging
 import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mfgvision.edge.inprocess import InProcessBroker
@@ -105,6 +106,11 @@ class TwinRegistry(ABC):
     @abstractmethod
     def deployment(self, device_id: str) -> DeploymentInfo:
         """The device's deployment manifest (``modulesContent`` with module twins)."""
+
+    def images_dir(self, device_id: str) -> Path | None:
+        """The folder the device's cameras store their images in, when this tool can read it (a
+        local device); None otherwise (IoT Hub: the images stay on the device)."""
+        return None
 
 
 def command_of(module_spec: dict[str, Any]) -> list[str]:
@@ -269,9 +275,14 @@ def _cloud_error(exc: Exception, doing: str) -> RegistryError:
 
 class OneDeviceRegistry(TwinRegistry):
     """A registry of one local device: a desired patch is checked against the twin's etag, then
-    written by ``_patch``."""
+    written by ``_patch``; its cameras' images are in ``images``, when given."""
 
     device_id: str
+    images: Path | None = None
+
+    def images_dir(self, device_id: str) -> Path | None:
+        self._device(device_id)
+        return self.images
 
     def devices(self) -> list[str]:
         return [self.device_id]
@@ -305,11 +316,13 @@ class LocalRegistry(OneDeviceRegistry):
         manifest: dict[str, Any],
         commands: dict[str, list[str]],
         device_id: str = LOCAL_DEVICE,
+        images: Path | None = None,
     ) -> None:
         self.broker = broker
         self.manifest = manifest
         self.commands = commands
         self.device_id = device_id
+        self.images = images
 
     def modules(self, device_id: str) -> list[ModuleInfo]:
         self._device(device_id)

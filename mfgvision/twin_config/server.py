@@ -40,6 +40,13 @@ def add_twin_config_arguments(parser: argparse.ArgumentParser) -> None:
         default=Path("deployment.template.json"),
         help="deployment manifest of the stand-in (default: %(default)s)",
     )
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="data folder of the stand-in's modules, for each camera's current frame beside its "
+        "form (default: the folder above --edgehub-state, as `demo --edge` lays it out)",
+    )
 
 
 def twin_config_main(args: argparse.Namespace, registry: TwinRegistry | None = None) -> int:

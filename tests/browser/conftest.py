@@ -154,7 +154,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory, browser: Any) -> Iterator[St
             "CIS1": {"properties.desired": desired},
         }
     }
-    twin = TwinConfigServer(LocalRegistry(broker, manifest, {"CIS1": ["cis"]}), auth, port=0)
+    registry = LocalRegistry(broker, manifest, {"CIS1": ["cis"]}, images=paths.images)
+    twin = TwinConfigServer(registry, auth, port=0)
     (data / SECRET_NAME).write_bytes(SECRET)
     (root / SECRET_NAME).write_bytes(SECRET)
     services = [cis, dashboard, secured, twin]

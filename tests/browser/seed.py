@@ -21,6 +21,9 @@ from mfgvision.store.status import write_status
 from mfgvision.synthetic import CLASS_NAMES, generate_sample, sample_rng
 
 FRAME_W, FRAME_H = 800, 450
+# The settings the seeded inspections were made with: every seeded probability is above it.
+PROB_THRESHOLD = 0.5
+SETTINGS_VERSION = 4
 
 
 @dataclass(frozen=True)
@@ -120,6 +123,8 @@ def seed_cameras(
                 frame_width=FRAME_W,
                 frame_height=FRAME_H,
                 detections=list(detections),
+                prob_threshold=PROB_THRESHOLD,
+                settings_version=SETTINGS_VERSION,
             )
             if frame is not None:
                 raw_name = image_name(location, position, created, "raw")

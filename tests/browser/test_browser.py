@@ -4,6 +4,7 @@ changing a running camera, strict file serving and login."""
 from __future__ import annotations
 
 import http.client
+import json
 import re
 from typing import Any
 from urllib.parse import urlsplit
@@ -122,6 +123,27 @@ def test_history_filter_narrows_and_detail_opens(page: Any, stack: Stack) -> Non
     assert '"unique_id"' in page.locator("#detail pre").inner_text()
 
 
+def test_detail_names_the_settings_the_verdict_was_made_with(page: Any, stack: Stack) -> None:
+    api = page.request.get(stack.dashboard_url + "api/inferences?camera=line1-top&limit=1")
+    (latest,) = api.json()["items"]
+    uid = latest["unique_id"]
+    item = page.request.get(f"{stack.dashboard_url}api/inferences/{uid}").json()
+    assert item["prob_threshold"] is not None and item["settings_version"] is not None
+    page.goto(f"{stack.dashboard_url}inferences/{uid}")
+    page.locator("#detail[data-loaded]").wait_for(state="attached", timeout=30000)
+    assert page.locator('#detail [data-ref="rule"]').inner_text() == item["verdict_rule"]
+    facts = dict(
+        zip(
+            page.locator("#detail .facts dt").all_text_contents(),
+            page.locator("#detail .facts dd").all_text_contents(),
+            strict=True,
+        )
+    )
+    assert facts["Threshold"].startswith(f"{item['prob_threshold']} ")
+    assert facts["Settings version"].startswith(f"{item['settings_version']} ")
+    assert facts["Model"] == f"{item['model_name']} v{item['model_version']}"
+
+
 def test_twin_tool_changes_a_running_camera(page: Any, stack: Stack) -> None:
     page.goto(stack.twin_url)
     assert "/login" in page.url
@@ -129,11 +151,26 @@ def test_twin_tool_changes_a_running_camera(page: Any, stack: Stack) -> None:
     page.fill("input[name=password]", PASSWORD)
     page.click("button[type=submit]")
     page.locator("a", has_text="CIS1").first.click()
+    # The camera's current frame and its own state are beside the form.
+    frame = page.locator("#frame-image")
+    assert wait_for(lambda: frame.evaluate("i => i.complete && i.naturalWidth") > 0)
+    page.locator("#module-state", has_text="Module: Running").wait_for()
+    # Settings of other camera types show only when that type is chosen.
+    assert page.locator("#f-camera_fps").is_visible()
+    assert not page.locator("#f-camera_exposure_us").is_visible()
+    page.select_option("#f-camera_type", "basler")
+    assert page.locator("#f-camera_exposure_us").is_visible()
+    assert not page.locator("#f-camera_fps").is_visible()
+    page.select_option("#f-camera_type", "folder")
+    assert page.locator("#f-camera_exposure_us").is_disabled()
+    assert page.locator("legend").all_text_contents()[:2] == ["Inspection", "Camera"]
     page.fill("#f-prob_threshold", "0.37")
     page.click("text=Review changes")
     diff = page.locator("#diff")
     diff.wait_for()
-    assert "prob_threshold" in diff.inner_text() and "0.37" in diff.inner_text()
+    assert "Probability threshold" in diff.inner_text() and "0.37" in diff.inner_text()
+    patch = page.locator("input[name=patch]").get_attribute("value")
+    assert json.loads(patch or "") == {"prob_threshold": 0.37}
     page.click("text=Apply to the module")
     page.locator("#module[data-outcome='applied']").wait_for(state="attached", timeout=30000)
     assert stack.cis.pipeline is not None

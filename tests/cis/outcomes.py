@@ -51,7 +51,7 @@ def make_outcome(seq: int, **settings: Any) -> Outcome:
 
 
 def main(data_dir: Path, db_url: str, count: int) -> None:
-    def die(_output: str, _body: dict[str, Any]) -> None:
+    def die(_output: str, _body: dict[str, Any], _on_sent: Any) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
     writer = OutcomeWriter(data_dir / "images", Database(db_url), die, PipelineMetrics(), OWNER)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -32,10 +33,10 @@ def run_writer(tmp_path: Path, outcomes: list[Outcome]) -> tuple[Path, Path, Pip
     db.create_schema()
     metrics = PipelineMetrics()
 
-    def emit(_output: str, _body: dict[str, Any]) -> None:
-        return None
+    def send(_output: str, _body: dict[str, Any], on_sent: Callable[[], None]) -> None:
+        on_sent()
 
-    writer = OutcomeWriter(images, db, emit, metrics, OWNER, live_dir=live)
+    writer = OutcomeWriter(images, db, send, metrics, OWNER, live_dir=live)
     writer.start()
     for outcome in outcomes:
         assert writer.submit(outcome)

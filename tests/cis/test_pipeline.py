@@ -126,6 +126,32 @@ def test_status_is_reported_and_patches_apply_live(running, frames_dir):
     assert cis.pipeline.settings.prob_threshold == 0.95 and cis.pipeline.settings.inference_fps == 0
 
 
+def test_rows_and_messages_record_the_threshold_and_settings_version_in_force(running):
+    _, broker, db, _ = running
+    hub = broker.hub("cam")
+    first = hub.get_twin()["desired"]["$version"]
+    assert wait_for(lambda: _rows(db) >= 1)
+    row = recent(db, 1)[0]
+    assert (row.prob_threshold, row.settings_version) == (0.5, first)
+
+    version = broker.patch_desired("cam", {"prob_threshold": 0.95})
+    assert version != first
+    assert wait_for(lambda: recent(db, 1)[0].settings_version == version)
+    row = recent(db, 1)[0]
+    assert row.prob_threshold == 0.95 and row.verdict == "OK"  # both scores are below 0.95
+
+    refused = broker.patch_desired("cam", {"prob_threshold": "high"})
+    assert wait_for(
+        lambda: (hub.get_twin()["reported"]["config"].get("error") or {}).get("version") == refused
+    )
+    n = _rows(db)
+    assert wait_for(lambda: _rows(db) >= n + 2)
+    row = recent(db, 1)[0]  # the last good settings keep serving, and their version is recorded
+    assert (row.prob_threshold, row.settings_version) == (0.95, version)
+    body = broker.upstream[-1][2].json()
+    assert (body["prob_threshold"], body["settings_version"]) == (0.95, version)
+
+
 def test_direct_methods(running):
     cis, broker, _, _ = running
     hub = broker.hub("cam")

@@ -4,24 +4,31 @@ announcements at the next start without storing any row twice."""
 
 from __future__ import annotations
 
+import json
 import signal
+import sqlite3
 import subprocess
 import sys
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
 
 from mfgvision.cis.metrics import PipelineMetrics
 from mfgvision.cis.writer import OutcomeWriter
 from mfgvision.edge.hub import HubMessage
 from mfgvision.image_upload.service import parse_request
+from mfgvision.store import queries
 from mfgvision.store.database import Database
-from mfgvision.store.journal import AnnouncementJournal, journal_path
+from mfgvision.store.journal import Announcement, AnnouncementJournal, journal_path
 from mfgvision.store.schema import inference_data
+from mfgvision.store.spool import RowSpool, record_to_json, row_spool_path
 from tests.cis.outcomes import OWNER, make_outcome
-from tests.factories import wait_for
+from tests.factories import make_record, recent, wait_for
 from tests.services import REPO, mariadb_url  # noqa: F401  (fixture)
 
 Sent = list[tuple[str, dict[str, Any]]]
@@ -38,6 +45,16 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     db.create_schema()
     db.close()
     return url
+
+
+def acking(sent: Sent) -> Callable[[str, dict[str, Any], Callable[[], None]], None]:
+    """A hub that records each message and acknowledges it at once."""
+
+    def send(output: str, body: dict[str, Any], on_sent: Callable[[], None]) -> None:
+        sent.append((output, body))
+        on_sent()
+
+    return send
 
 
 def journaled(images: Path) -> list[str]:
@@ -62,13 +79,16 @@ def test_nothing_is_announced_before_its_row_is_stored(tmp_path: Path, db_url: s
     sent: Sent = []
     early: list[str] = []
 
-    def emit(output: str, body: dict[str, Any]) -> None:
+    def emit(output: str, body: dict[str, Any], on_sent: Callable[[], None]) -> None:
         sent.append((output, body))
         if stored(reader, {body["unique_id"]}) == 0:
             early.append(f"{output} {body['unique_id']}")
+        on_sent()
 
     images = tmp_path / "data" / "images"
-    writer = OutcomeWriter(images, Database(db_url), emit, PipelineMetrics(), OWNER)
+    writer = OutcomeWriter(
+        images, Database(db_url), emit, PipelineMetrics(), OWNER, upload_receipts=False
+    )
     writer.start()
     outcomes = [make_outcome(i) for i in range(12)]
     for outcome in outcomes:
@@ -91,9 +111,7 @@ def test_what_queues_during_a_commit_is_committed_together(tmp_path: Path) -> No
     Database(url).create_schema()
     sent: Sent = []
     metrics = PipelineMetrics()
-    writer = OutcomeWriter(
-        tmp_path / "images", Database(url), lambda o, b: sent.append((o, b)), metrics, OWNER
-    )
+    writer = OutcomeWriter(tmp_path / "images", Database(url), acking(sent), metrics, OWNER)
     for i in range(20):  # all queued before the writer runs: one batch, one commit
         writer.submit(make_outcome(i))
     writer.start()
@@ -126,7 +144,7 @@ def test_a_crash_after_the_commit_resends_what_was_announced_and_stores_nothing_
     sent: Sent = []
     metrics = PipelineMetrics()
     writer = OutcomeWriter(
-        data / "images", Database(db_url), lambda o, b: sent.append((o, b)), metrics, OWNER
+        data / "images", Database(db_url), acking(sent), metrics, OWNER, upload_receipts=False
     )
     writer.start()
     writer.stop()
@@ -145,14 +163,17 @@ def test_a_message_the_hub_refuses_is_sent_again_at_the_next_start(tmp_path: Pat
     images = tmp_path / "data" / "images"
     sent: Sent = []
 
-    def refuse_first(output: str, body: dict[str, Any]) -> None:
+    def refuse_first(output: str, body: dict[str, Any], on_sent: Callable[[], None]) -> None:
         if not sent:
             sent.append(("refused", body))
             raise ConnectionError("edgeHub away")
         sent.append((output, body))
+        on_sent()
 
     metrics = PipelineMetrics()
-    writer = OutcomeWriter(images, Database(url), refuse_first, metrics, OWNER)
+    writer = OutcomeWriter(
+        images, Database(url), refuse_first, metrics, OWNER, upload_receipts=False
+    )
     first, second = make_outcome(1), make_outcome(2)
     writer.submit(first)
     writer.submit(second)
@@ -164,10 +185,100 @@ def test_a_message_the_hub_refuses_is_sent_again_at_the_next_start(tmp_path: Pat
 
     again: Sent = []
     writer = OutcomeWriter(
-        images, Database(url), lambda o, b: again.append((o, b)), PipelineMetrics(), OWNER
+        images, Database(url), acking(again), PipelineMetrics(), OWNER, upload_receipts=False
     )
     writer.start()
     writer.stop()
     assert {b["unique_id"] for o, b in again if o == "inference"} == {first.unique_id}
     assert stored(Database(url), {first.unique_id, second.unique_id}) == 2
     assert journaled(images) == []
+
+
+def test_the_settings_in_force_reach_the_row_and_the_message(tmp_path: Path, db_url: str) -> None:
+    sent: Sent = []
+    outcome = replace(make_outcome(1, prob_threshold=0.35), settings_version=7)
+    writer = OutcomeWriter(
+        tmp_path / "images",
+        Database(db_url),
+        acking(sent),
+        PipelineMetrics(),
+        OWNER,
+    )
+    writer.submit(outcome)
+    writer.start()
+    writer.stop()
+    db = Database(db_url)
+    row = queries.inference(db.engine, outcome.unique_id)
+    db.close()
+    assert row is not None
+    assert (row.prob_threshold, row.settings_version) == (0.35, 7)
+    assert (row.model_name, row.model_version) == (outcome.model_name, outcome.model_version)
+    (body,) = [b for o, b in sent if o == "inference"]
+    assert (body["prob_threshold"], body["settings_version"]) == (0.35, 7)
+    assert (body["model_name"], body["model_version"]) == (
+        outcome.model_name,
+        outcome.model_version,
+    )
+
+
+def test_the_settings_in_force_survive_the_spool(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = f"sqlite:///{tmp_path / 'edge.db'}"
+    db = Database(url)
+    db.create_schema()
+
+    def server_gone(_records: Any) -> int:
+        raise OperationalError("INSERT ...", {}, ConnectionRefusedError("server gone"))
+
+    monkeypatch.setattr(db, "write", server_gone)
+    sent: Sent = []
+    images = tmp_path / "data" / "images"
+    metrics = PipelineMetrics()
+    writer = OutcomeWriter(images, db, acking(sent), metrics, OWNER)
+    writer.submit(replace(make_outcome(1, prob_threshold=0.8), settings_version=None))
+    writer.submit(replace(make_outcome(2, prob_threshold=0.6), settings_version=3))
+    writer.start()
+    writer.stop()
+    assert metrics.counters["rows_spooled"] == 2
+    assert [(b["prob_threshold"], b["settings_version"]) for o, b in sent if o == "inference"] == [
+        (0.8, None),
+        (0.6, 3),
+    ]
+    monkeypatch.undo()  # the database is back: the spool writes what waited
+
+    spool = RowSpool(row_spool_path(images), db)
+    assert spool.drain().written == 2
+    spool.close()
+    rows = sorted(recent(db, 10), key=lambda r: r.created)
+    assert [(r.prob_threshold, r.settings_version) for r in rows] == [(0.8, None), (0.6, 3)]
+    db.close()
+
+
+def test_a_journal_entry_of_the_previous_release_is_replayed(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'edge.db'}"
+    db = Database(url)
+    db.create_schema()
+    images = tmp_path / "data" / "images"
+    images.parent.mkdir()
+    row = make_record(camera_id=OWNER)
+    journal = AnnouncementJournal(journal_path(images), OWNER)
+    journal.append([Announcement(row, [("inference", {"unique_id": row.unique_id})])])
+    journal.close()
+    older = json.loads(record_to_json(row))
+    del older["prob_threshold"], older["settings_version"]  # as the previous release journaled it
+    with sqlite3.connect(journal_path(images)) as conn:
+        conn.execute("UPDATE entries SET record = ?", (json.dumps(older),))
+    conn.close()
+
+    sent: Sent = []
+    writer = OutcomeWriter(
+        images, db, acking(sent), PipelineMetrics(), OWNER, upload_receipts=False
+    )
+    writer.start()
+    writer.stop()
+    assert sent == [("inference", {"unique_id": row.unique_id})]
+    (stored_row,) = recent(db, 10)
+    assert stored_row == row  # its threshold and settings version not recorded: None
+    assert journaled(images) == []
+    db.close()

@@ -177,6 +177,35 @@ def test_detail(client: FlaskClient, seeded: list[InferenceRecord]) -> None:
     assert client.get("/api/nothing").status_code == 404
 
 
+def test_detail_names_the_settings_in_force_and_the_verdict_rule(
+    client: FlaskClient, db: Database
+) -> None:
+    now = datetime.now(timezone.utc)
+    recorded = record("cam1", now, detection(0, "scratch", 0.93))
+    recorded.prob_threshold, recorded.settings_version = 0.9, 12
+    older = record("cam1", now - timedelta(days=1))  # stored before thresholds were recorded
+    precise = record("cam1", now - timedelta(hours=1))
+    precise.prob_threshold = 0.1234567
+    db.write([recorded, older, precise])
+
+    data = client.get(f"/api/inferences/{recorded.unique_id}").get_json()
+    assert (data["verdict"], data["prob_threshold"], data["settings_version"]) == ("NG", 0.9, 12)
+    assert (data["model_name"], data["model_version"]) == ("defects", "7")
+    assert "at least one detection" in data["verdict_rule"]
+    assert "above 0.9 (prob_threshold)" in data["verdict_rule"]
+    data = client.get(f"/api/inferences/{older.unique_id}").get_json()
+    assert (data["verdict"], data["prob_threshold"], data["settings_version"]) == ("OK", None, None)
+    assert "not recorded" in data["verdict_rule"]
+    data = client.get(f"/api/inferences/{precise.unique_id}").get_json()
+    assert "above 0.1234567 (prob_threshold)" in data["verdict_rule"]  # never rounded
+
+    page = client.get(f"/inferences/{recorded.unique_id}").get_data(as_text=True)
+    assert 'data-ref="rule"' in page
+    script = client.get("/static/detail.js").get_data(as_text=True)
+    for field in ("verdict_rule", "prob_threshold", "settings_version"):
+        assert f"item.{field}" in script
+
+
 def test_thumbnails_are_resized_and_sizes_checked(client: FlaskClient, images_dir: Path) -> None:
     image = np.full((720, 1280, 3), 90, np.uint8)
     cv2.rectangle(image, (100, 100), (400, 300), (0, 0, 255), -1)

@@ -55,6 +55,8 @@ def test_demo_edge_runs_the_manifest_through_the_stand_in(tmp_path):
             "up": "FROM /messages/modules/CIS1/outputs/inference INTO $upstream",
             "img": "FROM /messages/modules/CIS1/outputs/imageUpload INTO "
             'BrokeredEndpoint("/modules/ImageUpload/inputs/imageUpload")',
+            "CIS1Receipts": "FROM /messages/modules/ImageUpload/outputs/uploadReceipts INTO "
+            'BrokeredEndpoint("/modules/CIS1/inputs/uploadReceipts")',
         },
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("MFGVISION_")}

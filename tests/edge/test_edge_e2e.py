@@ -50,6 +50,8 @@ def edge(tmp_path_factory):
             "CIS1ToUpstream": "FROM /messages/modules/CIS1/outputs/inference INTO $upstream",
             "CIS1ToUpload": "FROM /messages/modules/CIS1/outputs/imageUpload INTO "
             'BrokeredEndpoint("/modules/ImageUpload/inputs/imageUpload")',
+            "CIS1Receipts": "FROM /messages/modules/ImageUpload/outputs/uploadReceipts INTO "
+            'BrokeredEndpoint("/modules/CIS1/inputs/uploadReceipts")',
         },
     )
     hub = StandInProcess(root, manifest)

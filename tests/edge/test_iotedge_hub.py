@@ -130,13 +130,34 @@ def test_outputs_sent_while_disconnected_are_kept_and_sent_in_order(client):
     hub.disconnect()
 
 
+def test_the_sender_is_told_once_edgehub_has_a_message(client):
+    up = threading.Event()
+
+    def send(message: Message, output: str) -> None:
+        if not up.is_set():
+            raise sdk_errors.ConnectionFailedError("edgeHub unreachable")
+
+    client.send_message_to_output.side_effect = send
+    hub = _hub(client)
+    hub.connect()
+    acked: list[int] = []
+    for n in range(3):
+        hub.send_to_output("inference", HubMessage.from_json({"n": n}), lambda n=n: acked.append(n))
+    assert wait_for(lambda: hub.counters["send_retries"] >= 1)
+    assert acked == []  # refused by the client: not acknowledged
+    up.set()
+    hub._on_connection_state()
+    assert wait_for(lambda: acked == [0, 1, 2])
+    hub.disconnect()
+
+
 def test_a_full_outbox_drops_the_oldest_and_counts(client):
     client.send_message_to_output.side_effect = sdk_errors.ConnectionFailedError("down")
     hub = _hub(client, outbox_max=3, flush_timeout_s=0.2)
     for n in range(5):  # not connected yet: everything waits in the outbox
         hub.send_to_output("inference", HubMessage.from_json({"n": n}))
     assert hub.outbox_size == 3 and hub.counters["dropped"] == 2
-    assert [m.json()["n"] for _, m in hub._outbox] == [2, 3, 4]
+    assert [m.json()["n"] for _, m, _ in hub._outbox] == [2, 3, 4]
 
 
 def test_a_message_the_client_refuses_is_dropped_not_retried(client):
@@ -277,7 +298,9 @@ def test_a_lost_session_renews_the_client_and_its_subscriptions():
     hub.connect()
     hub.get_twin()
     seen: list[tuple[dict, bool]] = []
+    lost: list[bool] = []
     hub.on_desired(lambda desired, full: seen.append((desired, full)))
+    hub.on_session_lost(lambda: lost.append(True))
     hub.on_method("status", lambda _p: {"ok": True})
     first.connected = False
     hub._on_connection_state()
@@ -290,6 +313,7 @@ def test_a_lost_session_renews_the_client_and_its_subscriptions():
     assert second.on_method_request_received == hub._on_sdk_method
     assert second.on_message_received == hub._on_sdk_message
     assert hub.counters["renewed"] == 1
+    assert lost == [True]  # the module is told, so it can send again what the hub dropped
     hung.set()
     hub.disconnect()
 

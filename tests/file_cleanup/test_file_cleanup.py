@@ -209,6 +209,60 @@ def test_nothing_is_deleted_when_the_database_is_empty_or_unreachable(
         database.close()
 
 
+@pytest.mark.parametrize(
+    ("image_ages_s", "level", "event"),
+    [
+        ((), "INFO", "nothing to clean yet: no inference stored"),
+        ((10.0,), "INFO", "nothing to clean yet: no inference stored"),
+        ((10.0, 100 * HOUR), "WARNING", "cleanup skipped: the database looks new or empty"),
+    ],
+)
+def test_a_fresh_start_is_no_fault_but_a_wiped_database_is(
+    paths: Paths,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    image_ages_s: tuple[float, ...],
+    level: str,
+    event: str,
+) -> None:
+    for i, age in enumerate(image_ages_s):
+        image(paths.images, f"img-{i}-raw.jpg", 100, age)
+    new = Database(f"sqlite:///{tmp_path / 'new.db'}")
+    new.create_schema()
+    caplog.set_level("INFO", logger="mfgvision.file_cleanup")
+    report = run_pass(
+        paths.images,
+        OutboxReader(outbox_path(paths.images)),
+        new,
+        settings(),
+        disk_usage=small_disk(paths.images, 10**6),
+        now=NOW,
+    )
+    new.close()
+    assert report.guard == "the database looks new or empty"
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [(level, event)]
+    assert len(names(paths.images)) == len(image_ages_s)
+
+
+def test_an_unreadable_database_is_a_warning_even_when_fresh(
+    paths: Paths, caplog: pytest.LogCaptureFixture
+) -> None:
+    unreachable = Database("mysql+mysqlconnector://edge:pw@127.0.0.1:1/edge")
+    caplog.set_level("INFO", logger="mfgvision.file_cleanup")
+    run_pass(
+        paths.images,
+        OutboxReader(outbox_path(paths.images)),
+        unreachable,
+        settings(),
+        disk_usage=small_disk(paths.images, 10**6),
+        now=NOW,
+    )
+    unreachable.close()
+    [record] = caplog.records
+    assert record.levelname == "WARNING"
+    assert record.getMessage().startswith("cleanup skipped: the database cannot be read")
+
+
 def test_dry_run_reports_without_deleting(paths: Paths, db: Database) -> None:
     for i in range(4):
         image(paths.images, f"img-{i}-raw.jpg", 1000, 10 * HOUR)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import sqlite3
 import time
 from pathlib import Path
 from unittest.mock import create_autospec
@@ -21,6 +22,7 @@ from azure.storage.filedatalake import (
 
 from mfgvision.edge.hub import HubMessage
 from mfgvision.edge.inprocess import InProcessBroker
+from mfgvision.edge.routes import parse_routes
 from mfgvision.image_upload.service import (
     ImageUploadService,
     UploadRequestError,
@@ -398,3 +400,73 @@ def test_settings_are_validated_and_documented() -> None:
     doc = (Path(__file__).resolve().parents[2] / "docs" / "configuration.md").read_text()
     for name in ImageUploadSettings.model_fields:
         assert f"`{name}`" in doc, name
+
+
+# -- receipts -------------------------------------------------------------------------------------
+
+
+def receipts_of(broker: InProcessBroker) -> list[dict]:
+    return [r for _, output, m in broker.upstream for r in m.json()["receipts"]]
+
+
+def test_each_request_gets_a_receipt_once_queued_or_rejected(tmp_path: Path) -> None:
+    broker = InProcessBroker(
+        parse_routes({"r": "FROM /messages/modules/upload/outputs/uploadReceipts INTO $upstream"})
+    )
+    images = tmp_path / "data" / "images"
+    service = ImageUploadService(
+        broker.hub("upload"), images, target=LocalFolderTarget(tmp_path / "blobs")
+    )
+    service.start()
+    maker = ImageMaker(images, "line1")
+    try:
+        good = maker("raw")
+        deliver(broker, good)
+        deliver(broker, good)  # sent again by a CIS that missed the receipt
+        deliver(broker, {**good, "img_name": "../etc/passwd"})
+        deliver(broker, {"no": "identity"})
+        assert wait_for(lambda: len(receipts_of(broker)) == 3)
+        first, again, refused = receipts_of(broker)
+        assert first == again == {"unique_id": good["unique_id"], "img_name": good["img_name"]}
+        assert refused["unique_id"] == good["unique_id"] and "img_name" in refused["rejected"]
+        assert wait_for(lambda: service.counters["uploaded"] == 1)
+    finally:
+        service.stop()
+
+
+def test_a_request_the_outbox_cannot_take_gets_no_receipt_and_one_log_line(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    broker = InProcessBroker(
+        parse_routes({"r": "FROM /messages/modules/upload/outputs/uploadReceipts INTO $upstream"})
+    )
+    images = tmp_path / "data" / "images"
+    service = ImageUploadService(
+        broker.hub("upload"), images, target=LocalFolderTarget(tmp_path / "blobs")
+    )
+    service.start()
+    maker = ImageMaker(images, "line1")
+    real_enqueue = service.outbox.enqueue
+
+    def full(_item: OutboxItem) -> bool:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    try:
+        monkeypatch.setattr(service.outbox, "enqueue", full)
+        with caplog.at_level(logging.INFO, logger="mfgvision.image_upload.service"):
+            for _ in range(3):
+                deliver(broker, maker("raw"))
+            assert wait_for(lambda: service.counters["not_queued"] == 3)
+            status = service.status()["status"]
+            assert status["state"] == "degraded"
+            assert "upload outbox not writable" in status["reasons"][0]
+            assert receipts_of(broker) == []
+            monkeypatch.setattr(service.outbox, "enqueue", real_enqueue)
+            deliver(broker, maker("raw"))
+            assert wait_for(lambda: len(receipts_of(broker)) == 1)
+        lines = [r.getMessage() for r in caplog.records]
+        assert lines.count("upload outbox not writable, requests wait at their sender") == 1
+        assert "upload outbox writable again" in lines
+        assert not any(r.exc_info for r in caplog.records)
+    finally:
+        service.stop()

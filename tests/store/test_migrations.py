@@ -8,12 +8,19 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import func, insert, inspect, select, text
 
 from mfgvision.inference.types import Box
-from mfgvision.store.database import Database, SchemaError, _detection_rows, _inference_row
+from mfgvision.store.database import (
+    Database,
+    SchemaError,
+    _alembic_config,
+    _detection_rows,
+    _inference_row,
+)
 from mfgvision.store.records import InferenceRecord
 from mfgvision.store.schema import detection_data, inference_data, metadata
 from tests.factories import make_detection, make_record, recent
@@ -31,7 +38,7 @@ def record(i: int, detections: int = 1) -> InferenceRecord:
 
 def write_initial(db: Database, records: list[InferenceRecord]) -> None:
     """Store records as the first release did: only the columns of revision 0001."""
-    added = {"image_error"}  # columns added by later revisions
+    added = {"image_error", "prob_threshold", "settings_version"}  # added by later revisions
     rows = [{k: v for k, v in _inference_row(r).items() if k not in added} for r in records]
     with db.engine.begin() as conn:
         conn.execute(insert(inference_data), rows)
@@ -50,7 +57,7 @@ def counts(db: Database) -> tuple[int, int]:
 
 def test_migrated_schema_equals_schema_py(empty_db: Database) -> None:
     empty_db.create_schema()
-    assert empty_db.schema_revision() == "0003"
+    assert empty_db.schema_revision() == "0004"
     with empty_db.engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), metadata)
     assert diff == []
@@ -67,12 +74,40 @@ def test_upgrade_from_the_initial_revision_keeps_rows(empty_db: Database) -> Non
 
     empty_db.create_schema()  # what every module does at start
 
-    assert empty_db.schema_revision() == "0003"
+    assert empty_db.schema_revision() == "0004"
     indexes = {ix["name"] for ix in inspect(empty_db.engine).get_indexes("detection_data")}
     assert "ix_detection_data_tag_name" in indexes
     assert counts(empty_db) == before == (20, 19)
     back = {r.unique_id: r for r in recent(empty_db, 100)}
     assert all(back[r.unique_id] == r for r in batch)
+
+
+def test_upgrade_to_0004_keeps_rows_and_stores_the_settings_in_force(empty_db: Database) -> None:
+    empty_db.migrate("0003")
+    older = [record(i) for i in range(3)]
+    in_force = {"prob_threshold", "settings_version"}  # the columns revision 0004 adds
+    with empty_db.engine.begin() as conn:  # as revision 0003 stored them
+        rows = [{k: v for k, v in _inference_row(r).items() if k not in in_force} for r in older]
+        conn.execute(insert(inference_data), rows)
+        conn.execute(insert(detection_data), [d for r in older for d in _detection_rows(r)])
+
+    empty_db.create_schema()
+
+    assert empty_db.schema_revision() == "0004"
+    newer = make_record(
+        created=T0 + timedelta(seconds=9), prob_threshold=0.9, settings_version=2**40
+    )
+    empty_db.write([newer])
+    back = {r.unique_id: (r.prob_threshold, r.settings_version) for r in recent(empty_db, 100)}
+    assert [back[r.unique_id] for r in older] == [(None, None)] * 3  # not recorded before 0004
+    assert back[newer.unique_id] == (0.9, 2**40)
+
+    with empty_db.engine.begin() as conn:  # and back: the rows stay, the two columns go
+        command.downgrade(_alembic_config(conn), "0003")
+    assert empty_db.schema_revision() == "0003"
+    columns = {c["name"] for c in inspect(empty_db.engine).get_columns("inference_data")}
+    assert not columns & in_force
+    assert counts(empty_db) == (4, 3)
 
 
 def test_database_created_before_migrations_is_adopted(empty_db: Database) -> None:
@@ -82,7 +117,7 @@ def test_database_created_before_migrations_is_adopted(empty_db: Database) -> No
         conn.execute(text("DROP TABLE alembic_version"))
     assert empty_db.schema_revision() is None
     empty_db.create_schema()
-    assert empty_db.schema_revision() == "0003"
+    assert empty_db.schema_revision() == "0004"
     assert counts(empty_db) == (2, 2)
 
 
@@ -128,7 +163,7 @@ def test_concurrent_starts_migrate_once(empty_db: Database) -> None:
     for db in others:
         db.close()
     assert errors == []
-    assert empty_db.schema_revision() == "0003"
+    assert empty_db.schema_revision() == "0004"
 
 
 def test_writes_are_idempotent_by_unique_id(empty_db: Database) -> None:

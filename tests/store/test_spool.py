@@ -3,6 +3,7 @@ a row the database refuses never blocks the others."""
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -52,6 +53,17 @@ def stored_ids(db: Database) -> list[str]:
 def test_record_round_trips_exactly() -> None:
     original = record(5)
     assert record_from_json(record_to_json(original)) == original
+
+
+def test_the_settings_in_force_round_trip_and_a_previous_release_s_rows_still_read() -> None:
+    newer = record(5)
+    newer.prob_threshold, newer.settings_version = 0.35, 12
+    assert record_from_json(record_to_json(newer)) == newer
+    older = json.loads(record_to_json(record(6)))
+    del older["prob_threshold"], older["settings_version"]  # as the previous release spooled it
+    back = record_from_json(json.dumps(older))
+    assert back.unique_id == older["unique_id"] and back.detections == record(6).detections
+    assert (back.prob_threshold, back.settings_version) == (None, None)
 
 
 def test_rows_wait_while_the_database_is_away_then_go_in_order(

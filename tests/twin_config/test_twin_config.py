@@ -5,6 +5,9 @@ from __future__ import annotations
 import copy
 import json
 import re
+from datetime import datetime, timedelta, timezone
+from html.parser import HTMLParser
+from pathlib import Path
 from typing import Any
 from unittest.mock import create_autospec
 
@@ -20,14 +23,16 @@ from mfgvision.deploy.twin_registry import StandInRegistry
 from mfgvision.deploy.twin_store import TwinStore
 from mfgvision.edge.inprocess import InProcessBroker
 from mfgvision.settings import CisSettings, SettingsError
+from mfgvision.store.images import image_name
 from mfgvision.twin_config.app import create_app
-from mfgvision.twin_config.forms import form_fields, propose, read_form
+from mfgvision.twin_config.forms import form_fields, form_sections, propose, read_form
 from mfgvision.twin_config.manifest import ManifestEditError, clone_camera, redact
 from mfgvision.twin_config.registry import (
     LOCAL_DEVICE,
     CloudRegistry,
     ConflictError,
     LocalRegistry,
+    NotFoundError,
     command_of,
 )
 from mfgvision.web.auth import AuthConfig
@@ -110,10 +115,17 @@ def broker() -> InProcessBroker:
 
 
 @pytest.fixture
-def client(broker: InProcessBroker):
+def images(tmp_path: Path) -> Path:
+    folder = tmp_path / "images"
+    folder.mkdir()
+    return folder
+
+
+@pytest.fixture
+def client(broker: InProcessBroker, images: Path):
     cis = FakeCis(broker)
     broker.hub("Dashboard", {})
-    registry = LocalRegistry(broker, MANIFEST, COMMANDS)
+    registry = LocalRegistry(broker, MANIFEST, COMMANDS, images=images)
     app = create_app(registry, AuthConfig("eng", generate_password_hash("pw")))
     app.testing = True
     test_client = app.test_client()
@@ -415,3 +427,275 @@ def test_stand_in_registry_reads_its_twins_file_and_the_manifest_once(
     manifest_path.write_text(json.dumps(changed))
     assert [m.module_id for m in standin.modules(LOCAL_DEVICE)] == ["CIS1"]
     assert len(parsed) == 2
+    assert standin.images_dir(LOCAL_DEVICE) is None
+    with_images = StandInRegistry(state, manifest_path, images=tmp_path / "images")
+    assert with_images.images_dir(LOCAL_DEVICE) == tmp_path / "images"
+    with pytest.raises(NotFoundError):
+        with_images.images_dir("other")
+
+
+class _FormReader(HTMLParser):
+    """What a browser submits from the settings form: enabled controls only, checked boxes only,
+    the selected option of a select."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.data: dict[str, str] = {}
+        self._in_form = False
+        self._disabled_depth = 0
+        self._depth = 0
+        self._select: str | None = None
+        self._first_option: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = dict(attrs)
+        if tag == "form" and a.get("id") == "settings":
+            self._in_form = True
+        if not self._in_form:
+            return
+        if tag == "fieldset":
+            self._depth += 1
+            if "disabled" in a and not self._disabled_depth:
+                self._disabled_depth = self._depth
+        off = "disabled" in a or bool(self._disabled_depth)
+        if tag == "input" and not off and a.get("name"):
+            if a.get("type") == "checkbox":
+                if "checked" in a:
+                    self.data[a["name"]] = "on"
+            else:
+                self.data[a["name"]] = a.get("value") or ""
+        elif tag == "select" and not off:
+            self._select, self._first_option = a.get("name"), None
+        elif tag == "option" and self._select:
+            value = a.get("value") or ""
+            if self._first_option is None:
+                self._first_option = value
+                self.data[self._select] = value
+            if "selected" in a:
+                self.data[self._select] = value
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "select":
+            self._select = None
+        elif tag == "fieldset" and self._in_form:
+            if self._disabled_depth == self._depth:
+                self._disabled_depth = 0
+            self._depth -= 1
+        elif tag == "form":
+            self._in_form = False
+
+
+def browser_form(html: str) -> dict[str, str]:
+    reader = _FormReader()
+    reader.feed(html)
+    return reader.data
+
+
+def field_block(html: str, name: str) -> str:
+    """The opening tag of a setting's block on the page."""
+    return re.search(rf'<div class="field[^"]*" data-field="{name}"[^>]*>', html).group(0)
+
+
+def hidden_fields(html: str) -> set[str]:
+    """The settings the page hides (those of other camera types); its script disables them."""
+    return {
+        name
+        for name in re.findall(r'data-field="([a-z0-9_]+)"', html)
+        if " hidden" in field_block(html, name)
+    }
+
+
+def review_patch(client: FlaskClient, data: dict[str, str]) -> dict[str, Any]:
+    response = client.post("/devices/local/modules/CIS1/review", data=data)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    html = response.get_data(as_text=True)
+    value = re.search(r'name="patch" value="([^"]*)"', html)
+    return json.loads(value.group(1).replace("&#34;", '"')) if value else {}
+
+
+def test_form_sections_labels_and_order_come_from_the_schema(client: FlaskClient) -> None:
+    _, html = csrf(client, "/devices/local/modules/CIS1")
+    fields = form_fields(CisSettings)
+    sections = form_sections(fields)
+    legends = re.findall(r"<legend>([^<]+)</legend>", html)
+    assert legends == [s.title for s in sections]
+    assert legends[:2] == ["Inspection", "Camera"]
+    assert {"Storage and retraining", "Alerts"} <= set(legends)
+    on_page = re.findall(r'data-field="([a-z0-9_]+)"', html)
+    assert on_page == [f.name for s in sections for f in (*s.fields, *s.advanced)], (
+        "common settings of each section first, then its advanced ones"
+    )
+    assert on_page[:2] == ["prob_threshold", "inference_fps"]
+    assert sorted(on_page) == sorted(CisSettings.model_fields)
+    schema = CisSettings.model_json_schema()["properties"]
+    for f in fields:
+        assert f.label == schema[f.name]["title"] and f">{f.label}" in html
+    assert 'Inference rate <span class="unit">(frames/s)</span>' in html
+    assert "0–1, default 0.5" in html
+    assert "max 100000000.0" not in html and "default none" not in html.lower()
+    advanced = re.findall(r'<details class="advanced">(.*?)</details>', html, re.S)
+    folded = set(re.findall(r'data-field="([a-z0-9_]+)"', "".join(advanced)))
+    assert folded == {f.name for f in fields if f.advanced}
+    assert {"iou_threshold", "camera_timeout_s", "jpeg_quality"} <= folded
+    assert "prob_threshold" not in folded and "camera_type" not in folded
+
+
+def test_hints_say_range_and_default_in_plain_words() -> None:
+    fields = {f.name: f for f in form_fields(CisSettings)}
+    expected = {
+        "prob_threshold": "0–1, default 0.5",
+        "retrain_interval_s": "0–604,800, default 600",
+        "camera_exposure_us": "above 0, up to 100,000,000",
+        "camera_gain_db": "-20 to 60",
+        "camera_timeout_s": "0.5–300, default 10",
+        "fp16": "default on",
+        "camera_type": "default folder",
+        "providers": "",
+    }
+    assert {name: fields[name].hint for name in expected} == expected
+    assert fields["inference_fps"].unit == "frames/s" and fields["camera_gain_db"].unit == "dB"
+
+
+@pytest.mark.parametrize("camera_type", ["folder", "rtsp", "basler", "genicam"])
+def test_settings_of_other_camera_types_are_hidden(
+    client: FlaskClient, broker: InProcessBroker, camera_type: str
+) -> None:
+    broker.patch_desired("CIS1", {"camera_type": camera_type})
+    _, html = csrf(client, "/devices/local/modules/CIS1")
+    for f in form_fields(CisSettings):
+        applies = camera_type in f.shown_when.get("camera_type", (camera_type,))
+        assert (" hidden" in field_block(html, f.name)) is not applies, f.name
+    # Without the page's script every setting is sent; the server ignores those that do not apply.
+    fields = form_fields(CisSettings)
+    assert {f.name for f in fields if f.kind != "checkbox"} <= set(browser_form(html))
+    hidden = hidden_fields(html)
+    assert ("camera_exposure_us" in hidden) is (camera_type not in ("basler", "genicam"))
+    assert ("camera_loop" in hidden) is (camera_type != "folder")
+    assert ("camera_rtsp_transport" in hidden) is (camera_type != "rtsp")
+    assert ("camera_gentl_producer" in hidden) is (camera_type != "genicam")
+    assert "prob_threshold" not in hidden and "camera_uri" not in hidden
+
+
+def test_a_change_through_the_form_is_the_same_minimal_patch(client: FlaskClient) -> None:
+    token, html = csrf(client, "/devices/local/modules/CIS1")
+    without_script = browser_form(html)
+    with_script = {k: v for k, v in without_script.items() if k not in hidden_fields(html)}
+    assert without_script["csrf_token"] == token
+    assert "camera_exposure_us" in without_script and "camera_exposure_us" not in with_script
+    for sent in (without_script, with_script):
+        assert review_patch(client, {**sent, "prob_threshold": "0.72"}) == {"prob_threshold": 0.72}
+        assert review_patch(client, sent) == {}
+    assert review_patch(client, form_data(token, prob_threshold=0.72)) == {"prob_threshold": 0.72}
+
+
+def test_a_setting_of_another_camera_type_is_never_sent(client: FlaskClient) -> None:
+    _, html = csrf(client, "/devices/local/modules/CIS1")
+    forged = {**browser_form(html), "camera_exposure_us": "500", "camera_rtsp_transport": "udp"}
+    assert review_patch(client, {**forged, "inference_fps": "3"}) == {"inference_fps": 3.0}
+    # Choosing the camera type they apply to sends them with it, and a box of the folder camera
+    # left unticked (or disabled by the script) changes nothing.
+    basler = {**forged, "camera_type": "basler", "camera_uri": "serial-1"}
+    del basler["camera_loop"]
+    patch = review_patch(client, basler)
+    assert patch == {"camera_type": "basler", "camera_uri": "serial-1", "camera_exposure_us": 500.0}
+
+
+def test_the_current_frame_is_shown_beside_the_form(client: FlaskClient, images: Path) -> None:
+    when = datetime(2026, 3, 1, 8, 30, 15, tzinfo=timezone.utc)
+    image_dir = images
+    old = image_dir / image_name("line1", "top", when, "annotated")
+    new = image_dir / image_name("line1", "top", when + timedelta(seconds=3), "annotated")
+    other = image_dir / image_name("line2", "top", when + timedelta(seconds=9), "raw")
+    for path in (old, new, other):
+        path.write_bytes(b"\xff\xd8" + path.name.encode())
+    _, html = csrf(client, "/devices/local/modules/CIS1")
+    src = re.search(r'<img id="frame-image"[^>]*src="([^"]+)"', html).group(1)
+    assert src.endswith("/" + new.name)
+    assert 'datetime="2026-03-01T08:30:18.000Z"' in html
+    response = client.get(src)
+    assert response.status_code == 200 and response.data == new.read_bytes()
+    assert response.mimetype == "image/jpeg"
+    frame = client.get("/api/devices/local/modules/CIS1/twin").get_json()["frame"]
+    assert frame["url"] == src and frame["captured_at"] == "2026-03-01T08:30:18.000Z"
+    base = src.rsplit("/", 1)[0]
+    for name in (other.name, "..%2Fsecret.jpg", new.name.replace("annotated", "retrain")):
+        assert client.get(f"{base}/{name}").status_code == 404, name
+    # The camera now reports another location: its frames are those of that name.
+    broker_cis = client.application.extensions["mfgvision.twin_config"].broker.hub("CIS1")
+    broker_cis.patch_reported(
+        {"config": {"settings": {"camera_location": "line2", "camera_position": "top"}}}
+    )
+    _, html = csrf(client, "/devices/local/modules/CIS1")
+    assert (
+        re.search(r'<img id="frame-image"[^>]*src="([^"]+)"', html)
+        .group(1)
+        .endswith("/" + other.name)
+    )
+    assert client.get(src).status_code == 404
+
+
+def test_no_frame_yet_is_said(client: FlaskClient) -> None:
+    _, html = csrf(client, "/devices/local/modules/CIS1")
+    assert re.search(r'<img id="frame-image"[^>]*hidden', html)
+    assert "No frame from this camera yet." in html
+
+
+def test_reported_state_is_shown_next_to_applied(
+    client: FlaskClient, broker: InProcessBroker
+) -> None:
+    hub = broker.hub("CIS1")
+    version = hub.get_twin()["desired"]["$version"]
+    hub.patch_reported(
+        {
+            "config": {"applied_version": version, "error": None},
+            "status": {
+                "state": "camera_error",
+                "reasons": [],
+                "last_error": "RTSP stream lost: connection refused",
+            },
+        }
+    )
+    _, html = csrf(client, "/devices/local/modules/CIS1")
+    assert f"Applied version {version}" in html
+    state = re.search(r'<span class="state (\w+)" id="module-state"[^>]*>([^<]+)<', html)
+    assert state.groups() == ("error", "Module: Camera error")
+    assert "<li>RTSP stream lost: connection refused</li>" in html
+    devices = client.get("/").get_data(as_text=True)
+    assert f"Applied version {version}" in devices and "Camera error" in devices
+    assert "RTSP stream lost: connection refused" in devices
+    summary = client.get("/api/devices/local/modules/CIS1/twin").get_json()["summary"]
+    assert summary["level"] == "ok"
+    assert summary["module"] == {
+        "state": "camera_error",
+        "label": "Camera error",
+        "level": "error",
+        "reasons": ["RTSP stream lost: connection refused"],
+    }
+    hub.patch_reported(
+        {"status": {"state": "degraded", "reasons": ["disk full: images not written"]}}
+    )
+    _, html = csrf(client, "/devices/local/modules/CIS1")
+    assert re.search(r'class="state warn" id="module-state"[^>]*>Module: Degraded<', html)
+    assert "<li>disk full: images not written</li>" in html
+
+
+def test_cloud_mode_shows_no_frame(images: Path) -> None:
+    manager = create_autospec(IoTHubRegistryManager, instance=True)
+    manager.get_module_twin.side_effect = lambda device, module: Twin(
+        etag="e1",
+        properties=TwinProperties(
+            desired={**DESIRED, "$version": 4} if module == "CIS1" else {}, reported={}
+        ),
+    )
+    app = create_app(CloudRegistry(manager), AuthConfig("eng", generate_password_hash("pw")))
+    test_client = app.test_client()
+    token, _ = csrf(test_client, "/login")
+    test_client.post(
+        "/login", data={"user": "eng", "password": "pw", "csrf_token": token, "next": "/"}
+    )
+    html = test_client.get("/devices/edge-1/modules/CIS1").get_data(as_text=True)
+    assert "No frame available in cloud mode" in html
+    assert re.search(r'<img id="frame-image"[^>]*hidden', html)
+    name = image_name("line1", "top", datetime.now(timezone.utc), "raw")
+    (images / name).write_bytes(b"x")
+    assert test_client.get(f"/devices/edge-1/modules/CIS1/frames/{name}").status_code == 404

@@ -74,11 +74,14 @@
     }
     refs.boxesToggle.addEventListener("change", () => refs.boxes.classList.toggle("off", !refs.boxesToggle.checked));
 
+    refs.rule.textContent = item.verdict_rule;
     const dl = refs.facts;
     dl.replaceChildren();
     fact(dl, "Camera", item.camera_name === item.camera_id ? item.camera_id : `${item.camera_name} (${item.camera_id})`);
     fact(dl, "Time", created.toLocaleString());
     fact(dl, "Model", `${item.model_name} v${item.model_version}`);
+    fact(dl, "Threshold", item.prob_threshold === null ? "not recorded" : `${item.prob_threshold} (prob_threshold)`);
+    fact(dl, "Settings version", item.settings_version === null ? "not recorded" : `${item.settings_version} (desired twin $version)`);
     fact(dl, "Inference", `${item.inferencing_time_ms.toFixed(1)} ms`);
     fact(dl, "Frame", `${item.frame.width} × ${item.frame.height} px`);
     fact(dl, "Detections", String(item.detections.length));

@@ -1,0 +1,86 @@
+"""A camera module's current frame, shown beside its form so that a change can be checked against
+the image: the newest annotated or raw image the camera stored on a local device. Over IoT Hub the
+images stay on the device, so there is none to show."""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass
+from datetime import timezone
+from pathlib import Path
+from typing import Any
+
+from mfgvision.store.latest import camera_prefix, latest_frame, parse_frame_name
+
+NO_FRAME_IN_CLOUD = (
+    "No frame available in cloud mode: the images stay on the device (see its dashboard)."
+)
+NO_FRAME_YET = "No frame from this camera yet."
+NO_CAMERA = "The camera's location and position are not known."
+
+
+@dataclass(frozen=True)
+class FrameInfo:
+    """The frame to show (its image name and capture time, ISO 8601 UTC), or why there is none."""
+
+    name: str | None = None
+    captured_at: str | None = None
+    kind: str | None = None
+    note: str | None = None
+
+
+def camera_place(
+    reported: dict[str, Any], current: dict[str, Any] | None
+) -> tuple[str, str] | None:
+    """Location and position the camera names its images with: as the module reports them applied,
+    else as the desired settings give them."""
+    config = reported.get("config") if isinstance(reported.get("config"), dict) else {}
+    settings = config.get("settings") if isinstance(config.get("settings"), dict) else {}
+    for source in (settings, current or {}):
+        location, position = source.get("camera_location"), source.get("camera_position")
+        if isinstance(location, str) and isinstance(position, str):
+            return location, position
+    return None
+
+
+def current_frame(
+    images_dir: Path | None, reported: dict[str, Any], current: dict[str, Any] | None
+) -> FrameInfo:
+    """The camera's newest stored frame, or a note saying why there is none."""
+    if images_dir is None:
+        return FrameInfo(note=NO_FRAME_IN_CLOUD)
+    place = camera_place(reported, current)
+    if place is None:
+        return FrameInfo(note=NO_CAMERA)
+    frame = latest_frame(images_dir, *place)
+    if frame is None:
+        return FrameInfo(note=NO_FRAME_YET)
+    when = frame.captured_at.astimezone(timezone.utc).isoformat(timespec="milliseconds")
+    return FrameInfo(frame.name, when.replace("+00:00", "Z"), frame.kind)
+
+
+def frame_path(
+    images_dir: Path | None,
+    reported: dict[str, Any],
+    current: dict[str, Any] | None,
+    name: str,
+) -> Path | None:
+    """The file of image ``name`` when it is a frame of this camera: an annotated or raw image
+    with its name prefix, a regular file directly in ``images_dir``; None otherwise."""
+    place = camera_place(reported, current)
+    if images_dir is None or place is None:
+        return None
+    try:
+        prefix = camera_prefix(*place)
+    except ValueError:
+        return None
+    if parse_frame_name(name, prefix) is None:
+        return None
+    path = images_dir / name
+    try:
+        if not stat.S_ISREG(os.lstat(path).st_mode):
+            return None
+    except OSError:
+        return None
+    return path
