@@ -8,7 +8,7 @@ import signal
 from pathlib import Path
 from typing import Any
 
-from mfgvision.edge.hub import Hub
+from mfgvision.edge.hub import START_WAIT_S, Hub
 from mfgvision.edge.inprocess import InProcessBroker
 from mfgvision.edge.iotedge import (
     HubClosed,
@@ -63,12 +63,13 @@ def run_module(command: list[str], desired: Path | None, duration: float | None)
 
 
 def _connect_until_signalled(hub: IoTEdgeHub) -> None:
-    """Connect to edgeHub (retrying); SIGTERM/SIGINT while still retrying ends the wait."""
+    """Connect to edgeHub (retrying) for up to ``START_WAIT_S``, then the module starts anyway;
+    SIGTERM/SIGINT while still waiting ends the wait."""
     previous = {
         s: signal.signal(s, lambda *_: hub.abort()) for s in (signal.SIGTERM, signal.SIGINT)
     }
     try:
-        hub.connect()
+        hub.connect(wait_s=START_WAIT_S)
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)

@@ -23,6 +23,7 @@ MODULE_ROOMS = (
     "file_cleanup",
     "file_transfer",
     "model_repo",
+    "line_bridge",
     "dashboard",
     "twin_config",
 )

@@ -45,7 +45,7 @@ SETTLE_S = 30.0
 RESEND_S = 60.0
 RESEND_MAX_S = 1800.0
 TTL_S = 7200.0
-MAX_TRACKED = 20_000
+MAX_TRACKED = 5_000
 MAX_RECEIPTS = 1000
 
 
@@ -250,10 +250,25 @@ class DeliveryTracker:
         return now - m.acked_at >= wait
 
     def _limit(self) -> None:
+        """Beyond ``max_tracked``: first forget the oldest that only wait out ``settle_s`` (taken by
+        edgeHub), then give up the oldest of the rest."""
         with self._lock:
             over = len(self._tracked) - self.max_tracked
+            if over <= 0:
+                return
+            taken = [uid for uid, t in self._tracked.items() if self._taken(t)][:over]
+            done = [self._tracked.pop(uid).entry for uid in taken]
+            over -= len(done)
             oldest = [self._tracked.pop(uid).entry for uid in list(self._tracked)[: max(0, over)]]
+        self._forget(done)
         self._give_up(oldest, "more announcements unconfirmed than can be tracked")
+
+    @staticmethod
+    def _taken(tracked: _Tracked) -> bool:
+        """Every message confirmed, or (confirmed by the hub) acknowledged by edgeHub."""
+        return all(
+            m.confirmed or (not m.by_receipt and m.acked_at is not None) for m in tracked.messages
+        )
 
     def _give_up(self, entries: list[Announcement], why: str) -> None:
         if not entries:

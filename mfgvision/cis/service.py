@@ -15,7 +15,7 @@ from mfgvision.capture.base import SourceError
 from mfgvision.cis.delivery import RECEIPTS_INPUT
 from mfgvision.cis.pipeline import CisPipeline
 from mfgvision.edge.desired import DesiredSettings, desired_file
-from mfgvision.edge.hub import Hub, HubMessage, MethodArguments, MethodError
+from mfgvision.edge.hub import START_WAIT_S, Hub, HubMessage, MethodArguments, MethodError
 from mfgvision.runtime import Paths
 from mfgvision.settings import CisSettings
 from mfgvision.store.database import Database
@@ -59,7 +59,7 @@ class CisService:
         self._reporter = threading.Thread(target=self._report_loop, name="reporter", daemon=True)
 
     def start(self) -> None:
-        self.hub.connect()
+        online = self.hub.connect(wait_s=START_WAIT_S)
         # With the database away the module starts anyway: rows are spooled, and the spool creates
         # the schema when the database is back.
         self._schema_ready = self.db.create_schema_if_reachable()
@@ -71,7 +71,7 @@ class CisService:
         self.hub.on_input(RECEIPTS_INPUT, self._on_receipts)
         self.hub.on_session_lost(self._on_session_lost)
         self.hub.on_desired(self._apply)
-        self._apply(self.hub.get_twin().get("desired", {}), full=True)
+        self._apply(self.settings.starting_point(self.hub, online), full=True)
         self._reporter.start()
 
     def stop(self) -> None:

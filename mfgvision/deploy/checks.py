@@ -37,7 +37,10 @@ from jsonschema import Draft4Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT4
 
+from mfgvision.cis.delivery import RECEIPTS_INPUT
+from mfgvision.cis.messages import IMAGE_UPLOAD_OUTPUT
 from mfgvision.edge.routes import RouteError, parse_route
+from mfgvision.image_upload.service import RECEIPTS_OUTPUT
 from mfgvision.manifest import (
     ManifestError,
     create_options_keys,
@@ -347,7 +350,55 @@ def check_expanded(manifest: dict[str, Any], where: str = "manifest") -> list[Pr
             specs[name] = {}
     hub = (content.get("$edgeHub") or {}).get("properties.desired") or {}
     problems += route_problems(hub.get("routes") or {}, modules, specs, where)
+    problems += receipt_problems(hub.get("routes") or {}, content, specs, where)
     problems += twin_problems(content, modules, specs, where)
+    return problems
+
+
+def receipt_problems(
+    routes: dict[str, Any],
+    content: dict[str, Any],
+    options: dict[str, dict[str, Any]],
+    where: str,
+) -> list[Problem]:
+    """A CIS whose upload requests go to ImageUpload must get ImageUpload's receipts back (or have
+    ``upload_receipts`` off): without them it sends every request again for hours."""
+    parsed = []
+    for name, value in routes.items():
+        try:
+            parsed.append(
+                parse_route(name, str(value.get("route") if isinstance(value, dict) else value))
+            )
+        except RouteError:
+            continue  # reported by route_problems
+    problems = []
+    for route in parsed:
+        cis, upload = route.source_module, route.sink_module
+        if cis is None or upload is None or route.source_output != IMAGE_UPLOAD_OUTPUT:
+            continue
+        if (
+            _command(options.get(cis, {})) != "cis"
+            or _command(options.get(upload, {})) != "image-upload"
+        ):
+            continue
+        desired = (content.get(cis) or {}).get("properties.desired") or {}
+        if desired.get("upload_receipts") is False:
+            continue
+        if not any(
+            r.sink_module == cis
+            and r.sink_input == RECEIPTS_INPUT
+            and r.matches(upload, RECEIPTS_OUTPUT)
+            for r in parsed
+        ):
+            problems.append(
+                Problem(
+                    f"{where} route {route.name}",
+                    f"{upload}'s receipts do not come back to {cis}: add FROM "
+                    f"/messages/modules/{upload}/outputs/{RECEIPTS_OUTPUT} INTO "
+                    f'BrokeredEndpoint("/modules/{cis}/inputs/{RECEIPTS_INPUT}") '
+                    f"or set {cis}'s upload_receipts to false",
+                )
+            )
     return problems
 
 

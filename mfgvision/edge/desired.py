@@ -16,11 +16,14 @@ import json
 import logging
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mfgvision.edge.twins import merge_patch
 from mfgvision.settings import ModuleSettings, SettingsError, parse_settings
 from mfgvision.store.images import write_atomic
+
+if TYPE_CHECKING:
+    from mfgvision.edge.hub import Hub
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +68,15 @@ class DesiredSettings:
             self._has_good = True
             self._save()
             return True
+
+    def starting_point(self, hub: Hub, online: bool) -> dict[str, Any]:
+        """The desired section a module starts from: the twin's when its hub is connected, else the
+        last good document an earlier run saved (the hub hands the twin's over once connected)."""
+        if online:
+            return hub.get_twin().get("desired", {})
+        with self._lock:
+            log.warning("starting on the last good settings saved", extra={"version": self.version})
+            return {**self.document, "$version": self.version}
 
     def report(self) -> dict[str, Any]:
         """The ``config`` section of reported properties."""

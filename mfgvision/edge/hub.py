@@ -21,6 +21,9 @@ from mfgvision.settings import validation_message
 
 log = logging.getLogger(__name__)
 
+#: How long a module waits for its hub at start before it starts without it.
+START_WAIT_S = 5.0
+
 
 @dataclass
 class HubMessage:
@@ -79,8 +82,10 @@ class Hub(ABC):
         self._session_lost: list[Callable[[], None]] = []
 
     @abstractmethod
-    def connect(self) -> None:
-        """Open the connection."""
+    def connect(self, wait_s: float | None = None) -> bool:
+        """Open the connection: wait until it is open, or at most ``wait_s`` seconds, and say
+        whether it is. A hub not connected yet goes on connecting and, once connected, hands the
+        whole desired section to the ``on_desired`` handlers."""
 
     @abstractmethod
     def disconnect(self) -> None:

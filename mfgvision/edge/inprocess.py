@@ -94,12 +94,13 @@ class InProcessHub(Hub):
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
-    def connect(self) -> None:
+    def connect(self, wait_s: float | None = None) -> bool:
         if self._thread is None:
             self._thread = threading.Thread(
                 target=self._run, name=f"hub-{self.module_id}", daemon=True
             )
             self._thread.start()
+        return True
 
     def disconnect(self) -> None:
         if self._thread is not None:

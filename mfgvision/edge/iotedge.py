@@ -6,8 +6,11 @@ set by the IoT Edge runtime). Off a device the same code reaches a local edgeHub
 
 Behaviour worth knowing:
 
-* **Connecting** retries forever with capped exponential backoff (1 s doubling to 60 s), logging each
-  failure, until it succeeds or :meth:`IoTEdgeHub.abort` is called. Once connected, the SDK itself
+* **Connecting** retries forever, on a thread of its own, with capped exponential backoff (1 s
+  doubling to 60 s), logging each failure, until it succeeds or :meth:`IoTEdgeHub.abort` is called.
+  :meth:`IoTEdgeHub.connect` waits for it, or only ``wait_s``: a module then starts without edgeHub
+  (on its last good settings; outputs and reported properties wait in memory), and once connected the
+  hub reads the twin and hands its whole desired section over. Once connected, the SDK itself
   re-establishes a dropped connection (``connection_retry``) and this class logs the state changes.
 * **Every SDK call has a timeout** (``sdk_timeout_s``, 10 s): it runs on a thread of its own and the
   caller gets ``OperationTimeout`` when the SDK does not answer (the SDK waits forever for a twin
@@ -181,6 +184,10 @@ class IoTEdgeHub(Hub):
         self._last_version: int | None = None
         self._events: queue.Queue[Any] = queue.Queue()
         self._lock = threading.RLock()
+        self._start_lock = threading.Lock()
+        self._connector: threading.Thread | None = None
+        self._up = threading.Event()
+        self._started_offline = False
         self._closing = threading.Event()
         self._wake = threading.Event()
         self._twin_cv = threading.Condition()
@@ -198,31 +205,63 @@ class IoTEdgeHub(Hub):
 
     # -- connection ---------------------------------------------------------------------------
 
-    def connect(self) -> None:
-        """Connect (retrying with capped backoff until it works or :meth:`abort` is called)."""
-        with self._lock:
-            if self._connected:
+    def connect(self, wait_s: float | None = None) -> bool:
+        """Start connecting (once) and wait until connected, or at most ``wait_s``; whether it is.
+        Raises HubClosed when :meth:`abort` ends the wait first."""
+        with self._start_lock:
+            if self._connector is None:
+                self._connector = threading.Thread(
+                    target=self._connect_loop, name=f"connect-{self.module_id}", daemon=True
+                )
+                self._connector.start()
+            if wait_s is not None and self._started_offline:  # the module started without it
+                return self._up.is_set()
+        deadline = None if wait_s is None else time.monotonic() + wait_s
+        while not self._up.is_set() and not self._closing.is_set():
+            left = 0.2 if deadline is None else min(0.2, deadline - time.monotonic())
+            if left <= 0:
+                break
+            self._up.wait(left)
+        with self._start_lock:
+            if self._up.is_set():
+                return True
+            if self._closing.is_set():
+                raise HubClosed("the hub was closed before it could connect")
+            self._started_offline = True
+        log.warning(
+            "starting without edgeHub, still connecting", extra={"hub_module": self.module_id}
+        )
+        return False
+
+    def _connect_loop(self) -> None:
+        """Open the client, retrying with capped backoff; then start the hub's threads."""
+        backoff = Backoff(self._backoff_start_s, self._backoff_max_s)
+        while True:
+            if self._closing.is_set():
                 return
-            backoff = Backoff(self._backoff_start_s, self._backoff_max_s)
-            while True:
-                if self._closing.is_set():
-                    raise HubClosed("the hub was closed before it could connect")
-                try:
+            try:
+                with self._lock:
                     self._open()
-                    break
-                except _TRANSIENT as exc:
-                    delay = backoff.next_delay()
-                    log.warning(
-                        "cannot reach edgeHub, retrying",
-                        extra={
-                            "hub_module": self.module_id,
-                            "attempt": backoff.attempt,
-                            "retry_in_s": delay,
-                            "error": f"{type(exc).__name__}: {exc}",
-                        },
-                    )
-                    if self._closing.wait(delay):
-                        raise HubClosed("the hub was closed before it could connect") from None
+                break
+            except _TRANSIENT as exc:
+                delay = backoff.next_delay()
+                log.warning(
+                    "cannot reach edgeHub, retrying",
+                    extra={
+                        "hub_module": self.module_id,
+                        "attempt": backoff.attempt,
+                        "retry_in_s": delay,
+                        "error": f"{type(exc).__name__}: {exc}",
+                    },
+                )
+                if self._closing.wait(delay):
+                    return
+        with self._start_lock:
+            if self._closing.is_set():
+                client, self._client = self._client, None
+                if client is not None:
+                    self._shutdown(client)
+                return
             self._connected = True
             for name, target in (
                 ("hub", self._dispatch),
@@ -234,7 +273,10 @@ class IoTEdgeHub(Hub):
                 )
                 thread.start()
                 self._threads.append(thread)
-            log.info("connected to edgeHub", extra={"hub_module": self.module_id})
+            self._up.set()
+            if self._started_offline:  # the module started on saved settings: hand it the twin's
+                self._request_resync()
+        log.info("connected to edgeHub", extra={"hub_module": self.module_id})
 
     def _open(self) -> None:
         """Create the client if there is none, install every handler and connect."""
@@ -244,11 +286,20 @@ class IoTEdgeHub(Hub):
             client.on_background_exception = self._on_background_exception
             self._client = client
         client = self._client
-        # Setting the input handler first puts the client in handler mode before any message can
-        # arrive (a persistent session may hold queued input messages), then connects.
+        try:
+            # Setting the input handler first puts the client in handler mode before any message
+            # can arrive (a persistent session may hold queued input messages); on a client not
+            # connected yet it connects, then connect() makes sure.
+            self._timed("connect", self._receive_inputs, client)
+            self._timed("connect", client.connect)
+            self._timed("subscribe", self._subscribe, client)
+        except _TRANSIENT:
+            raise
+        except Exception as exc:  # the SDK lets transport errors through when it connects itself
+            raise sdk_errors.ConnectionFailedError(f"{type(exc).__name__}: {exc}") from exc
+
+    def _receive_inputs(self, client: IoTHubModuleClient) -> None:
         client.on_message_received = self._on_sdk_message
-        self._timed("connect", client.connect)
-        self._timed("subscribe", self._subscribe, client)
 
     def _subscribe(self, client: IoTHubModuleClient) -> None:
         """Setting a handler makes the SDK subscribe to its topics (it returns once subscribed)."""
@@ -305,8 +356,8 @@ class IoTEdgeHub(Hub):
                 extra={"hub_module": self.module_id, "messages": left, "reported": unreported},
             )
         self._events.put(_STOP)
-        for thread in self._threads:
-            if thread is not threading.current_thread():
+        for thread in [*self._threads, self._connector]:
+            if thread is not None and thread is not threading.current_thread():
                 thread.join(timeout=1)
         with self._lock:
             client, self._client = self._client, None

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from mfgvision.edge.desired import DesiredSettings
-from mfgvision.edge.hub import Hub
+from mfgvision.edge.hub import START_WAIT_S, Hub
 from mfgvision.settings import ModuleSettings
 
 log = logging.getLogger(__name__)
@@ -30,10 +30,10 @@ class PeriodicModule:
         self._thread = threading.Thread(target=self._loop, name=thread_name, daemon=True)
 
     def start(self) -> None:
-        self.hub.connect()
+        online = self.hub.connect(wait_s=START_WAIT_S)
         self.hub.on_method("status", lambda _payload: self.status())
         self.hub.on_method("run_now", self._run_now)
-        self._connected()
+        self._connected(online)
         self._state = "running"
         self._thread.start()
 
@@ -57,8 +57,8 @@ class PeriodicModule:
         """Seconds to wait before the next run."""
         raise NotImplementedError
 
-    def _connected(self) -> None:
-        """Hook run after the hub is connected and before the loop starts."""
+    def _connected(self, online: bool) -> None:
+        """Hook run once the hub is started (``online``: connected) and before the loop starts."""
 
     def _run_now(self, _payload: Any) -> dict[str, Any]:
         self._wake.set()
@@ -92,9 +92,9 @@ class ConfiguredModule(PeriodicModule):
         super().__init__(hub, thread_name)
         self.settings = DesiredSettings(settings, state_file)
 
-    def _connected(self) -> None:
+    def _connected(self, online: bool) -> None:
         self.hub.on_desired(self._apply)
-        self._apply(self.hub.get_twin().get("desired", {}), full=True)
+        self._apply(self.settings.starting_point(self.hub, online), full=True)
         self._wake.clear()  # the loop starts with a run anyway
 
     def _apply(self, desired: dict[str, Any], full: bool) -> None:

@@ -30,7 +30,7 @@ from typing import Any
 
 from mfgvision import __version__
 from mfgvision.edge.desired import DesiredSettings, desired_file
-from mfgvision.edge.hub import Hub, HubMessage
+from mfgvision.edge.hub import START_WAIT_S, Hub, HubMessage
 from mfgvision.image_upload.targets import (
     Blob,
     LocalFolderTarget,
@@ -188,12 +188,12 @@ class ImageUploadService:
         return self._target
 
     def start(self) -> None:
-        self.hub.connect()
+        online = self.hub.connect(wait_s=START_WAIT_S)
         self.hub.on_input(UPLOAD_INPUT, self.handle)
         self.hub.on_method("status", lambda _payload: self.status())
         self.hub.on_method("retry_failed", self._retry_failed)
         self.hub.on_desired(self._apply)
-        self._apply(self.hub.get_twin().get("desired", {}), full=True)
+        self._apply(self.settings.starting_point(self.hub, online), full=True)
         counts = self.outbox.counts()
         log.info(
             "image upload started",

@@ -50,8 +50,8 @@ class ModelRepoService(ConfiguredModule):
     def inventory_path(self) -> Path:
         return self.paths.data / INVENTORY_FILE
 
-    def _connected(self) -> None:
-        super()._connected()
+    def _connected(self, online: bool) -> None:
+        super()._connected(online)
         self.seeded = seed(self.shipped / "models", self.paths.models)
         self.seeded += [
             f"samples/{s}"

@@ -205,3 +205,11 @@ def test_broken_receipt_messages_are_refused(body: bytes, parts: Any) -> None:
     t = tracker(parts)
     t.on_receipts(HubMessage(body))
     assert t.metrics.counters["receipts_rejected"] == 1
+
+
+def test_over_the_limit_what_edgehub_took_is_forgotten_not_given_up(parts: Any) -> None:
+    journal, _, _, metrics = parts
+    t = tracker(parts, upload_receipts=False, max_tracked=2)
+    announce(t, "a", "b", "c")  # a fast camera: more settling than the limit
+    assert waiting(journal) == ["b", "c"]
+    assert "announcements_given_up" not in metrics.counters

@@ -359,3 +359,17 @@ def test_declared_inputs_are_the_ones_the_module_code_registers(tmp_path, comman
         assert sorted(hub.inputs) == sorted(MODULES[command].inputs)
     finally:
         service.stop()
+
+
+def test_a_cis_without_the_receipts_route_back_fails_unless_it_waits_for_none(tmp_path):
+    raw = _raw()
+    del _routes(raw)["CIS1ReceiptsFromUpload"]
+    problems = _check(tmp_path, raw)
+    assert any(
+        "CIS1ImagesToUpload" in p
+        and "receipts do not come back to CIS1" in p
+        and "/modules/CIS1/inputs/uploadReceipts" in p
+        for p in problems
+    ), problems
+    raw["modulesContent"]["CIS1"]["properties.desired"]["upload_receipts"] = False
+    assert not any("receipts" in p for p in _check(tmp_path, raw))

@@ -18,7 +18,7 @@ from flask.testing import FlaskClient
 from werkzeug.security import generate_password_hash
 
 from mfgvision.deploy import twin_registry as standin_registry_module
-from mfgvision.deploy.checks import split_create_options
+from mfgvision.deploy.checks import check_manifest, split_create_options
 from mfgvision.deploy.twin_registry import StandInRegistry
 from mfgvision.deploy.twin_store import TwinStore
 from mfgvision.edge.inprocess import InProcessBroker
@@ -36,6 +36,7 @@ from mfgvision.twin_config.registry import (
     command_of,
 )
 from mfgvision.web.auth import AuthConfig
+from tests.services import REPO
 
 DESIRED = {"camera_id": "line1-top", "camera_uri": "samples/line1", "prob_threshold": 0.5}
 MANIFEST: dict[str, Any] = {
@@ -699,3 +700,19 @@ def test_cloud_mode_shows_no_frame(images: Path) -> None:
     name = image_name("line1", "top", datetime.now(timezone.utc), "raw")
     (images / name).write_bytes(b"x")
     assert test_client.get(f"/devices/edge-1/modules/CIS1/frames/{name}").status_code == 404
+
+
+def test_a_cloned_camera_passes_the_manifest_checks_with_its_receipts_route(tmp_path: Path) -> None:
+    template = json.loads((REPO / "deployment.template.json").read_text())
+    cloned = clone_camera(template, "CIS1", "CIS2", {"camera_id": "line1-side"})
+    routes = cloned["modulesContent"]["$edgeHub"]["properties.desired"]["routes"]
+    assert routes["CIS2ReceiptsFromUpload"] == (
+        "FROM /messages/modules/ImageUpload/outputs/uploadReceipts INTO "
+        'BrokeredEndpoint("/modules/CIS2/inputs/uploadReceipts")'
+    )
+    path = tmp_path / "deployment.template.json"
+    path.write_text(json.dumps(cloned))
+    problems = check_manifest(
+        path, env_template=REPO / ".env.template", platform="amd64", modules_dir=REPO / "modules"
+    )
+    assert [str(p) for p in problems] == []
