@@ -92,11 +92,13 @@ class CisPipeline:
         owner: str = "cis",
         data_dir: Path | None = None,
         settings_version: int | None = None,
+        live_dir: Path | None = None,
     ) -> None:
         """Camera folders and files are read from ``assets_dir`` or ``data_dir``. ``owner`` names this pipeline's entries in the announcement journal (the module id: a
         restart replays its own entries, whatever camera id the settings name by then).
         ``settings_version`` is the desired-twin ``$version`` of ``settings`` (None when unknown);
-        every row records it."""
+        every row records it. ``live_dir`` receives live frames while the dashboard watches (None:
+        never)."""
         # Settings and their version change together, in one assignment the inference thread reads.
         self._in_force: tuple[CisSettings, int | None] = (settings, settings_version)
         self.camera_roots = (assets_dir,) if data_dir is None else (assets_dir, data_dir)
@@ -110,6 +112,7 @@ class CisPipeline:
             self.metrics,
             owner=owner,
             spool=RowSpool(row_spool_path(images_dir), db, schema_ready=schema_ready),
+            live_dir=live_dir,
             upload_receipts=settings.upload_receipts,
         )
         self.grabber: FrameGrabber | None = None

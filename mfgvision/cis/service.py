@@ -19,6 +19,7 @@ from mfgvision.edge.hub import START_WAIT_S, Hub, HubMessage, MethodArguments, M
 from mfgvision.runtime import Paths
 from mfgvision.settings import CisSettings
 from mfgvision.store.database import Database
+from mfgvision.store.live import LIVE_FOLDER
 from mfgvision.store.status import STATUS_FOLDER, remove_status, write_status
 
 log = logging.getLogger(__name__)
@@ -116,6 +117,7 @@ class CisService:
                     owner=self.hub.module_id,
                     data_dir=self.paths.data,
                     settings_version=version,
+                    live_dir=self.paths.data / LIVE_FOLDER,
                 )
                 self.pipeline.start()
             else:

@@ -18,6 +18,10 @@ batch holds only what arrived while the previous commit ran (milliseconds at low
 high load). When neither the database nor the spool takes rows, they wait in memory and nothing about
 them is announced.
 
+While the dashboard streams the camera (``store/live.py``), every outcome's annotated frame (the
+frame itself when there is nothing to draw) also replaces the camera's live frame, whether or not
+the outcome is stored, reusing the JPEG bytes already encoded for storage.
+
 An image that cannot be written (a full disk) is skipped and counted with its reason; its row is kept
 and says why (``image_error``). The queue in front of the writer is bounded: when the disk or database
 is too slow, outcomes are dropped and counted instead of stalling the camera.
@@ -48,6 +52,7 @@ from mfgvision.inference.annotate import draw_detections
 from mfgvision.store.database import Database
 from mfgvision.store.images import encode_jpeg, image_name, write_atomic
 from mfgvision.store.journal import Announcement, AnnouncementJournal, Message, journal_path
+from mfgvision.store.live import is_watched, write_live_frame
 from mfgvision.store.records import InferenceRecord
 from mfgvision.store.spool import RowSpool, row_spool_path
 
@@ -77,8 +82,11 @@ class OutcomeWriter:
         batch_rows: int = 64,
         spool: RowSpool | None = None,
         upload_receipts: bool = True,
+        live_dir: Path | None = None,
     ) -> None:
+        """``live_dir``: where live frames go while the dashboard watches (None: never)."""
         self.images_dir = images_dir
+        self.live_dir = live_dir
         self.db = db
         self.metrics = metrics
         self.batch_rows = batch_rows
@@ -88,6 +96,7 @@ class OutcomeWriter:
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=maxsize)
         self._held: list[Announcement] = []
         self._journal_error: str | None = None
+        self._live_error: str | None = None
         self._thread = threading.Thread(target=self._run, name="writer", daemon=True)
         images_dir.mkdir(parents=True, exist_ok=True)
         # While the database is unreachable rows wait on disk, in order, not in memory.
@@ -212,6 +221,8 @@ class OutcomeWriter:
         detections = outcome.result.detections
         if not detections and not s.store_all_inferences:
             self.metrics.count("not_stored")
+            if self._watched(outcome):
+                self._write_live(outcome, self._raw_jpeg(outcome))
             return None
         record = InferenceRecord(
             unique_id=outcome.unique_id,
@@ -227,7 +238,9 @@ class OutcomeWriter:
             prob_threshold=s.prob_threshold,
             settings_version=outcome.settings_version,
         )
-        written = self._write_images(outcome, record)
+        written, shown = self._write_images(outcome, record)
+        if self._watched(outcome):
+            self._write_live(outcome, shown)
         where = (s.camera_location, s.camera_position)
         messages: list[Message] = [
             (INFERENCE_OUTPUT, inference_message(record, *where, outcome.result.timings_ms))
@@ -318,10 +331,30 @@ class OutcomeWriter:
             log.error("rows held in memory over the limit dropped", extra={"lost": lost})
         self._held = batch
 
+    def _watched(self, outcome: Outcome) -> bool:
+        """True when live frames are on and the dashboard watches this camera."""
+        return self.live_dir is not None and is_watched(self.live_dir, outcome.settings.camera_id)
+
+    def _write_live(self, outcome: Outcome, jpeg: bytes) -> None:
+        """Replace the camera's live frame; a failure is counted and logged once, never raised."""
+        assert self.live_dir is not None
+        t0 = time.perf_counter()
+        try:
+            write_live_frame(self.live_dir, outcome.settings.camera_id, jpeg)
+        except (OSError, ValueError) as exc:
+            self.metrics.count("live_frame_errors")
+            if self._live_error is None:
+                log.warning("live frame not written", extra={"error": str(exc)[:300]})
+            self._live_error = f"{type(exc).__name__}: {exc}"[:300]
+            return
+        self.metrics.time("live_frame", (time.perf_counter() - t0) * 1000)
+        self._live_error = None
+
     def _write_images(
         self, outcome: Outcome, record: InferenceRecord
-    ) -> list[tuple[str, str, str]]:
-        """Write the annotated, raw and retraining images this outcome calls for.
+    ) -> tuple[list[tuple[str, str, str]], bytes]:
+        """Write the annotated, raw and retraining images this outcome calls for; returns what was
+        written and the JPEG that shows the outcome (annotated, or the frame when nothing is drawn).
 
         An image that cannot be written is skipped and counted; ``record.image_error`` says why.
         """
@@ -342,14 +375,15 @@ class OutcomeWriter:
         raw_bytes: bytes | None = None
         if s.store_raw_frames or outcome.retrain or not record.detections:
             raw_bytes = self._raw_jpeg(outcome)
+        shown = raw_bytes
         if record.detections:
             t0 = time.perf_counter()
             drawn = draw_detections(outcome.image.copy(), outcome.image_result.detections)
             t1 = time.perf_counter()
-            data = encode_jpeg(drawn, s.jpeg_quality)
+            shown = encode_jpeg(drawn, s.jpeg_quality)
             self.metrics.time("annotate", (t1 - t0) * 1000)
             self.metrics.time("encode", (time.perf_counter() - t1) * 1000)
-            record.annotated_image_name, record.annotated_image_path = put("annotated", data)
+            record.annotated_image_name, record.annotated_image_path = put("annotated", shown)
         if raw_bytes is not None and (s.store_raw_frames or not record.detections):
             record.raw_image_name, record.raw_image_path = put("raw", raw_bytes)
         if raw_bytes is not None and outcome.retrain:
@@ -361,7 +395,8 @@ class OutcomeWriter:
             record.image_error = "; ".join(
                 f"{reason}: {', '.join(kinds)} not written" for reason, kinds in skipped.items()
             )
-        return written
+        assert shown is not None  # the raw JPEG is made whenever there is nothing to draw
+        return written, shown
 
     def _write_file(self, path: Path, data: bytes) -> str | None:
         """Write one image atomically; the reason (counted, logged) when it cannot be, else None."""

@@ -10,24 +10,26 @@ import logging
 import re
 from datetime import datetime, timezone
 
-from flask import Blueprint, jsonify, request, url_for
+from flask import Blueprint, Response, jsonify, request, url_for
 from flask.typing import ResponseReturnValue
 from sqlalchemy.exc import SQLAlchemyError
 
 from mfgvision.dashboard.context import dashboard_context
 from mfgvision.dashboard.files import resolve_image
+from mfgvision.dashboard.live import ENV_VARS, MIMETYPE
 from mfgvision.dashboard.overview import build_overview, record_json
 from mfgvision.dashboard.stats import WindowError, iso, parse_time, parse_window, stats_json
 from mfgvision.inference.palette import class_colour_hex
 from mfgvision.store import queries
 from mfgvision.store.records import InferenceRecord, verdict_rule
-from mfgvision.store.status import read_statuses
+from mfgvision.store.status import is_safe_id, read_statuses, status_path
 
 logger = logging.getLogger(__name__)
 
 bp = Blueprint("api", __name__)
 
 DEFAULT_PAGE_SIZE = 50
+LIVE_RETRY_AFTER_S = 10
 THUMBNAIL_WIDTH = 160
 _CAMERA = re.compile(r"[A-Za-z0-9_.\-]{1,128}")
 _LABEL = re.compile(r"[^\x00-\x1f\x7f]{1,128}")
@@ -182,6 +184,38 @@ def cameras() -> ResponseReturnValue:
             for cam in ids
         ]
     )
+
+
+@bp.get("/api/cameras/<camera_id>/live.mjpeg")
+def live(camera_id: str) -> ResponseReturnValue:
+    """The camera's annotated frames as an MJPEG stream, at most ``max_fps`` and ``max_width``.
+
+    404 when the live view is off or the camera is unknown; 503 when every viewer slot is taken.
+    """
+    _args()
+    context = dashboard_context()
+    view = context.live
+    if not view.config.enabled:
+        return jsonify(
+            error=f"the live view is off on this dashboard; set {ENV_VARS['enabled']}=on to turn it on"
+        ), 404
+    if not is_safe_id(camera_id) or not (
+        status_path(context.status_dir, camera_id).is_file()
+        or camera_id in queries.camera_ids(context.db.engine)
+    ):
+        return jsonify(error="no such camera"), 404
+    if not view.acquire():
+        response = jsonify(
+            error=f"the live view serves {view.config.max_clients} streams at a time; "
+            "close one or try again later"
+        )
+        response.status_code = 503
+        response.headers["Retry-After"] = str(LIVE_RETRY_AFTER_S)
+        return response
+    response = Response(view.stream(camera_id), mimetype=MIMETYPE)
+    response.headers["X-Accel-Buffering"] = "no"
+    response.call_on_close(view.release)
+    return response
 
 
 @bp.get("/api/labels")

@@ -14,9 +14,11 @@ from werkzeug.exceptions import HTTPException
 
 from mfgvision.dashboard import api, files, pages
 from mfgvision.dashboard.context import EXTENSION_KEY, DashboardContext
+from mfgvision.dashboard.live import LiveConfig, LiveView
 from mfgvision.dashboard.stats import Rollup
 from mfgvision.dashboard.thumbnails import ThumbnailCache
 from mfgvision.store.database import Database
+from mfgvision.store.live import LIVE_FOLDER
 from mfgvision.store.status import STATUS_FOLDER
 from mfgvision.web.auth import AuthConfig, install_auth
 from mfgvision.web.headers import install_security_headers
@@ -65,13 +67,19 @@ def create_app(
     status_dir: Path | None = None,
     auth: AuthConfig | None = None,
     rollup: Rollup | None = None,
+    live: LiveConfig | None = None,
 ) -> Flask:
-    """A dashboard app reading ``db``, serving images from ``images_dir`` and camera status from
-    ``status_dir`` (default: ``status/`` beside the image folder).
+    """A dashboard app reading ``db``, serving images from ``images_dir``, camera status from
+    ``status_dir`` (default: ``status/`` beside the image folder) and live frames from ``live/``
+    beside the image folder.
 
-    ``auth`` defaults to the environment (:class:`AuthConfig`); login is off when it is empty.
+    ``auth`` and ``live`` default to the environment (:class:`AuthConfig`, :class:`LiveConfig`);
+    login is off when it is empty, the live view unless it is turned on.
     """
     images_dir = Path(images_dir).resolve()
+    live_view = LiveView(
+        live if live is not None else LiveConfig.from_env(), images_dir.parent / LIVE_FOLDER
+    )
     app = Flask(__name__)
     app.config["MFGVISION_TITLE"] = title
     app.extensions[EXTENSION_KEY] = DashboardContext(
@@ -81,6 +89,7 @@ def create_app(
         status_dir=Path(status_dir or images_dir.parent / STATUS_FOLDER).resolve(),
         rollup=rollup or Rollup(db.engine),
         thumbnails=ThumbnailCache(),
+        live=live_view,
     )
     app.json.sort_keys = False  # type: ignore[attr-defined]
     for blueprint in (pages.bp, api.bp, files.bp, vendor):

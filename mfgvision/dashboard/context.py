@@ -11,6 +11,7 @@ from flask import current_app
 from mfgvision.store.database import Database
 
 if TYPE_CHECKING:
+    from mfgvision.dashboard.live import LiveView
     from mfgvision.dashboard.stats import Rollup
     from mfgvision.dashboard.thumbnails import ThumbnailCache
 
@@ -20,7 +21,7 @@ EXTENSION_KEY = "mfgvision.dashboard"
 @dataclass(frozen=True)
 class DashboardContext:
     """The database, the image and status folders (resolved), the page title, the statistics
-    rollup and the thumbnail cache of one dashboard app."""
+    rollup, the thumbnail cache and the live streams of one dashboard app."""
 
     db: Database
     images_dir: Path
@@ -28,6 +29,7 @@ class DashboardContext:
     status_dir: Path
     rollup: Rollup
     thumbnails: ThumbnailCache
+    live: LiveView
 
 
 def dashboard_context() -> DashboardContext:

@@ -34,12 +34,14 @@ def _page(template: str, **values: object) -> str:
 
 @bp.get("/")
 def overview() -> ResponseReturnValue:
-    """One card per camera and the window's statistics, refreshed in place from the API."""
+    """One card per camera and the window's statistics, refreshed in place from the API; with
+    the live view on, each card has a Live toggle."""
     return _page(
         "overview.html",
         active="overview",
         api_url=url_for("api.overview"),
         stats_url=url_for("api.stats"),
+        live_base=url_for("api.cameras") if dashboard_context().live.config.enabled else "",
         poll_ms=POLL_INTERVAL_MS,
         stats_ms=STATS_INTERVAL_MS,
     )

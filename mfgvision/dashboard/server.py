@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
 from mfgvision.dashboard.app import create_app
+from mfgvision.dashboard.context import EXTENSION_KEY, DashboardContext
+from mfgvision.dashboard.live import LiveConfig, LiveConfigError, LiveView
 from mfgvision.dashboard.stats import Rollup
 from mfgvision.logs import configure_logging
 from mfgvision.runtime import Paths, run_until_signalled
@@ -50,9 +53,15 @@ def add_dashboard_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def dashboard_main(args: argparse.Namespace) -> int:
-    """Serve the dashboard until SIGINT or SIGTERM; returns the process exit code."""
+    """Serve the dashboard until SIGINT or SIGTERM; returns the process exit code (2 when the
+    live-view variables are malformed)."""
     if not logging.getLogger().handlers:
         configure_logging("dashboard")
+    try:
+        live = LiveConfig.from_env()
+    except LiveConfigError as exc:
+        print(f"mfgvision dashboard: {exc}", file=sys.stderr)
+        return 2
     paths = Paths.from_env()
     db = Database(args.db_url or database_url_from_env(paths.default_db_path))
     server = DashboardServer(
@@ -62,6 +71,7 @@ def dashboard_main(args: argparse.Namespace) -> int:
         args.port,
         args.title,
         status_dir=args.status_dir,
+        live=live,
     )
     return run_until_signalled(
         [server], on_started=lambda: print(f"mfgvision dashboard on {server.url}", flush=True)
@@ -69,7 +79,11 @@ def dashboard_main(args: argparse.Namespace) -> int:
 
 
 class DashboardServer(WsgiService):
-    """The dashboard as a service: waitress on its own thread; ``port=0`` picks a free port."""
+    """The dashboard as a service: waitress on its own thread; ``port=0`` picks a free port.
+
+    With the live view on, the server has one more thread per live viewer allowed, so streams
+    never hold up the pages and the API; stopping ends the streams first.
+    """
 
     def __init__(
         self,
@@ -81,8 +95,13 @@ class DashboardServer(WsgiService):
         threads: int = SERVER_THREADS,
         status_dir: Path | None = None,
         auth: AuthConfig | None = None,
+        live: LiveConfig | None = None,
     ) -> None:
+        self.live = live if live is not None else LiveConfig.from_env()
+        if self.live.enabled:
+            threads += self.live.max_clients
         super().__init__("dashboard", host, port, threads)
+        self.live_view: LiveView | None = None
         self.db = db
         self.images_dir = images_dir
         self.status_dir = status_dir
@@ -99,7 +118,10 @@ class DashboardServer(WsgiService):
             status_dir=self.status_dir,
             auth=self.auth,
             rollup=rollup,
+            live=self.live,
         )
+        context: DashboardContext = app.extensions[EXTENSION_KEY]
+        self.live_view = context.live
         rollup.warm_up()
         return app
 
@@ -108,6 +130,8 @@ class DashboardServer(WsgiService):
         logger.info("dashboard serving", extra={"url": self.url, "threads": self.threads})
 
     def stop(self) -> None:
+        if self.live_view is not None:
+            self.live_view.close()
         super().stop()
         self.db.close()
         logger.info("dashboard stopped")

@@ -8,6 +8,7 @@ from collections import OrderedDict
 from pathlib import Path
 
 import cv2
+import numpy as np
 
 from mfgvision.capture.jpeg import decode, jpeg_size
 
@@ -48,8 +49,21 @@ class ThumbnailCache:
         return data
 
 
-def make_thumbnail(jpeg: bytes, width: int) -> bytes | None:
-    """``jpeg`` scaled down to ``width`` pixels wide (aspect kept); unchanged when not wider."""
+def make_thumbnail(jpeg: bytes, width: int, quality: int = THUMBNAIL_QUALITY) -> bytes | None:
+    """``jpeg`` scaled down to ``width`` pixels wide (aspect kept) and encoded at ``quality``;
+    unchanged when not wider."""
+    size = jpeg_size(jpeg)
+    if size is None:
+        return None
+    if size[0] <= width:
+        return jpeg
+    image = decode_to_width(jpeg, width)
+    return None if image is None else encode(image, quality)
+
+
+def decode_to_width(jpeg: bytes, width: int) -> np.ndarray | None:
+    """``jpeg`` decoded at most ``width`` pixels wide (aspect kept): decoded at 1/2, 1/4 or 1/8
+    size where that is still as wide, then resized; None when it does not decode."""
     size = jpeg_size(jpeg)
     if size is None:
         return None
@@ -65,9 +79,12 @@ def make_thumbnail(jpeg: bytes, width: int) -> bytes | None:
         image = cv2.resize(
             image, (width, max(1, round(h * width / w))), interpolation=cv2.INTER_AREA
         )
-    elif reduction == 1:
-        return jpeg
-    ok, buffer = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, THUMBNAIL_QUALITY])
+    return image
+
+
+def encode(image: np.ndarray, quality: int) -> bytes | None:
+    """``image`` as a JPEG of ``quality``; None when it does not encode."""
+    ok, buffer = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
     return buffer.tobytes() if ok else None
 
 

@@ -41,8 +41,13 @@ class WsgiService:
         self._thread.start()
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.task_dispatcher.shutdown(timeout=5)  # finish requests in flight
-            self._server.close()
-        if self._thread is not None:
-            self._thread.join(timeout=2)
+        server, thread = self._server, self._thread
+        if server is not None:
+            server.task_dispatcher.shutdown(timeout=5)  # finish requests in flight
+            if isinstance(server, BaseWSGIServer) and thread is not None and thread.is_alive():
+                # On the server's own thread: closing its socket from here races its select().
+                server.trigger.pull_trigger(server.close)
+            else:
+                server.close()
+        if thread is not None:
+            thread.join(timeout=2)

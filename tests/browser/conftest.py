@@ -18,6 +18,7 @@ import pytest
 from werkzeug.security import generate_password_hash
 
 from mfgvision.cis.service import CisService
+from mfgvision.dashboard.live import LiveConfig
 from mfgvision.dashboard.server import DashboardServer
 from mfgvision.edge.inprocess import InProcessBroker
 from mfgvision.runtime import Paths
@@ -132,7 +133,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory, browser: Any) -> Iterator[St
     cis = CisService(broker.hub("CIS1", desired), paths, Database(db_url), report_every_s=1.0)
     auth = AuthConfig(USER, generate_password_hash(PASSWORD))
     dashboard = DashboardServer(
-        Database(db_url), data / "images", port=0, title="Plant 7", auth=AuthConfig()
+        Database(db_url),
+        data / "images",
+        port=0,
+        title="Plant 7",
+        auth=AuthConfig(),
+        live=LiveConfig(enabled=True),
     )
     secured = DashboardServer(Database(db_url), data / "images", port=0, auth=auth)
     manifest = {

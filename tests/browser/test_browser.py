@@ -11,6 +11,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from mfgvision.dashboard.live import LiveConfig
+from mfgvision.store.live import LIVE_FOLDER, live_frame_path
 from tests.browser.conftest import PASSWORD, SECRET, SECRET_NAME, USER, Stack, wait_for
 from tests.browser.seed import write_running_status
 
@@ -47,6 +49,28 @@ def test_overview_shows_images_and_charts(page: Any, stack: Stack) -> None:
     assert wait_for(lambda: image.get_attribute("src") != first, 30)
     page.locator(".window-picker [data-window='day']").click()
     page.locator("#kpis [data-ref='windowLabel']").filter(has_text="Day").wait_for()
+
+
+def test_the_live_toggle_streams_a_camera_and_gives_the_still_back(page: Any, stack: Stack) -> None:
+    page.goto(stack.dashboard_url + "?window=hour")
+    card = page.locator('.card[data-camera="line1-top"]')
+    toggle = card.locator('button[data-ref="live"]')
+    toggle.wait_for(timeout=30000)
+    image = card.locator('img[data-ref="image"]')
+    toggle.click()
+    assert toggle.get_attribute("aria-pressed") == "true"
+    shown = (
+        "img => img.currentSrc.endsWith('/api/cameras/line1-top/live.mjpeg') && img.naturalWidth"
+    )
+    assert wait_for(lambda: image.evaluate(shown) > 0)
+    assert image.evaluate("img => img.naturalWidth") <= LiveConfig().max_width
+    assert stack.dashboard.live_view is not None
+    assert stack.dashboard.live_view.clients == 1
+    assert live_frame_path(stack.data / LIVE_FOLDER, "line1-top").is_file()
+    toggle.click()
+    assert toggle.get_attribute("aria-pressed") == "false"
+    assert wait_for(lambda: "/images/" in (image.get_attribute("src") or ""))
+    assert wait_for(lambda: stack.dashboard.live_view.clients == 0)
 
 
 def test_a_camera_fault_is_shown_and_its_last_verdict_greyed(page: Any, stack: Stack) -> None:

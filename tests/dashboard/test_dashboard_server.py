@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import urllib.request
@@ -13,7 +14,15 @@ from pathlib import Path
 
 import pytest
 
-from mfgvision.dashboard.server import DEFAULT_HOST, DEFAULT_PORT, add_dashboard_arguments
+from mfgvision.dashboard.live import LiveConfig
+from mfgvision.dashboard.server import (
+    DEFAULT_HOST,
+    DEFAULT_PORT,
+    DashboardServer,
+    add_dashboard_arguments,
+)
+from mfgvision.store.database import Database
+from mfgvision.web.auth import AuthConfig
 
 LAUNCH = """
 import argparse, sys
@@ -67,3 +76,14 @@ def test_dashboard_serves_and_stops_cleanly(tmp_path: Path, stop_signal: signal.
     stderr = proc.stderr.read() if proc.stderr else ""
     assert "Traceback" not in stderr
     assert "dashboard stopped" in stderr
+
+
+def test_stopping_closes_the_port(tmp_path: Path) -> None:
+    db = Database(f"sqlite:///{tmp_path / 'edge.db'}")
+    server = DashboardServer(db, tmp_path / "images", port=0, auth=AuthConfig(), live=LiveConfig())
+    server.start()
+    with urllib.request.urlopen(server.url + "healthz", timeout=10) as response:
+        assert response.status == 200
+    server.stop()
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", server.port), timeout=5).close()

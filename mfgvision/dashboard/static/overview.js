@@ -8,6 +8,7 @@
   const empty = document.getElementById("empty");
   const cardTemplate = document.getElementById("camera-card");
   const kpis = document.getElementById("kpis");
+  const liveBase = root.dataset.live;
   const pollMs = Number(root.dataset.pollMs) || 2000;
   const statsMs = Number(root.dataset.statsMs) || 15000;
   const staleAfterS = 300;
@@ -29,11 +30,42 @@
     const node = cardTemplate.content.firstElementChild.cloneNode(true);
     const refs = {};
     for (const el of node.querySelectorAll("[data-ref]")) refs[el.dataset.ref] = el;
-    return { node, refs, imageUrl: undefined };
+    const card = { node, refs, imageUrl: undefined, live: false, still: null };
+    refs.live.hidden = !liveBase;
+    refs.live.addEventListener("click", () => setLive(card, !card.live));
+    return card;
+  }
+
+  // The Live toggle streams the camera's annotated frames into the card instead of the still.
+  function setLive(card, on) {
+    const { live, image, noImage, imageKind } = card.refs;
+    card.live = on;
+    live.setAttribute("aria-pressed", String(on));
+    card.node.classList.toggle("live", on);
+    image.onerror = null;
+    live.title = on ? "Stop the live view" : "Stream this camera's annotated frames";
+    if (on) {
+      imageKind.hidden = true;
+      image.onerror = () => {
+        if (!card.live) return;
+        setLive(card, false);
+        live.title = "Live view unavailable (too many viewers, or the camera is gone); try again later";
+      };
+      image.src = `${liveBase}/${encodeURIComponent(card.node.dataset.camera)}/live.mjpeg`;
+      image.alt = `${card.refs.name.textContent}: live`;
+      image.hidden = false;
+      noImage.hidden = true;
+      return;
+    }
+    image.removeAttribute("src");
+    card.imageUrl = undefined;
+    if (card.still) showImage(card, ...card.still);
   }
 
   function showImage(card, url, kind, alt) {
     const { image, noImage, imageKind } = card.refs;
+    card.still = [url, kind, alt];
+    if (card.live) return;
     imageKind.hidden = kind !== "raw";
     if (url === card.imageUrl) return;
     card.imageUrl = url;
@@ -165,6 +197,8 @@
     });
     for (const [id, card] of cards) {
       if (!seen.has(id)) {
+        card.live = false;
+        card.refs.image.removeAttribute("src");
         card.node.remove();
         cards.delete(id);
       }
