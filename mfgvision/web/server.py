@@ -21,6 +21,7 @@ class WsgiService:
         self.threads = threads
         self._server: BaseWSGIServer | MultiSocketServer | None = None
         self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
 
     @property
     def url(self) -> str:
@@ -37,17 +38,25 @@ class WsgiService:
         )
         if isinstance(self._server, BaseWSGIServer):
             self.port = int(self._server.effective_port)
-        self._thread = threading.Thread(target=self._server.run, name=self.name, daemon=True)
+        self._stopping.clear()
+        self._thread = threading.Thread(
+            target=self._serve, args=(self._server,), name=self.name, daemon=True
+        )
         self._thread.start()
+
+    def _serve(self, server: BaseWSGIServer | MultiSocketServer) -> None:
+        """Run the server loop; the loop's select() may see its sockets closed by :meth:`stop`."""
+        try:
+            server.run()
+        except (OSError, ValueError):
+            if not self._stopping.is_set():
+                raise
 
     def stop(self) -> None:
         server, thread = self._server, self._thread
         if server is not None:
+            self._stopping.set()
             server.task_dispatcher.shutdown(timeout=5)  # finish requests in flight
-            if isinstance(server, BaseWSGIServer) and thread is not None and thread.is_alive():
-                # On the server's own thread: closing its socket from here races its select().
-                server.trigger.pull_trigger(server.close)
-            else:
-                server.close()
+            server.close()
         if thread is not None:
             thread.join(timeout=2)
