@@ -56,6 +56,7 @@ from typing import Any
 
 from azure.iot.device import IoTHubModuleClient, Message, MethodRequest, MethodResponse
 from azure.iot.device import exceptions as sdk_errors
+from azure.iot.device.common import transport_exceptions as transport_errors
 
 from mfgvision.edge.hub import DesiredHandler, Hub, HubMessage, InputHandler
 from mfgvision.edge.twins import combine_patches
@@ -71,11 +72,17 @@ FLUSH_TIMEOUT_S = 4.0
 SHUTDOWN_TIMEOUT_S = 3.0
 OUTBOX_MAX = 10_000
 HELD_INPUTS_MAX = 1_000
+# The client lets its transport's own errors through when a call connects it implicitly (a handler
+# set or a twin read on a client edgeHub dropped): they are as transient as the SDK's.
 _TRANSIENT = (
     sdk_errors.ClientError,
     sdk_errors.OperationCancelled,
     sdk_errors.OperationTimeout,
     OSError,
+    transport_errors.ConnectionFailedError,
+    transport_errors.ConnectionDroppedError,
+    transport_errors.NoConnectionError,
+    transport_errors.ProtocolClientError,
 )
 _STOP = object()
 
@@ -453,7 +460,7 @@ class IoTEdgeHub(Hub):
                     extra={"output": output, "error": str(exc)},
                 )
                 self._pop_head(output, message, sent=False)
-            except _TRANSIENT as exc:
+            except Exception as exc:  # transient, or a client surprise: this thread must go on
                 self.counters["send_retries"] += 1
                 delay = backoff.next_delay()
                 log.warning(
@@ -644,7 +651,7 @@ class IoTEdgeHub(Hub):
                     client = self._client_or_fail()
                     self._timed("patch_reported", client.patch_twin_reported_properties, patch)
                 backoff.reset()
-            except (*_TRANSIENT, HubClosed) as exc:
+            except Exception as exc:  # whatever the client throws, this thread must go on
                 if self._closing.is_set():
                     log.warning(
                         "reported properties not sent before shutdown",

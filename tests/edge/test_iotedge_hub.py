@@ -11,6 +11,7 @@ from unittest.mock import create_autospec
 import pytest
 from azure.iot.device import IoTHubModuleClient, Message, MethodRequest, MethodResponse
 from azure.iot.device import exceptions as sdk_errors
+from azure.iot.device.common import transport_exceptions as transport_errors
 
 from mfgvision.edge.hub import HubMessage, MethodArguments, MethodError
 from mfgvision.edge.iotedge import (
@@ -433,4 +434,28 @@ def test_handlers_registered_before_connect_are_installed_on_connect(client):
     hub.connect()
     assert client.on_method_request_received == hub._on_sdk_method
     assert client.on_twin_desired_properties_patch_received == hub._on_sdk_patch
+    hub.disconnect()
+
+
+def test_the_client_s_own_transport_errors_never_stop_the_hub_s_threads(client):
+    """A twin read or a send on a client edgeHub just dropped connects it implicitly and raises the
+    transport's own ConnectionFailedError; the hub retries instead of losing its twin or sender
+    thread."""
+    hub = _hub(client)
+    hub.connect()
+    seen: list[tuple[dict, bool]] = []
+    hub.on_desired(lambda desired, full: seen.append((desired, full)))
+    client.get_twin.side_effect = [
+        transport_errors.ConnectionFailedError(),
+        {"desired": {"prob_threshold": 0.8, "$version": 5}},
+    ]
+    client.send_message_to_output.side_effect = [transport_errors.ConnectionFailedError(), None]
+    hub.send_to_output("inference", HubMessage.from_json({"n": 1}))
+    client.connected = False
+    hub._on_connection_state()
+    client.connected = True
+    hub._on_connection_state()
+    assert wait_for(lambda: seen == [({"prob_threshold": 0.8, "$version": 5}, True)])
+    assert wait_for(lambda: client.send_message_to_output.call_count == 2)
+    assert wait_for(lambda: hub.outbox_size == 0)
     hub.disconnect()
