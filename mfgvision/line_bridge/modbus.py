@@ -103,9 +103,10 @@ class ModbusSettings(BaseModel):
         return self
 
 
-def next_sequence(sequence: int) -> int:
-    """The sequence number after ``sequence``: 1..65535, wrapping to 1 (0 is never written)."""
-    return sequence % SEQUENCE_MAX + 1
+def sequence_number(start: int, part: int) -> int:
+    """The number of the ``part``-th part (1, 2, ...) counted on from ``start``: 1..65535, wrapping
+    to 1 (0 is never written)."""
+    return (start + part - 1) % SEQUENCE_MAX + 1
 
 
 def defect_mask(defects: tuple[str, ...], settings: ModbusSettings) -> int:
@@ -116,10 +117,11 @@ def defect_mask(defects: tuple[str, ...], settings: ModbusSettings) -> int:
     return mask
 
 
-def register_block(
-    state: CameraState, inspection: Inspection, sequence: int, settings: ModbusSettings
+def data_registers(
+    state: CameraState, inspection: Inspection, settings: ModbusSettings
 ) -> list[int]:
-    """One camera's registers for ``inspection``, from its base address up, the sequence number last."""
+    """A camera's registers for ``inspection`` from its base address up, all but the sequence
+    number that follows them."""
     verdict = {OK: VERDICT_OK, NG: VERDICT_NG}.get(inspection.verdict, VERDICT_UNKNOWN)
     block = [verdict, defect_mask(inspection.defects, settings)]
     if settings.counters:
@@ -127,14 +129,15 @@ def register_block(
             block += ModbusTcpClient.convert_to_registers(
                 count & 0xFFFFFFFF, ModbusTcpClient.DATATYPE.UINT32, word_order=settings.word_order
             )
-    return [*block, sequence]
+    return block
 
 
 @dataclass
 class _Write:
     camera_id: str
     address: int
-    registers: list[int]
+    data: list[int]
+    part: int
 
 
 class ModbusSink:
@@ -146,7 +149,8 @@ class ModbusSink:
         self.settings = settings
         self._trigger = trigger
         self._pending: deque[_Write] = deque()
-        self._sequence: dict[str, int] = {}
+        self._parts: dict[str, int] = {}
+        self._first_sequence: dict[str, int] | None = None
         self._coil_high: dict[str, bool] = {}
         self._wake = threading.Condition()
         self._stopping = threading.Event()
@@ -162,6 +166,7 @@ class ModbusSink:
             (
                 "written",
                 "failed_writes",
+                "refused",
                 "superseded",
                 "dropped",
                 "unmapped",
@@ -190,8 +195,8 @@ class ModbusSink:
         self._client.close()
 
     def publish(self, state: CameraState, inspection: Inspection | None) -> None:
-        """Queue the block of ``inspection`` under the camera's next sequence number; never blocks.
-        A state change without an inspection changes no register."""
+        """Queue the block of ``inspection`` as the camera's next part; never blocks. A state change
+        without an inspection changes no register."""
         if inspection is None:
             return
         base = self.settings.cameras.get(state.camera_id)
@@ -199,13 +204,13 @@ class ModbusSink:
             if base is None:
                 self._counts["unmapped"] += 1
                 return
-            sequence = next_sequence(self._sequence.get(state.camera_id, 0))
-            self._sequence[state.camera_id] = sequence
+            part = self._parts.get(state.camera_id, 0) + 1
+            self._parts[state.camera_id] = part
             if len(self._pending) >= self.settings.queue_size:
                 self._pending.popleft()
                 self._counts["dropped"] += 1
-            block = register_block(state, inspection, sequence, self.settings)
-            self._pending.append(_Write(state.camera_id, base, block))
+            data = data_registers(state, inspection, self.settings)
+            self._pending.append(_Write(state.camera_id, base, data, part))
             self._wake.notify()
 
     def status(self) -> dict[str, Any]:
@@ -250,6 +255,13 @@ class ModbusSink:
         if not self._client.connect():
             self._error(f"cannot connect to {self.settings.host}:{self.settings.port}")
             return False
+        if self._first_sequence is None:
+            try:
+                self._first_sequence = self._read_sequences()
+            except (ModbusException, OSError) as exc:
+                self._client.close()
+                self._error(f"cannot read the sequence numbers: {exc}")
+                return False
         with self._wake:
             self._counts["reconnects"] += self._was_connected
             self._was_connected = self._connected = True
@@ -257,6 +269,20 @@ class ModbusSink:
             self._keep_latest()
         log.info("Modbus: connected to %s:%s", self.settings.host, self.settings.port)
         return True
+
+    def _read_sequences(self) -> dict[str, int]:
+        """Each camera's sequence number in the PLC when the sink first connects: numbering goes on
+        from it, so a restarted bridge never repeats the number the PLC saw last."""
+        offset = block_size(self.settings.counters) - 1
+        found = {}
+        for camera_id, base in self.settings.cameras.items():
+            response = self._client.read_holding_registers(
+                base + offset, count=1, device_id=self.settings.unit_id
+            )
+            if response.isError():
+                self._error(f"{camera_id}: the PLC refused register {base + offset}: {response}")
+            found[camera_id] = 0 if response.isError() else int(response.registers[0])
+        return found
 
     def _keep_latest(self) -> None:
         """After an outage only each camera's latest block is written: the parts in between are
@@ -271,19 +297,24 @@ class ModbusSink:
                 if not self._pending:
                     return
                 write = self._pending[0]
+            assert self._first_sequence is not None  # read on connecting, before any write
+            sequence = sequence_number(self._first_sequence[write.camera_id], write.part)
             try:
                 response = self._client.write_registers(
-                    write.address, write.registers, device_id=self.settings.unit_id
+                    write.address, [*write.data, sequence], device_id=self.settings.unit_id
                 )
-                if response.isError():
-                    raise ModbusException(f"write to {write.address} refused: {response}")
             except (ModbusException, OSError):
                 self._count("failed_writes")
                 raise
+            refused = response.isError()
             with self._wake:
                 if self._pending and self._pending[0] is write:
                     self._pending.popleft()
-                self._counts["written"] += 1
+                self._counts["refused" if refused else "written"] += 1
+            if refused:
+                self._error(
+                    f"{write.camera_id}: the PLC refused registers {write.address}: {response}"
+                )
 
     def _poll_triggers(self) -> None:
         for camera_id, coil in self.settings.trigger_coils.items():

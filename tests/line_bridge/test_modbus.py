@@ -21,7 +21,7 @@ from mfgvision.line_bridge.modbus import (
     VERDICT_OK,
     ModbusSettings,
     ModbusSink,
-    next_sequence,
+    sequence_number,
 )
 from mfgvision.line_bridge.results import CameraState, Inspection
 from tests.services import free_port, wait_port
@@ -191,16 +191,45 @@ def test_counters_in_little_word_order(plc, reader, started) -> None:
     eventually(lambda: reader(BASE_1, 7) == [VERDICT_NG, 0b1000, 2, 1, 5, 3, 1])
 
 
+def set_register(plc: Plc, address: int, value: int) -> None:
+    client = ModbusTcpClient("127.0.0.1", port=plc.port, timeout=2)
+    assert client.connect()
+    try:
+        assert not client.write_register(address, value, device_id=UNIT).isError()
+    finally:
+        client.close()
+
+
 def test_sequence_wraps_to_one_never_zero(plc, reader, started) -> None:
-    assert [next_sequence(n) for n in (0, 1, 65534, 65535)] == [1, 2, 65535, 1]
+    assert [sequence_number(0, 1), sequence_number(65534, 2), sequence_number(65535, 1)] == [
+        1,
+        1,
+        1,
+    ]
+    set_register(plc, BASE_1 + 6, 65533)
     sink = started(ModbusSink(settings(plc)))
-    sink._sequence["cam1"] = 65534
     line = Line(sink)
+    line.part("cam1")
+    eventually(lambda: reader(BASE_1, 7)[6] == 65534)
     line.part("cam1")
     eventually(lambda: reader(BASE_1, 7)[6] == 65535)
     line.part("cam1", "scratch")
     eventually(lambda: reader(BASE_1, 7)[6] == 1)
     assert reader(BASE_1, 2) == [VERDICT_NG, 1]
+
+
+def test_a_restarted_bridge_numbers_on_from_the_plc(plc, reader, started) -> None:
+    first = started(ModbusSink(settings(plc, counters=False)))
+    Line(first).part("cam1")
+    Line(first).part("cam2")
+    eventually(lambda: reader(BASE_1, 3)[2] == 1 and reader(BASE_2, 3)[2] == 1)
+    first.stop()
+
+    second = started(ModbusSink(settings(plc, counters=False)))
+    line = Line(second)
+    line.part("cam1", "dent")
+    eventually(lambda: reader(BASE_1, 3) == [VERDICT_NG, 0b1000, 2])
+    assert reader(BASE_2, 3)[2] == 1, "a camera without a new part keeps its number"
 
 
 def test_trigger_coil_handshake(plc, reader, started) -> None:
@@ -286,6 +315,17 @@ def test_a_full_queue_drops_the_oldest(plc, started) -> None:
     status = sink.status()
     assert status["dropped"] == 3 and status["queued"] == 5
     plc.start()
+
+
+def test_a_refused_block_is_counted_and_the_next_written(plc, reader, started) -> None:
+    sink = started(ModbusSink(settings(plc, cameras={"cam1": BASE_1, "cam3": 5000})))
+    line = Line(sink)
+    line.part("cam3")  # beyond the PLC's registers: an exception response
+    line.part("cam1", "scratch")
+    eventually(lambda: reader(BASE_1, 7)[6] == 1)
+    status = sink.status()
+    assert (status["refused"], status["written"], status["connected"]) == (1, 1, True)
+    assert "cam3" in status["last_error"]
 
 
 def test_unmapped_cameras_are_counted(plc, started) -> None:
