@@ -228,20 +228,19 @@ class ModbusSink:
         backoff = self.settings.backoff_initial_s
         next_poll = time.monotonic()
         while not self._stopping.is_set():
-            if not self._connected:
-                if not self._connect():
-                    self._stopping.wait(backoff)
-                    backoff = min(backoff * 2, self.settings.backoff_max_s)
-                    continue
-                backoff = self.settings.backoff_initial_s
             try:
+                if not self._connected:
+                    self._connect()
                 self._write_pending()
                 if self.settings.trigger_coils and time.monotonic() >= next_poll:
                     next_poll = time.monotonic() + self.settings.poll_ms / 1000
                     self._poll_triggers()
             except (ModbusException, OSError) as exc:
                 self._lost(exc)
+                self._stopping.wait(backoff)
+                backoff = min(backoff * 2, self.settings.backoff_max_s)
                 continue
+            backoff = self.settings.backoff_initial_s
             self._idle(next_poll)
 
     def _idle(self, next_poll: float) -> None:
@@ -251,24 +250,17 @@ class ModbusSink:
             wait = next_poll - time.monotonic() if self.settings.trigger_coils else None
             self._wake.wait(wait if wait is None else max(0.0, wait))
 
-    def _connect(self) -> bool:
+    def _connect(self) -> None:
         if not self._client.connect():
-            self._error(f"cannot connect to {self.settings.host}:{self.settings.port}")
-            return False
+            raise ConnectionError(f"cannot connect to {self.settings.host}:{self.settings.port}")
         if self._first_sequence is None:
-            try:
-                self._first_sequence = self._read_sequences()
-            except (ModbusException, OSError) as exc:
-                self._client.close()
-                self._error(f"cannot read the sequence numbers: {exc}")
-                return False
+            self._first_sequence = self._read_sequences()
         with self._wake:
             self._counts["reconnects"] += self._was_connected
             self._was_connected = self._connected = True
             self._coil_high.clear()
             self._keep_latest()
         log.info("Modbus: connected to %s:%s", self.settings.host, self.settings.port)
-        return True
 
     def _read_sequences(self) -> dict[str, int]:
         """Each camera's sequence number in the PLC when the sink first connects: numbering goes on
@@ -353,7 +345,7 @@ class ModbusSink:
         self._client.close()
         with self._wake:
             self._connected = False
-        self._error(f"connection to the PLC lost: {exc}")
+        self._error(f"no connection to the PLC: {exc}")
 
     def _count(self, key: str) -> None:
         with self._wake:
