@@ -150,7 +150,7 @@ class ModbusSink:
         self._trigger = trigger
         self._pending: deque[_Write] = deque()
         self._parts: dict[str, int] = {}
-        self._first_sequence: dict[str, int] | None = None
+        self._first_sequence: dict[str, int] = {}
         self._coil_high: dict[str, bool] = {}
         self._wake = threading.Condition()
         self._stopping = threading.Event()
@@ -253,7 +253,7 @@ class ModbusSink:
     def _connect(self) -> None:
         if not self._client.connect():
             raise ConnectionError(f"cannot connect to {self.settings.host}:{self.settings.port}")
-        if self._first_sequence is None:
+        if not self._first_sequence:
             self._first_sequence = self._read_sequences()
         with self._wake:
             self._counts["reconnects"] += self._was_connected
@@ -289,7 +289,6 @@ class ModbusSink:
                 if not self._pending:
                     return
                 write = self._pending[0]
-            assert self._first_sequence is not None  # read on connecting, before any write
             sequence = sequence_number(self._first_sequence[write.camera_id], write.part)
             try:
                 response = self._client.write_registers(
@@ -302,9 +301,9 @@ class ModbusSink:
             with self._wake:
                 if self._pending and self._pending[0] is write:
                     self._pending.popleft()
-                self._counts["refused" if refused else "written"] += 1
+                self._counts["written"] += not refused
             if refused:
-                self._error(
+                self._refused(
                     f"{write.camera_id}: the PLC refused registers {write.address}: {response}"
                 )
 
@@ -312,7 +311,8 @@ class ModbusSink:
         for camera_id, coil in self.settings.trigger_coils.items():
             response = self._client.read_coils(coil, count=1, device_id=self.settings.unit_id)
             if response.isError():
-                raise ModbusException(f"reading coil {coil} refused: {response}")
+                self._refused(f"{camera_id}: the PLC refused reading coil {coil}: {response}")
+                continue
             high = bool(response.bits[0])
             if high and not self._coil_high.get(camera_id, False):
                 self._take_trigger(camera_id, coil)
@@ -324,7 +324,8 @@ class ModbusSink:
         self._coil_high[camera_id] = True
         response = self._client.write_coil(coil, False, device_id=self.settings.unit_id)
         if response.isError():
-            raise ModbusException(f"resetting coil {coil} refused: {response}")
+            self._refused(f"{camera_id}: the PLC refused resetting coil {coil}: {response}")
+            return
         self._coil_high[camera_id] = False
         with self._wake:
             self._counts["triggers"] += 1
@@ -346,6 +347,11 @@ class ModbusSink:
         with self._wake:
             self._connected = False
         self._error(f"no connection to the PLC: {exc}")
+
+    def _refused(self, message: str) -> None:
+        """A request the PLC answered with an exception: counted, and the next one goes on."""
+        self._count("refused")
+        self._error(message)
 
     def _count(self, key: str) -> None:
         with self._wake:

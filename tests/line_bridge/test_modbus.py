@@ -355,6 +355,14 @@ def test_a_refused_block_is_counted_and_the_next_written(plc, reader, started) -
     assert "cam3" in status["last_error"]
 
 
+def test_a_refused_trigger_coil_leaves_the_writes_going(plc, reader, started) -> None:
+    sink = started(ModbusSink(settings(plc, trigger_coils={"cam1": 5000}, poll_ms=10)))
+    eventually(lambda: sink.status()["refused"] >= 2)
+    Line(sink).part("cam1", "scratch")
+    eventually(lambda: reader(BASE_1, 7)[6] == 1)
+    assert sink.status()["connected"] is True and sink.status()["reconnects"] == 0
+
+
 def test_unmapped_cameras_are_counted(plc, started) -> None:
     sink = started(ModbusSink(settings(plc)))
     Line(sink).part("cam9")
