@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 from pymodbus.client import ModbusTcpClient
-from pymodbus.datastore import ModbusDeviceContext, ModbusSequentialDataBlock, ModbusServerContext
 from pymodbus.exceptions import ConnectionException
 from pymodbus.server import ModbusTcpServer
+from pymodbus.simulator import DataType, SimData, SimDevice
 
 from mfgvision.line_bridge.modbus import (
     VERDICT_NG,
@@ -39,14 +39,14 @@ class Plc:
 
     def __init__(self) -> None:
         self.port = free_port()
-        self.context = ModbusServerContext(
-            devices={
-                UNIT: ModbusDeviceContext(
-                    co=ModbusSequentialDataBlock(1, [0] * 100),
-                    hr=ModbusSequentialDataBlock(1, [0] * 1000),
-                )
-            },
-            single=False,
+        self.device = SimDevice(
+            id=UNIT,
+            simdata=(
+                [SimData(0, count=100, values=False, datatype=DataType.BITS)],  # coils
+                [SimData(0, values=False, datatype=DataType.BITS)],  # discrete inputs
+                [SimData(0, count=1000, values=0, datatype=DataType.REGISTERS)],  # holding
+                [SimData(0, values=0, datatype=DataType.REGISTERS)],  # input registers
+            ),
         )
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: ModbusTcpServer | None = None
@@ -54,7 +54,7 @@ class Plc:
 
     def start(self) -> None:
         async def serve() -> None:
-            self._server = ModbusTcpServer(self.context, address=("127.0.0.1", self.port))
+            self._server = ModbusTcpServer(self.device, address=("127.0.0.1", self.port))
             await self._server.serve_forever()
 
         self._loop = asyncio.new_event_loop()
