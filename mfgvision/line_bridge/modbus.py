@@ -27,8 +27,6 @@ log = logging.getLogger(__name__)
 
 #: Verdict register values.
 VERDICT_UNKNOWN, VERDICT_OK, VERDICT_NG = 0, 1, 2
-#: Offsets in a camera's block, relative to its base address.
-VERDICT, DEFECTS, INSPECTIONS, NG_COUNT = 0, 1, 2, 4
 #: The sequence number runs 1..65535 and then starts at 1 again; 0 means "no part yet".
 SEQUENCE_MAX = 0xFFFF
 MASK_BITS = 16
