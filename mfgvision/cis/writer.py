@@ -210,7 +210,7 @@ class OutcomeWriter:
         """Write the outcome's images and build its row and messages; None when it is not stored."""
         s = outcome.settings
         detections = outcome.result.detections
-        if not detections and not s.store_all_inferences:
+        if not detections and not s.store_all_inferences and outcome.trigger_id is None:
             self.metrics.count("not_stored")
             return None
         record = InferenceRecord(
@@ -230,7 +230,12 @@ class OutcomeWriter:
         written = self._write_images(outcome, record)
         where = (s.camera_location, s.camera_position)
         messages: list[Message] = [
-            (INFERENCE_OUTPUT, inference_message(record, *where, outcome.result.timings_ms))
+            (
+                INFERENCE_OUTPUT,
+                inference_message(
+                    record, *where, outcome.result.timings_ms, trigger_id=outcome.trigger_id
+                ),
+            )
         ]
         messages += [
             (IMAGE_UPLOAD_OUTPUT, upload_message(kind, name, path, record, *where))
