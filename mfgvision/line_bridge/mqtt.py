@@ -24,6 +24,7 @@ import logging
 import os
 import queue
 import re
+import ssl
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -146,7 +147,7 @@ class MqttSink:
         if s.username:
             client.username_pw_set(s.username, self._password)
         if s.tls:
-            client.tls_set(ca_certs=s.ca_file or None)
+            client.tls_set(ca_certs=s.ca_file or None, tls_version=ssl.PROTOCOL_TLS_CLIENT)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish

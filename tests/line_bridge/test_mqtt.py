@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import getpass
 import json
+import ssl
 import subprocess
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -17,8 +18,9 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from mfgvision.deploy.broker import find_mosquitto
+from mfgvision.deploy.certs import ensure_ca, issue_server_cert
 from mfgvision.edge.inprocess import InProcessBroker
-from mfgvision.line_bridge.mqtt import MqttSink, camera_topic, topic_level
+from mfgvision.line_bridge.mqtt import PASSWORD_ENV, MqttSink, camera_topic, topic_level
 from mfgvision.line_bridge.results import NG, CameraState, Inspection
 from mfgvision.line_bridge.service import LineBridgeService
 from mfgvision.runtime import Paths
@@ -33,10 +35,14 @@ class Subscriber:
     """An independent MQTT client keeping every message under ``topic``, with a session of its own
     (QoS 1), so it misses nothing while it is reconnecting."""
 
-    def __init__(self, port: int, topic: str) -> None:
+    def __init__(
+        self, port: int, topic: str, setup: Callable[[mqtt.Client], None] | None = None
+    ) -> None:
         self.messages: list[tuple[str, dict[str, Any], bool]] = []
         self._lock = threading.Lock()
         self.client = mqtt.Client(client_id=f"sub-{uuid.uuid4().hex[:8]}", clean_session=False)
+        if setup is not None:
+            setup(self.client)
         self.client.reconnect_delay_set(0.2, 1)
         self.client.on_connect = lambda c, *_: c.subscribe(topic, qos=1)
         self.client.on_message = self._on_message
@@ -59,7 +65,7 @@ class Subscriber:
 class PrivateMosquitto:
     """A Mosquitto of this test's own, with persistence, that the test may stop and start."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, listener: str = "") -> None:
         executable = find_mosquitto()
         if executable is None:
             unavailable("mosquitto is not installed")
@@ -68,8 +74,9 @@ class PrivateMosquitto:
         root.mkdir(parents=True, exist_ok=True)
         self.config = root / "mosquitto.conf"
         self.config.write_text(
-            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
+            f"listener {self.port} 127.0.0.1\npersistence true\n"
             f"persistence_location {root}/\nuser {getpass.getuser()}\n"
+            + (listener or "allow_anonymous true\n")
         )
         self.proc: subprocess.Popen | None = None
 
@@ -238,3 +245,47 @@ def test_a_message_on_the_trigger_topic_gets_the_part_its_verdict(
     finally:
         bridge.stop()
         subscriber.stop()
+
+
+def test_tls_with_username_and_a_password_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ca_cert, ca_key = ensure_ca(tmp_path / "ca")
+    server = issue_server_cert(ca_cert, ca_key, tmp_path / "server", ["127.0.0.1"])
+    passwords = tmp_path / "passwords"
+    subprocess.run(
+        ["mosquitto_passwd", "-b", "-c", str(passwords), "line", "s3cret-pw"], check=True
+    )
+    broker = PrivateMosquitto(
+        tmp_path / "mosquitto",
+        f"allow_anonymous false\npassword_file {passwords}\n"
+        f"cafile {server.ca}\ncertfile {server.cert}\nkeyfile {server.key}\n",
+    )
+    broker.start()
+
+    def secure(client: mqtt.Client) -> None:
+        client.tls_set(ca_certs=str(ca_cert), tls_version=ssl.PROTOCOL_TLS_CLIENT)
+        client.username_pw_set("line", "s3cret-pw")
+
+    subscriber = Subscriber(broker.port, "mfgvision/#", secure)
+    settings = MqttSettings(
+        enabled=True, port=broker.port, tls=True, ca_file=str(ca_cert), username="line"
+    )
+    monkeypatch.setenv(PASSWORD_ENV, "wrong")
+    refused = MqttSink(settings, "LineBridge", no_trigger, 1.0)
+    monkeypatch.setenv(PASSWORD_ENV, "s3cret-pw")
+    sink = MqttSink(settings, "LineBridge2", no_trigger, 1.0)
+    refused.start()
+    sink.start()
+    try:
+        assert wait_for(lambda: sink.status()["connected"], 10)
+        publish(sink, CameraState("cam-1"), inspection(1))
+        assert wait_for(lambda: subscriber.bodies("/inspection"), 10)
+        assert subscriber.bodies("/inspection")[0]["unique_id"] == "u0001"
+        assert wait_for(lambda: "refused" in (refused.status()["last_error"] or ""), 10)
+        assert not refused.status()["connected"]
+    finally:
+        refused.stop()
+        sink.stop()
+        subscriber.stop()
+        broker.stop()
