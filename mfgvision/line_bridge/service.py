@@ -214,6 +214,8 @@ class LineBridgeService:
                 if state.state == status.state:
                     continue
                 state.state = status.state
+                if not state.inspections:  # until its first result, where the status file says
+                    state.location, state.position = status.location, status.position
                 changed.append(dataclasses.replace(state, extra=dict(state.extra)))
         for state in changed:
             self._hand_over(state, None)

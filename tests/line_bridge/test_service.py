@@ -87,8 +87,10 @@ def test_results_reach_every_sink_bad_ones_are_counted_and_replays_dropped(bridg
 def test_a_camera_module_state_change_is_passed_on(bridge, tmp_path: Path) -> None:
     _service, sink, _broker = bridge
     folder = tmp_path / "data" / STATUS_FOLDER
-    write_status(folder, "cam-7", "CIS7", {"status": {"state": "running"}})
+    config = {"settings": {"camera_location": "line7", "camera_position": "side"}}
+    write_status(folder, "cam-7", "CIS7", {"status": {"state": "running"}, "config": config})
     assert wait_for(lambda: [s.state for s in sink.states()] == ["running"], 10)
+    assert (sink.states()[0].location, sink.states()[0].position) == ("line7", "side")
     write_status(folder, "cam-7", "CIS7", {"status": {"state": "camera_error"}})
     assert wait_for(lambda: [s.state for s in sink.states()] == ["running", "camera_error"], 10)
     assert sink.states()[-1].camera_id == "cam-7"
