@@ -73,6 +73,7 @@ class LineBridgeService:
         self.cameras: dict[str, CameraState] = {}
         self.counters = {"inspections": 0, "rejected": 0, "duplicates": 0, "triggers": 0}
         self.last_rejected: dict[str, str] | None = None
+        self.sink_error: str | None = None
         self.gate = RejectGate(self._publish, "NG")
         self._sink_factory = sink_factory
         self._extra_sinks = list(extra_sinks)
@@ -120,7 +121,10 @@ class LineBridgeService:
         return {
             "software_version": __version__,
             "status": {
-                "state": self._state,
+                "state": "degraded"
+                if self._state == "running" and self.sink_error
+                else self._state,
+                "reasons": [f"connections not built: {self.sink_error}"] if self.sink_error else [],
                 **self.counters,
                 **self.gate.counters,
                 "waiting_parts": self.gate.waiting(),
@@ -238,11 +242,23 @@ class LineBridgeService:
             if self._sinks_for is None or _connections(self._sinks_for) != _connections(settings):
                 for sink in self._sinks:
                     sink.stop()
-                self._sinks = self._sink_factory(settings, self.hub.module_id, self.trigger)
-                for sink in self._sinks:
-                    sink.start()
+                self._sinks = self._build_sinks(settings)
                 self._sinks_for = settings
         self._report()
+
+    def _build_sinks(self, settings: LineBridgeSettings) -> list[Sink]:
+        """The enabled connections, started; one that cannot be built (a CA file that is not
+        there) leaves the module running without connections, ``degraded`` with the reason."""
+        try:
+            sinks = self._sink_factory(settings, self.hub.module_id, self.trigger)
+            for sink in sinks:
+                sink.start()
+        except Exception as exc:
+            self.sink_error = f"{type(exc).__name__}: {exc}"[:SHOWN_CHARS]
+            log.error("connections to the line not built", extra={"error": self.sink_error})
+            return []
+        self.sink_error = None
+        return sinks
 
     def _settings(self) -> LineBridgeSettings:
         settings = self.settings.current

@@ -163,3 +163,17 @@ def test_a_trigger_is_answered_by_the_cameras_fresh_inspection(
     finally:
         service.stop()
         cis.stop()
+
+
+def test_a_connection_that_cannot_be_built_leaves_the_module_running_degraded(
+    bridge, tmp_path: Path
+) -> None:
+    service, sink, broker = bridge
+    mqtt = {"enabled": True, "tls": True, "ca_file": str(tmp_path / "missing-ca.pem")}
+    broker.patch_desired("LineBridge", {"mqtt": mqtt})
+    assert wait_for(lambda: service.status()["status"]["state"] == "degraded", 10)
+    assert "connections not built" in service.status()["status"]["reasons"][0]
+    deliver(broker, inference_body("cam-1"))
+    assert wait_for(lambda: len(sink.inspections()) == 1, 10)
+    broker.patch_desired("LineBridge", {"mqtt": {"enabled": False}})
+    assert wait_for(lambda: service.status()["status"]["state"] == "running", 10)
