@@ -105,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, text in (
         ("cis", "capture, inference and store for one camera"),
         ("image-upload", "copy stored images to blob storage"),
+        ("line-bridge", "each camera's verdict to the line (MQTT), triggers from it"),
         ("file-cleanup", "image retention by age and disk watermark, old rows pruned"),
         ("model-repo", "seed shipped models into the model volume and validate every version"),
     ):

@@ -17,11 +17,13 @@ from mfgvision.cis.messages import OUTPUTS as CIS_OUTPUTS
 from mfgvision.cis.service import TRIGGER_INPUT
 from mfgvision.edge.hub import Hub
 from mfgvision.image_upload.service import RECEIPTS_OUTPUT, UPLOAD_INPUT
+from mfgvision.line_bridge.service import INFERENCE_INPUT, TRIGGER_OUTPUT
 from mfgvision.runtime import Paths, Service
 from mfgvision.settings import (
     CisSettings,
     FileCleanupSettings,
     ImageUploadSettings,
+    LineBridgeSettings,
     ModelRepoSettings,
     ModuleSettings,
 )
@@ -55,6 +57,12 @@ def _image_upload(ctx: ModuleContext, _args: list[str]) -> Service:
 
     # Blob Storage when MFGVISION_STORAGE_CONNECTION_STRING is set, else the local blobs folder.
     return ImageUploadService(ctx.hub, ctx.paths.images, blobs_dir=ctx.paths.blobs)
+
+
+def _line_bridge(ctx: ModuleContext, _args: list[str]) -> Service:
+    from mfgvision.line_bridge.service import LineBridgeService
+
+    return LineBridgeService(ctx.hub, ctx.paths)
 
 
 def _file_cleanup(ctx: ModuleContext, _args: list[str]) -> Service:
@@ -129,6 +137,9 @@ MODULES: dict[str, ModuleKind] = {
     ),
     "image-upload": ModuleKind(
         _image_upload, ImageUploadSettings, inputs=(UPLOAD_INPUT,), outputs=(RECEIPTS_OUTPUT,)
+    ),
+    "line-bridge": ModuleKind(
+        _line_bridge, LineBridgeSettings, inputs=(INFERENCE_INPUT,), outputs=(TRIGGER_OUTPUT,)
     ),
     "dashboard": ModuleKind(_dashboard),
     "twin-config": ModuleKind(_twin_config),

@@ -745,6 +745,62 @@ class ModelRepoSettings(ModuleSettings):
     )
 
 
+_MQTT_TOPIC_PART = r"^[^#+/\x00][^#+\x00]{0,199}$"
+
+
+class MqttSettings(ModuleSettings):
+    """LineBridge's MQTT connection: every result as JSON, each camera's state retained, triggers
+    from a command topic. The password is never a setting: it comes from the environment
+    (``MFGVISION_MQTT_PASSWORD``)."""
+
+    enabled: bool = Field(False, description="publish results to an MQTT broker")
+    host: str = Field("127.0.0.1", min_length=1, max_length=253, description="broker host name")
+    port: int = Field(1883, ge=1, le=65535, description="broker port (8883 is usual with TLS)")
+    tls: bool = Field(False, description="connect with TLS, checking the broker's certificate")
+    ca_file: str = Field(
+        "", max_length=1024, description="CA bundle for TLS; empty = the system's trusted CAs"
+    )
+    username: str = Field(
+        "", max_length=256, description="user name; its password from MFGVISION_MQTT_PASSWORD"
+    )
+    client_id: str = Field(
+        "", max_length=128, description="MQTT client id; empty = mfgvision-<module id>"
+    )
+    prefix: str = Field(
+        "mfgvision", pattern=_MQTT_TOPIC_PART, description="first level of every topic"
+    )
+    qos: Literal[0, 1, 2] = Field(1, description="QoS of inspection and state messages")
+    triggers: bool = Field(
+        False, description="take triggers from <prefix>/<location>/<position>/<camera_id>/trigger"
+    )
+    queue_size: int = Field(
+        10000, ge=10, le=1_000_000, description="messages held while the broker is away"
+    )
+    backoff_max_s: float = Field(
+        30.0, ge=1, le=3600, description="cap of the reconnection delay (it doubles from 1 s)"
+    )
+
+
+class LineBridgeSettings(ModuleSettings):
+    """LineBridge module: each camera's verdict to the line, triggers from it. Each connection to
+    the line is a sub-object of its own (``mqtt``)."""
+
+    mqtt: MqttSettings = Field(default_factory=MqttSettings, description="MQTT connection")
+    trigger_timeout_s: float = Field(
+        2.0,
+        gt=0,
+        le=60,
+        description="deadline of a triggered part's verdict; past it the part gets the fail-safe",
+    )
+    fail_safe: Literal["OK", "NG"] = Field(
+        "NG", description="verdict given to a triggered part whose result missed its deadline"
+    )
+    status_poll_s: float = Field(
+        1.0, ge=0.1, le=60, description="seconds between looks at the cameras' status files"
+    )
+    report_every_s: float = Field(10.0, ge=1, le=3600, description="seconds between status reports")
+
+
 def parse_settings(model: type[ModuleSettings], desired: dict[str, Any]) -> ModuleSettings:
     """Validate desired properties into settings; raise SettingsError with a readable message and
     the problem of each offending key."""

@@ -60,6 +60,8 @@ def test_every_settings_row_says_what_it_means() -> None:
         settings.ImageUploadSettings,
         settings.FileCleanupSettings,
         settings.ModelRepoSettings,
+        settings.LineBridgeSettings,
+        settings.MqttSettings,
     ],
 )
 def test_every_setting_has_a_description_for_the_twin_tool(model: type) -> None:

@@ -3,7 +3,13 @@ import re
 import pytest
 
 from mfgvision.edge.twins import merge_patch
-from mfgvision.settings import CisSettings, SettingsError, parse_settings
+from mfgvision.settings import (
+    CisSettings,
+    LineBridgeSettings,
+    MqttSettings,
+    SettingsError,
+    parse_settings,
+)
 
 
 def test_defaults_are_valid():
@@ -222,3 +228,22 @@ def test_accepted_name_parts_become_safe_image_and_blob_names():
 
     safe()
     assert parse_settings(CisSettings, {"camera_location": "Line 1"}).camera_location == "Line 1"
+
+
+def test_every_line_bridge_setting_is_documented():
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "configuration.md").read_text()
+    for name in LineBridgeSettings.model_fields:
+        assert f"| `{name}` |" in doc, name
+    for name in MqttSettings.model_fields:
+        assert f"| `mqtt.{name}` |" in doc, name
+
+
+def test_the_mqtt_password_is_never_a_line_bridge_setting():
+    with pytest.raises(SettingsError) as refused:
+        parse_settings(LineBridgeSettings, {"mqtt": {"username": "line", "password": "pw"}})
+    assert "password" in str(refused.value)
+    assert (
+        parse_settings(LineBridgeSettings, {"mqtt": {"username": "line"}}).mqtt.username == "line"
+    )

@@ -6,7 +6,8 @@ Field names keep the original system's contract where it had one (``model_name``
 probabilities are 0..1 and every box is x1, y1, x2, y2 in original-frame pixels plus normalised.
 The ``inference`` message adds what the verdict was made with: ``prob_threshold`` and
 ``settings_version`` (the desired-twin ``$version`` applied; null when unknown), beside
-``model_name`` and ``model_version``.
+``model_name`` and ``model_version``; an inference made for a ``trigger`` message (from LineBridge)
+carries that message's ``trigger_id``.
 """
 
 from __future__ import annotations
@@ -38,10 +39,15 @@ def iso_utc(when: datetime) -> str:
 
 
 def inference_message(
-    record: InferenceRecord, location: str, position: str, timings: dict[str, float]
+    record: InferenceRecord,
+    location: str,
+    position: str,
+    timings: dict[str, float],
+    trigger_id: str | None = None,
 ) -> dict[str, Any]:
-    """The body sent on the ``inference`` output (routed upstream)."""
-    return {
+    """The body sent on the ``inference`` output (routed upstream); an inference made for a
+    trigger message also carries its ``trigger_id``."""
+    body = {
         "schema": SCHEMA,
         **_about(record, location, position),
         "object_detected": record.object_detected,
@@ -55,6 +61,9 @@ def inference_message(
         "prob_threshold": record.prob_threshold,
         "settings_version": record.settings_version,
     }
+    if trigger_id is not None:
+        body["trigger_id"] = trigger_id
+    return body
 
 
 def _about(record: InferenceRecord, location: str, position: str) -> dict[str, Any]:

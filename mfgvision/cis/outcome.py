@@ -31,3 +31,5 @@ class Outcome:
     retrain: str | None
     inferred_at: float
     settings_version: int | None = None
+    #: The trigger this frame was inferred for (the ``trigger`` input); always stored and announced.
+    trigger_id: str | None = None

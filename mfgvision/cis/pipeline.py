@@ -10,6 +10,7 @@ import logging
 import threading
 import time
 import uuid
+from collections import deque
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,8 @@ _CAMERA_KEYS = (
 )
 #: A read blocked this many times the camera timeout counts as a hung camera (grabber watchdog).
 _STALL_FACTOR = 3.0
+#: Triggers waiting for a frame, at most (a camera that delivers none gives the line its fail-safe).
+TRIGGERS_WAITING = 64
 
 
 def decode_side(model: Model) -> int:
@@ -122,6 +125,7 @@ class CisPipeline:
             settings.retrain_interval_s, settings.retrain_below_probability
         )
         self._capture_requests: list[Future[dict[str, Any]]] = []
+        self._trigger_ids: deque[str] = deque(maxlen=TRIGGERS_WAITING)
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="inference", daemon=True)
@@ -188,6 +192,13 @@ class CisPipeline:
         if grabber is None:
             raise SourceError(self.camera_error or "camera not running")
         grabber.trigger()
+
+    def inspect_for(self, trigger_id: str) -> None:
+        """Infer the next frame regardless of the sampler, stored and announced with ``trigger_id``
+        (one frame per trigger, in order; beyond ``TRIGGERS_WAITING`` waiting the oldest is
+        dropped)."""
+        with self._lock:
+            self._trigger_ids.append(trigger_id)
 
     def capture_now(self, timeout: float = 10.0) -> dict[str, Any]:
         """Infer the next frame regardless of the sampler and return the result."""
@@ -277,6 +288,7 @@ class CisPipeline:
                 continue
             with self._lock:
                 forced, self._capture_requests = self._capture_requests, []
+                trigger_id = self._trigger_ids.popleft() if self._trigger_ids else None
             model, (s, version) = self.models.current, self._in_force
             grabber.decode_side = (
                 decode_side(model) if model is not None and infers_every_frame(s) else None
@@ -286,10 +298,12 @@ class CisPipeline:
                 for f in forced:
                     f.set_exception(RuntimeError(f"no model serving: {self.models.error}"))
                 continue
-            if not (forced or s.trigger_paced or self._sampler.admit(time.monotonic())):
+            if not (
+                forced or trigger_id or s.trigger_paced or self._sampler.admit(time.monotonic())
+            ):
                 continue
             try:
-                outcome = self._infer(frame, model, s, version)
+                outcome = self._infer(frame, model, s, version, trigger_id)
             except Exception as exc:
                 self.metrics.count("inference_errors")
                 log.exception("inference failed", extra={"frame": frame.name})
@@ -305,7 +319,12 @@ class CisPipeline:
                 f.set_result(_summary(outcome))
 
     def _infer(
-        self, frame: Frame, model: Model, s: CisSettings, version: int | None
+        self,
+        frame: Frame,
+        model: Model,
+        s: CisSettings,
+        version: int | None,
+        trigger_id: str | None = None,
     ) -> Outcome | None:
         image = frame.image
         if image is None:  # a JPEG frame the capture thread did not decode
@@ -339,6 +358,7 @@ class CisPipeline:
             retrain=self._retrain.pick(now, best),
             inferred_at=now,
             settings_version=version,
+            trigger_id=trigger_id,
         )
 
 

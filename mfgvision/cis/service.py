@@ -6,7 +6,7 @@ import logging
 import threading
 from collections.abc import Callable
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -24,8 +24,10 @@ from mfgvision.store.status import STATUS_FOLDER, remove_status, write_status
 
 log = logging.getLogger(__name__)
 
-#: Input whose messages fire the camera's software trigger (e.g. from a PLC bridge module).
+#: Input whose messages make the camera inspect its next frame (from LineBridge):
+#: ``{"trigger_id": ..., "camera_id": ...}``; the software trigger fires too.
 TRIGGER_INPUT = "trigger"
+TRIGGER_ID_MAX = 128
 
 
 class CaptureNowArguments(MethodArguments):
@@ -161,11 +163,24 @@ class CisService:
         return {"triggered": True}
 
     def _on_trigger_message(self, message: HubMessage) -> None:
-        """Any message on the ``trigger`` input fires the software trigger."""
-        try:
-            self._trigger(None)
-        except MethodError as exc:
-            log.warning("trigger message not applied", extra={"error": str(exc)})
+        """A message on the ``trigger`` input: the next frame is inferred, stored and announced with
+        the message's ``trigger_id`` (a message naming another camera is ignored), and a camera
+        with ``camera_trigger_mode`` ``software`` is triggered. A message without a ``trigger_id``
+        only fires the software trigger."""
+        pipeline = self.pipeline
+        if pipeline is None:
+            log.warning("trigger message not applied", extra={"error": "no valid settings yet"})
+            return
+        trigger_id = _trigger_id(message, pipeline.settings.camera_id)
+        if trigger_id is False:
+            return
+        if trigger_id is not None:
+            pipeline.inspect_for(trigger_id)
+        if trigger_id is None or pipeline.settings.camera_trigger_mode == "software":
+            try:
+                self._trigger(None)
+            except MethodError as exc:
+                log.warning("trigger message not applied", extra={"error": str(exc)})
 
     def _reload_model(self, _arguments: MethodArguments) -> dict[str, Any]:
         if self.pipeline is None:
@@ -192,3 +207,23 @@ class CisService:
     def _report_loop(self) -> None:
         while not self._stop.wait(self.report_every_s):
             self._report()
+
+
+def _trigger_id(message: HubMessage, camera_id: str) -> str | Literal[False] | None:
+    """The ``trigger_id`` of a trigger message; None when it names none, False when the message is
+    for another camera or its ``trigger_id`` is not a short text (logged)."""
+    try:
+        body = message.json()
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(body, dict):
+        return None
+    target, trigger_id = body.get("camera_id"), body.get("trigger_id")
+    if target is not None and target != camera_id:
+        return False
+    if trigger_id is None:
+        return None
+    if not isinstance(trigger_id, str) or not 0 < len(trigger_id) <= TRIGGER_ID_MAX:
+        log.warning("trigger message refused", extra={"error": "trigger_id is not a short text"})
+        return False
+    return trigger_id

@@ -219,7 +219,7 @@ class OutcomeWriter:
         """Write the outcome's images and build its row and messages; None when it is not stored."""
         s = outcome.settings
         detections = outcome.result.detections
-        if not detections and not s.store_all_inferences:
+        if not detections and not s.store_all_inferences and outcome.trigger_id is None:
             self.metrics.count("not_stored")
             if self._watched(outcome):
                 self._write_live(outcome, self._raw_jpeg(outcome))
@@ -243,7 +243,12 @@ class OutcomeWriter:
             self._write_live(outcome, shown)
         where = (s.camera_location, s.camera_position)
         messages: list[Message] = [
-            (INFERENCE_OUTPUT, inference_message(record, *where, outcome.result.timings_ms))
+            (
+                INFERENCE_OUTPUT,
+                inference_message(
+                    record, *where, outcome.result.timings_ms, trigger_id=outcome.trigger_id
+                ),
+            )
         ]
         messages += [
             (IMAGE_UPLOAD_OUTPUT, upload_message(kind, name, path, record, *where))

@@ -115,6 +115,9 @@ class CameraStatus:
     updated: datetime | None
     error: str | None
     model: str | None
+    #: The camera's ``camera_location`` and ``camera_position`` in force ("" when not known).
+    location: str = ""
+    position: str = ""
 
     @property
     def label(self) -> str:
@@ -181,6 +184,7 @@ def _parse(camera_id: str, body: dict[str, Any], now: datetime) -> CameraStatus:
         or ("; ".join(str(r) for r in reasons) if isinstance(reasons, list) and reasons else None)
         or (config.get("error") or {}).get("message")
     )
+    settings = config.get("settings") if isinstance(config.get("settings"), dict) else {}
     serving = model.get("serving") or (
         f"{model['name']}/{model['version']}" if model.get("name") else None
     )
@@ -192,7 +196,13 @@ def _parse(camera_id: str, body: dict[str, Any], now: datetime) -> CameraStatus:
         updated=updated,
         error=str(error)[:500] if error else None,
         model=str(serving) if serving else None,
+        location=_text(settings.get("camera_location")),
+        position=_text(settings.get("camera_position")),
     )
+
+
+def _text(value: Any) -> str:
+    return value[:200] if isinstance(value, str) else ""
 
 
 def _parse_time(value: Any) -> datetime | None:

@@ -129,7 +129,7 @@ def form_fields(model: type[ModuleSettings]) -> list[FormField]:
         base = next((v for v in variants if v.get("type") != "null"), prop)
         if "enum" in base:
             kind, options = "select", tuple(str(o) for o in base["enum"])
-        elif "object" in types:
+        elif "object" in types or "$ref" in base:  # a sub-object (a settings model of its own)
             kind, options = "json", ()
         elif "boolean" in types:
             kind, options = "checkbox", ()

@@ -27,6 +27,7 @@ from mfgvision.edge.hub import HubMessage
 from mfgvision.edge.inprocess import InProcessBroker, InProcessHub
 from mfgvision.file_cleanup.service import FileCleanupService
 from mfgvision.image_upload.service import ImageUploadService
+from mfgvision.line_bridge.service import LineBridgeService
 from mfgvision.logs import JsonFormatter
 from mfgvision.model_repo.service import ModelRepoService
 from mfgvision.runtime import Paths
@@ -34,6 +35,7 @@ from mfgvision.settings import (
     CisSettings,
     FileCleanupSettings,
     ImageUploadSettings,
+    LineBridgeSettings,
     ModelRepoSettings,
     ModuleSettings,
 )
@@ -304,5 +306,16 @@ def test_model_repo_takes_any_patch_and_payload(paths, tmp_path, collected):
     try:
         module = Module(broker.hub("repo"), broker, base, ["status", "run_now", "nope"])
         fuzz(module, ModelRepoSettings, lambda i: {"golden_tolerance": (i % 100) / 100}, collected)
+    finally:
+        service.stop()
+
+
+def test_line_bridge_takes_any_patch_and_payload(paths, collected):
+    broker = InProcessBroker([])
+    service = LineBridgeService(broker.hub("bridge"), paths)
+    service.start()
+    try:
+        module = Module(broker.hub("bridge"), broker, {}, ["status", "nope"])
+        fuzz(module, LineBridgeSettings, lambda i: {"trigger_timeout_s": 0.5 + i % 50}, collected)
     finally:
         service.stop()

@@ -22,7 +22,7 @@ from mfgvision.deploy.checks import check_manifest, split_create_options
 from mfgvision.deploy.twin_registry import StandInRegistry
 from mfgvision.deploy.twin_store import TwinStore
 from mfgvision.edge.inprocess import InProcessBroker
-from mfgvision.settings import CisSettings, SettingsError
+from mfgvision.settings import CisSettings, LineBridgeSettings, SettingsError
 from mfgvision.store.images import image_name
 from mfgvision.twin_config.app import create_app
 from mfgvision.twin_config.forms import form_fields, form_sections, propose, read_form
@@ -716,3 +716,22 @@ def test_a_cloned_camera_passes_the_manifest_checks_with_its_receipts_route(tmp_
         path, env_template=REPO / ".env.template", platform="amd64", modules_dir=REPO / "modules"
     )
     assert [str(p) for p in problems] == []
+
+
+def test_a_settings_sub_object_is_edited_as_json() -> None:
+    fields = {f.name: f for f in form_fields(LineBridgeSettings)}
+    assert fields["mqtt"].kind == "json" and fields["fail_safe"].kind == "select"
+    values, errors = read_form(
+        list(fields.values()),
+        {
+            **form_data("t"),
+            "trigger_timeout_s": "2",
+            "fail_safe": "NG",
+            "status_poll_s": "1",
+            "report_every_s": "10",
+            "mqtt": '{"enabled": true, "host": "broker.plant"}',
+        },
+    )
+    assert not errors
+    proposal = propose(LineBridgeSettings, {}, values)
+    assert proposal.patch["mqtt"] == {"enabled": True, "host": "broker.plant"}
