@@ -9,6 +9,7 @@ never accepted from the twin: they come from the environment.
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 import re
 from collections.abc import Iterator
@@ -781,11 +782,87 @@ class MqttSettings(ModuleSettings):
     )
 
 
+#: Bits of a Modbus defect mask (one holding register).
+MASK_BITS = 16
+
+
+def block_size(counters: bool) -> int:
+    """Registers in one camera's block: verdict, defects, [inspections, NG count], sequence."""
+    return 7 if counters else 3
+
+
+class ModbusSettings(BaseModel):
+    """A PLC reached over Modbus TCP: where it is, each camera's register block and trigger coil,
+    and which bit of the defect mask each defect class sets."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+    host: str = Field(min_length=1, max_length=253, description="the PLC's host name or address")
+    port: int = Field(502, ge=1, le=65535, description="the PLC's Modbus TCP port")
+    unit_id: int = Field(1, ge=0, le=255, description="unit (slave) id of every request")
+    timeout_s: float = Field(1.0, gt=0, le=30, description="how long one request may take")
+    cameras: dict[str, int] = Field(
+        min_length=1,
+        description="each camera_id's base holding register (0-based protocol address)",
+    )
+    counters: bool = Field(
+        True, description="also write the inspections and NG counters (32-bit, two registers each)"
+    )
+    word_order: Literal["big", "little"] = Field(
+        "big", description="big: a 32-bit counter's high word first; little: low word first"
+    )
+    defect_bits: dict[str, int] = Field(
+        default_factory=dict, description="defect class name -> bit (0..15) of the defect mask"
+    )
+    other_bit: int = Field(
+        15,
+        ge=0,
+        lt=MASK_BITS,
+        description="the bit set for a defect class without a bit of its own",
+    )
+    trigger_coils: dict[str, int] = Field(
+        default_factory=dict,
+        description="camera_id -> coil the PLC sets to make that camera inspect (0-based address)",
+    )
+    poll_ms: int = Field(50, ge=5, le=10000, description="how often the trigger coils are read")
+    trigger_timeout_s: float = Field(
+        5.0, gt=0, le=600, description="how long a trigger waits for its inspection"
+    )
+    queue_size: int = Field(1000, ge=1, le=100000, description="blocks waiting to be written")
+    backoff_initial_s: float = Field(0.5, gt=0, le=60, description="first reconnection delay")
+    backoff_max_s: float = Field(10.0, gt=0, le=600, description="cap of the reconnection delay")
+
+    @model_validator(mode="after")
+    def _check(self) -> ModbusSettings:
+        size = block_size(self.counters)
+        spans = sorted((base, camera) for camera, base in self.cameras.items())
+        for base, camera in spans:
+            if not 0 <= base <= 0x10000 - size:
+                raise ValueError(f"cameras: {camera}'s block of {size} registers does not fit")
+        for (base, camera), (next_base, other) in itertools.pairwise(spans):
+            if next_base < base + size:
+                raise ValueError(f"cameras: the blocks of {camera} and {other} overlap")
+        for name, bit in self.defect_bits.items():
+            if not 0 <= bit < MASK_BITS or bit == self.other_bit:
+                raise ValueError(f"defect_bits: {name} needs a bit 0..15 other than other_bit")
+        for camera, coil in self.trigger_coils.items():
+            if camera not in self.cameras:
+                raise ValueError(f"trigger_coils: {camera} has no register block in cameras")
+            if not 0 <= coil <= 0xFFFF:
+                raise ValueError(f"trigger_coils: {camera}'s coil is not an address 0..65535")
+        if self.backoff_max_s < self.backoff_initial_s:
+            raise ValueError("backoff_max_s must not be below backoff_initial_s")
+        return self
+
+
 class LineBridgeSettings(ModuleSettings):
     """LineBridge module: each camera's verdict to the line, triggers from it. Each connection to
     the line is a sub-object of its own (``mqtt``)."""
 
     mqtt: MqttSettings = Field(default_factory=MqttSettings, description="MQTT connection")
+    modbus: ModbusSettings | None = Field(
+        None, description="Modbus TCP connection to a PLC; none = off"
+    )
     trigger_timeout_s: float = Field(
         2.0,
         gt=0,

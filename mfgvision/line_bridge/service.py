@@ -28,6 +28,7 @@ from mfgvision import __version__
 from mfgvision.edge.desired import DesiredSettings, desired_file
 from mfgvision.edge.hub import START_WAIT_S, Hub, HubMessage
 from mfgvision.line_bridge.gate import RejectGate
+from mfgvision.line_bridge.modbus import ModbusSink
 from mfgvision.line_bridge.mqtt import MqttSink
 from mfgvision.line_bridge.results import CameraState, Inspection, Sink, Trigger
 from mfgvision.runtime import Paths
@@ -53,6 +54,8 @@ def enabled_sinks(settings: LineBridgeSettings, module_id: str, trigger: Trigger
     sinks: list[Sink] = []
     if settings.mqtt.enabled:
         sinks.append(MqttSink(settings.mqtt, module_id, trigger, settings.trigger_timeout_s))
+    if settings.modbus is not None:
+        sinks.append(ModbusSink(settings.modbus, trigger))
     return sinks
 
 
@@ -280,7 +283,7 @@ class LineBridgeService:
 
 def _connections(settings: LineBridgeSettings) -> dict[str, Any]:
     """The settings a sink is built from (a change rebuilds the sinks)."""
-    return settings.model_dump(include={"mqtt", "trigger_timeout_s"})
+    return settings.model_dump(include={"mqtt", "modbus", "trigger_timeout_s"})
 
 
 def _state_json(state: CameraState) -> dict[str, Any]:

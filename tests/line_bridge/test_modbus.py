@@ -22,11 +22,11 @@ from pymodbus.simulator import DataType, SimData, SimDevice
 from mfgvision.line_bridge.modbus import (
     VERDICT_NG,
     VERDICT_OK,
-    ModbusSettings,
     ModbusSink,
     sequence_number,
 )
 from mfgvision.line_bridge.results import CameraState, Inspection
+from mfgvision.settings import ModbusSettings
 from tests.services import free_port, wait_port
 
 UNIT = 3
