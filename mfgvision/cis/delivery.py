@@ -133,7 +133,7 @@ class DeliveryTracker:
     def announce(self, entries: list[Announcement]) -> None:
         """Send every message of ``entries`` (already durable) and track it."""
         now = self._clock()
-        sends: list[tuple[_Message, str]] = []
+        sends: list[_Message] = []
         with self._lock:
             for entry in entries:
                 tracked = _Tracked(entry)
@@ -141,9 +141,9 @@ class DeliveryTracker:
                     by_receipt = self.upload_receipts and output == IMAGE_UPLOAD_OUTPUT
                     message = _Message(output, body, by_receipt, now)
                     tracked.messages.append(message)
-                    sends.append((message, entry.record.unique_id))
+                    sends.append(message)
                 self._tracked[entry.record.unique_id] = tracked
-        for message, _uid in sends:
+        for message in sends:
             self._hand_over(message)
         self._limit()
 
