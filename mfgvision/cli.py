@@ -57,6 +57,7 @@ def _file_download(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from mfgvision.dashboard.server import add_dashboard_arguments, dashboard_main
+    from mfgvision.dataset_export import add_export_arguments, export_main
     from mfgvision.deploy.commands import (
         add_check_arguments,
         add_edgehub_arguments,
@@ -160,6 +161,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_eval_arguments(evaluate)
     evaluate.set_defaults(func=eval_main)
+
+    export = sub.add_parser(
+        "export-dataset",
+        help="the retraining set (kept frames, operator corrections) as a YOLO and COCO dataset",
+    )
+    add_export_arguments(export)
+    export.set_defaults(func=export_main)
 
     edgehub = sub.add_parser("edgehub", help="local edgeHub stand-in: twins, methods, routes")
     add_edgehub_arguments(edgehub)

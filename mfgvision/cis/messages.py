@@ -60,6 +60,7 @@ def inference_message(
         "image_error": record.image_error,
         "prob_threshold": record.prob_threshold,
         "settings_version": record.settings_version,
+        "retrain_reason": record.retrain_reason,
     }
     if trigger_id is not None:
         body["trigger_id"] = trigger_id

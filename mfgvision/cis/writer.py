@@ -392,7 +392,8 @@ class OutcomeWriter:
         if raw_bytes is not None and (s.store_raw_frames or not record.detections):
             record.raw_image_name, record.raw_image_path = put("raw", raw_bytes)
         if raw_bytes is not None and outcome.retrain:
-            put("retrain", raw_bytes)
+            record.retrain_image_name, record.retrain_image_path = put("retrain", raw_bytes)
+            record.retrain_reason = outcome.retrain if record.retrain_image_name else None
         if record.annotated_image_name is None and not record.detections:
             record.annotated_image_name = record.raw_image_name
             record.annotated_image_path = record.raw_image_path

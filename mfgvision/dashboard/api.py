@@ -21,8 +21,10 @@ from mfgvision.dashboard.overview import build_overview, record_json
 from mfgvision.dashboard.stats import WindowError, iso, parse_time, parse_window, stats_json
 from mfgvision.inference.palette import class_colour_hex
 from mfgvision.store import queries
+from mfgvision.store.feedback import FeedbackError, feedback_for, parse_feedback, save_feedback
 from mfgvision.store.records import InferenceRecord, verdict_rule
 from mfgvision.store.status import is_safe_id, read_statuses, status_path
+from mfgvision.web.auth import current_user
 
 logger = logging.getLogger(__name__)
 
@@ -68,10 +70,13 @@ def image_urls(record: InferenceRecord) -> dict[str, str | None]:
     """URLs of the record's images that exist in the image folder, and a thumbnail URL."""
     images_dir = dashboard_context().images_dir
     urls: dict[str, str | None] = {}
-    for kind, name in (("annotated", record.annotated_image_name), ("raw", record.raw_image_name)):
+    names = {"annotated": record.annotated_image_name, "raw": record.raw_image_name}
+    if not names["raw"]:  # the copy kept for retraining is the same frame
+        names["raw"] = record.retrain_image_name
+    for kind, name in names.items():
         ok = bool(name) and resolve_image(images_dir, str(name)) is not None
         urls[kind] = url_for("images.image", name=name) if ok else None
-    best = record.annotated_image_name if urls["annotated"] else record.raw_image_name
+    best = names["annotated"] if urls["annotated"] else names["raw"]
     urls["thumbnail"] = (
         url_for("images.image", name=best, size=THUMBNAIL_WIDTH)
         if urls["annotated"] or urls["raw"]
@@ -165,7 +170,33 @@ def inference(unique_id: str) -> ResponseReturnValue:
     item = record_json(record, image_urls(record))
     item["verdict_rule"] = verdict_rule(record.prob_threshold)
     item["detail_url"] = url_for("pages.detail", unique_id=record.unique_id)
+    item["retrain_reason"] = record.retrain_reason
+    stored = feedback_for(dashboard_context().db.engine, [unique_id]).get(unique_id)
+    item["feedback"] = None if stored is None else stored.to_json()
+    item["feedback_url"] = url_for("api.post_feedback", unique_id=record.unique_id)
     return jsonify(item)
+
+
+@bp.post("/api/inferences/<unique_id>/feedback")
+def post_feedback(unique_id: str) -> ResponseReturnValue:
+    """Store an operator's word on one inspection (``{"judgement", "boxes"?, "note"?}``, JSON);
+    it replaces any earlier one, and the frame joins the retraining set."""
+    _args()
+    _match(_UNIQUE_ID, unique_id, "unique_id")
+    if not request.is_json:
+        raise BadRequest("the body must be JSON (Content-Type: application/json)")
+    try:
+        feedback = parse_feedback(unique_id, request.get_json(silent=True), current_user())
+        stored = save_feedback(dashboard_context().db.engine, feedback)
+    except FeedbackError as exc:
+        raise BadRequest(str(exc)) from None
+    except LookupError:
+        return jsonify(error="no such inference"), 404
+    logger.info(
+        "operator feedback stored",
+        extra={"unique_id": unique_id, "judgement": stored.judgement, "operator": stored.operator},
+    )
+    return jsonify(stored.to_json())
 
 
 @bp.get("/api/cameras")

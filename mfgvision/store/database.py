@@ -403,6 +403,9 @@ def _inference_row(record: InferenceRecord) -> dict[str, Any]:
         "image_error": record.image_error,
         "prob_threshold": record.prob_threshold,
         "settings_version": record.settings_version,
+        "retrain_reason": record.retrain_reason,
+        "retrain_image_name": record.retrain_image_name,
+        "retrain_image_path": record.retrain_image_path,
     }
 
 
@@ -468,4 +471,7 @@ def _record(row: Row[Any], detections: list[Detection]) -> InferenceRecord:
         image_error=row.image_error,
         prob_threshold=row.prob_threshold,
         settings_version=row.settings_version,
+        retrain_reason=row.retrain_reason,
+        retrain_image_name=row.retrain_image_name,
+        retrain_image_path=row.retrain_image_path,
     )

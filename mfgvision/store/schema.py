@@ -1,4 +1,5 @@
-"""Edge database schema (SQLAlchemy Core): ``inference_data`` and ``detection_data``.
+"""Edge database schema (SQLAlchemy Core): ``inference_data``, ``detection_data`` and operators'
+``inspection_feedback``.
 
 The table and column names keep those of the original edge database so that existing queries and
 reports still read them. Types work on SQLite and on MySQL/MariaDB.
@@ -24,6 +25,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    Text,
 )
 from sqlalchemy.dialects import mysql
 from sqlalchemy.types import TypeDecorator, TypeEngine
@@ -92,6 +94,9 @@ inference_data = Table(
     Column("image_error", String(IMAGE_FIELD_LENGTH), comment="why images were not stored"),
     Column("prob_threshold", Double(), comment="0..1, detections kept above it"),
     Column("settings_version", BigInteger(), comment="desired twin $version applied"),
+    Column("retrain_reason", String(32), comment="why the frame was kept for retraining"),
+    Column("retrain_image_name", String(IMAGE_FIELD_LENGTH)),
+    Column("retrain_image_path", String(IMAGE_FIELD_LENGTH)),
     Index("ix_inference_data_camera_id_created", "camera_id", "created"),
     Index("ix_inference_data_created", "created"),
     **MYSQL_TABLE_OPTIONS,
@@ -119,5 +124,24 @@ detection_data = Table(
     Column("ny1", Double(), nullable=False),
     Column("nx2", Double(), nullable=False),
     Column("ny2", Double(), nullable=False),
+    **MYSQL_TABLE_OPTIONS,
+)
+
+inspection_feedback = Table(
+    "inspection_feedback",
+    metadata,
+    Column("id", ID_TYPE, primary_key=True, autoincrement=True),
+    Column(
+        "unique_id",
+        String(36),
+        ForeignKey("inference_data.unique_id", ondelete="CASCADE"),
+        nullable=False,
+        unique=True,
+    ),
+    Column("judgement", String(16), nullable=False, comment="correct, false_ng or missed_defect"),
+    Column("boxes", Text(), comment="JSON list of the operator's boxes; NULL: the model's stand"),
+    Column("note", String(500)),
+    Column("operator", String(NAME_LENGTH)),
+    Column("created", UtcDateTime(), nullable=False, comment="UTC"),
     **MYSQL_TABLE_OPTIONS,
 )

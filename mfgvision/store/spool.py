@@ -101,6 +101,9 @@ def record_to_json(record: InferenceRecord) -> str:
             "image_error": record.image_error,
             "prob_threshold": record.prob_threshold,
             "settings_version": record.settings_version,
+            "retrain_reason": record.retrain_reason,
+            "retrain_image_name": record.retrain_image_name,
+            "retrain_image_path": record.retrain_image_path,
         },
         separators=(",", ":"),
     )

@@ -9,8 +9,8 @@ Configuration comes from the environment only:
 * ``MFGVISION_SECRET_KEY``: signs the session cookie; without it a random key is made at start, so
   sessions end when the process restarts.
 
-When none of the first three is set, login is off (the dashboard is then read-only and open, as on a
-closed plant network); apps that must not run open call :func:`require_login_configured`.
+When none of the first three is set, login is off (the dashboard is then open, as on a closed plant
+network: anyone on it can read and give operator feedback, nothing else); apps that must not run open call :func:`require_login_configured`.
 Every form that changes something carries a CSRF token, checked for every unsafe method whether
 login is on or not.
 """

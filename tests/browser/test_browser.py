@@ -282,3 +282,40 @@ def test_login_enforced_when_configured(page: Any, stack: Stack) -> None:
     page.click("button[type=submit]")
     page.locator("#history[data-loaded]").wait_for(state="attached", timeout=30000)
     assert page.url.endswith("/history")
+
+
+def test_an_operator_corrects_the_boxes_by_drawing_on_the_frame(page: Any, stack: Stack) -> None:
+    items = page.request.get(stack.dashboard_url + "api/inferences?limit=50").json()["items"]
+    target = next(i for i in items if i["images"]["raw"] and i["verdict"] == "NG")
+    uid = target["unique_id"]
+    page.goto(f"{stack.dashboard_url}inferences/{uid}")
+    page.locator("#detail[data-loaded]").wait_for(state="attached", timeout=30000)
+
+    page.click('[data-ref="editToggle"]')
+    kept = page.locator('[data-ref="editList"] li').count()
+    assert kept == len(target["detections"])  # the model's boxes are the starting point
+    page.locator('[data-ref="editList"] li button').first.click()  # one of them was wrong
+    page.fill('[data-ref="editLabel"]', "dent")
+    area = page.locator('[data-ref="editBoxes"]').bounding_box()
+    page.mouse.move(area["x"] + 0.2 * area["width"], area["y"] + 0.3 * area["height"])
+    page.mouse.down()
+    page.mouse.move(area["x"] + 0.5 * area["width"], area["y"] + 0.6 * area["height"], steps=5)
+    page.mouse.up()
+    page.fill('[data-ref="note"]', "dent missed, one box wrong")
+    page.click('[data-ref="saveBoxes"]')
+    assert wait_for(
+        lambda: "retraining set" in page.locator('[data-ref="feedbackState"]').inner_text(), 10
+    )
+
+    stored = page.request.get(f"{stack.dashboard_url}api/inferences/{uid}").json()["feedback"]
+    assert stored["judgement"] == "correct" and stored["note"] == "dent missed, one box wrong"
+    assert len(stored["boxes"]) == kept
+    drawn = next(b for b in stored["boxes"] if b["label"] == "dent")
+    assert drawn["box_norm"] == pytest.approx([0.2, 0.3, 0.5, 0.6], abs=0.01)
+
+    page.click('[data-ref="markFalseNg"]')
+    assert wait_for(
+        lambda: page.locator('[data-ref="markFalseNg"]').get_attribute("aria-pressed") == "true", 10
+    )
+    stored = page.request.get(f"{stack.dashboard_url}api/inferences/{uid}").json()["feedback"]
+    assert (stored["judgement"], stored["boxes"]) == ("false_ng", [])

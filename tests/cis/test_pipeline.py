@@ -100,6 +100,10 @@ def test_frames_flow_to_rows_images_messages_and_uploads(running):
     assert wait_for(lambda: any(paths.blobs.glob("images-annotated/line9/left/*/*/*/*.jpg")))
     assert any(paths.blobs.glob("images-frame/line9/left/*/*/*/*-raw.jpg"))
     assert any(paths.blobs.glob("images-retraining/line9/left/*/*/*/*-retrain.jpg"))
+    # one frame an hour is kept for retraining, and its row says so (the first one inferred)
+    kept = [r for r in recent(db, 1000) if r.retrain_reason is not None]
+    assert [r.retrain_reason for r in kept] == ["interval"]
+    assert kept[0].retrain_image_name and (paths.images / kept[0].retrain_image_name).is_file()
     # the writer keeps writing (a temporary file exists while one is written); none is left behind
     in_flight = set(paths.images.glob(".*.tmp"))  # the writer may be mid-write right now
     assert wait_for(lambda: not any(p.exists() for p in in_flight), timeout=5)

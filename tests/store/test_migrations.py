@@ -21,11 +21,14 @@ from mfgvision.store.database import (
     _detection_rows,
     _inference_row,
 )
+from mfgvision.store.feedback import Feedback, feedback_for, save_feedback
 from mfgvision.store.records import InferenceRecord
 from mfgvision.store.schema import detection_data, inference_data, metadata
 from tests.factories import make_detection, make_record, recent
 
 T0 = datetime(2026, 3, 1, 8, 30, tzinfo=timezone.utc)
+#: The ``inference_data`` columns revision 0005 adds.
+RETRAIN_COLUMNS = {"retrain_reason", "retrain_image_name", "retrain_image_path"}
 
 
 def record(i: int, detections: int = 1) -> InferenceRecord:
@@ -38,7 +41,7 @@ def record(i: int, detections: int = 1) -> InferenceRecord:
 
 def write_initial(db: Database, records: list[InferenceRecord]) -> None:
     """Store records as the first release did: only the columns of revision 0001."""
-    added = {"image_error", "prob_threshold", "settings_version"}  # added by later revisions
+    added = {"image_error", "prob_threshold", "settings_version", *RETRAIN_COLUMNS}  # later
     rows = [{k: v for k, v in _inference_row(r).items() if k not in added} for r in records]
     with db.engine.begin() as conn:
         conn.execute(insert(inference_data), rows)
@@ -57,7 +60,7 @@ def counts(db: Database) -> tuple[int, int]:
 
 def test_migrated_schema_equals_schema_py(empty_db: Database) -> None:
     empty_db.create_schema()
-    assert empty_db.schema_revision() == "0004"
+    assert empty_db.schema_revision() == "0005"
     with empty_db.engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), metadata)
     assert diff == []
@@ -74,7 +77,7 @@ def test_upgrade_from_the_initial_revision_keeps_rows(empty_db: Database) -> Non
 
     empty_db.create_schema()  # what every module does at start
 
-    assert empty_db.schema_revision() == "0004"
+    assert empty_db.schema_revision() == "0005"
     indexes = {ix["name"] for ix in inspect(empty_db.engine).get_indexes("detection_data")}
     assert "ix_detection_data_tag_name" in indexes
     assert counts(empty_db) == before == (20, 19)
@@ -87,13 +90,16 @@ def test_upgrade_to_0004_keeps_rows_and_stores_the_settings_in_force(empty_db: D
     older = [record(i) for i in range(3)]
     in_force = {"prob_threshold", "settings_version"}  # the columns revision 0004 adds
     with empty_db.engine.begin() as conn:  # as revision 0003 stored them
-        rows = [{k: v for k, v in _inference_row(r).items() if k not in in_force} for r in older]
+        rows = [
+            {k: v for k, v in _inference_row(r).items() if k not in in_force | RETRAIN_COLUMNS}
+            for r in older
+        ]
         conn.execute(insert(inference_data), rows)
         conn.execute(insert(detection_data), [d for r in older for d in _detection_rows(r)])
 
     empty_db.create_schema()
 
-    assert empty_db.schema_revision() == "0004"
+    assert empty_db.schema_revision() == "0005"
     newer = make_record(
         created=T0 + timedelta(seconds=9), prob_threshold=0.9, settings_version=2**40
     )
@@ -110,6 +116,43 @@ def test_upgrade_to_0004_keeps_rows_and_stores_the_settings_in_force(empty_db: D
     assert counts(empty_db) == (4, 3)
 
 
+def test_upgrade_to_0005_keeps_rows_and_adds_feedback_and_the_retraining_copy(
+    empty_db: Database,
+) -> None:
+    empty_db.migrate("0004")
+    older = [record(i) for i in range(3)]
+    with empty_db.engine.begin() as conn:  # as revision 0004 stored them
+        rows = [
+            {k: v for k, v in _inference_row(r).items() if k not in RETRAIN_COLUMNS} for r in older
+        ]
+        conn.execute(insert(inference_data), rows)
+        conn.execute(insert(detection_data), [d for r in older for d in _detection_rows(r)])
+
+    empty_db.create_schema()
+
+    assert empty_db.schema_revision() == "0005"
+    kept = make_record(
+        created=T0 + timedelta(seconds=9),
+        retrain_reason="uncertain",
+        retrain_image_name="line1_top_x_retrain.jpg",
+        retrain_image_path="/data/images/line1_top_x_retrain.jpg",
+    )
+    empty_db.write([kept])
+    back = {r.unique_id: r for r in recent(empty_db, 100)}
+    assert [back[r.unique_id].retrain_reason for r in older] == [None] * 3
+    assert back[kept.unique_id] == kept
+    save_feedback(empty_db.engine, Feedback(older[0].unique_id, "false_ng", ()))
+    assert feedback_for(empty_db.engine, [older[0].unique_id])[older[0].unique_id].boxes == ()
+
+    with empty_db.engine.begin() as conn:  # and back: the rows stay, feedback and columns go
+        command.downgrade(_alembic_config(conn), "0004")
+    assert empty_db.schema_revision() == "0004"
+    columns = {c["name"] for c in inspect(empty_db.engine).get_columns("inference_data")}
+    assert not columns & RETRAIN_COLUMNS
+    assert "inspection_feedback" not in inspect(empty_db.engine).get_table_names()
+    assert counts(empty_db) == (4, 3)
+
+
 def test_database_created_before_migrations_is_adopted(empty_db: Database) -> None:
     empty_db.migrate("0001")
     write_initial(empty_db, [record(0), record(1)])
@@ -117,7 +160,7 @@ def test_database_created_before_migrations_is_adopted(empty_db: Database) -> No
         conn.execute(text("DROP TABLE alembic_version"))
     assert empty_db.schema_revision() is None
     empty_db.create_schema()
-    assert empty_db.schema_revision() == "0004"
+    assert empty_db.schema_revision() == "0005"
     assert counts(empty_db) == (2, 2)
 
 
@@ -163,7 +206,7 @@ def test_concurrent_starts_migrate_once(empty_db: Database) -> None:
     for db in others:
         db.close()
     assert errors == []
-    assert empty_db.schema_revision() == "0004"
+    assert empty_db.schema_revision() == "0005"
 
 
 def test_writes_are_idempotent_by_unique_id(empty_db: Database) -> None:

@@ -114,6 +114,7 @@
     }
     refs.detections.replaceChildren(...rows);
     refs.json.textContent = JSON.stringify(item, null, 2);
+    root.dispatchEvent(new CustomEvent("inspection-loaded", { detail: item }));
     root.dataset.loaded = "true";
   }
 
