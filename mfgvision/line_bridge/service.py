@@ -30,6 +30,7 @@ from mfgvision.edge.hub import START_WAIT_S, Hub, HubMessage
 from mfgvision.line_bridge.gate import RejectGate
 from mfgvision.line_bridge.modbus import ModbusSink
 from mfgvision.line_bridge.mqtt import MqttSink
+from mfgvision.line_bridge.opcua_client import OpcUaClientSink
 from mfgvision.line_bridge.results import CameraState, Inspection, Sink, Trigger
 from mfgvision.runtime import Paths
 from mfgvision.settings import LineBridgeSettings
@@ -56,6 +57,8 @@ def enabled_sinks(settings: LineBridgeSettings, module_id: str, trigger: Trigger
         sinks.append(MqttSink(settings.mqtt, module_id, trigger, settings.trigger_timeout_s))
     if settings.modbus is not None:
         sinks.append(ModbusSink(settings.modbus, trigger))
+    if settings.opcua_client is not None:
+        sinks.append(OpcUaClientSink(settings.opcua_client))
     return sinks
 
 
@@ -283,7 +286,7 @@ class LineBridgeService:
 
 def _connections(settings: LineBridgeSettings) -> dict[str, Any]:
     """The settings a sink is built from (a change rebuilds the sinks)."""
-    return settings.model_dump(include={"mqtt", "modbus", "trigger_timeout_s"})
+    return settings.model_dump(include={"mqtt", "modbus", "opcua_client", "trigger_timeout_s"})
 
 
 def _state_json(state: CameraState) -> dict[str, Any]:
