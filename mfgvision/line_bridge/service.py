@@ -30,7 +30,6 @@ from mfgvision.edge.hub import START_WAIT_S, Hub, HubMessage
 from mfgvision.line_bridge.gate import RejectGate
 from mfgvision.line_bridge.modbus import ModbusSink
 from mfgvision.line_bridge.mqtt import MqttSink
-from mfgvision.line_bridge.opcua_client import OpcUaClientSink
 from mfgvision.line_bridge.results import CameraState, Inspection, Sink, Trigger
 from mfgvision.runtime import Paths
 from mfgvision.settings import LineBridgeSettings
@@ -58,6 +57,9 @@ def enabled_sinks(settings: LineBridgeSettings, module_id: str, trigger: Trigger
     if settings.modbus is not None:
         sinks.append(ModbusSink(settings.modbus, trigger))
     if settings.opcua_client is not None:
+        # asyncua takes a third of a second to import: only where an OPC UA client is configured
+        from mfgvision.line_bridge.opcua_client import OpcUaClientSink
+
         sinks.append(OpcUaClientSink(settings.opcua_client))
     return sinks
 
