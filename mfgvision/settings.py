@@ -855,6 +855,105 @@ class ModbusSettings(BaseModel):
         return self
 
 
+#: The variables of one camera an OPC UA client may write, in the order one update writes them: the
+#: sequence number (else the verdict) goes last.
+OPCUA_CLIENT_FIELDS = (
+    "inspection_id",
+    "defects",
+    "inspections",
+    "ng_count",
+    "updated_at",
+    "verdict",
+    "sequence",
+)
+
+
+OpcUaNodeId = Annotated[str, StringConstraints(min_length=1, max_length=MAX_TEXT)]
+
+
+class OpcUaCameraNodes(BaseModel):
+    """One camera's variables on the plant's OPC UA server, by node id; a field left out is not
+    written."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    verdict: OpcUaNodeId = Field(description="the verdict (see verdict_as)")
+    inspection_id: OpcUaNodeId | None = Field(None, description="the inspection's unique_id")
+    defects: OpcUaNodeId | None = Field(
+        None, description="defect class names: a String array, or one String joined with ','"
+    )
+    inspections: OpcUaNodeId | None = Field(None, description="parts inspected since the start")
+    ng_count: OpcUaNodeId | None = Field(None, description="NG parts since the start")
+    sequence: OpcUaNodeId | None = Field(
+        None, description="the part's number, 1.. (written last of every update)"
+    )
+    updated_at: OpcUaNodeId | None = Field(None, description="the inspection's time (UTC)")
+
+    @field_validator(*OPCUA_CLIENT_FIELDS)
+    @classmethod
+    def _node_id(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        from asyncua import ua  # imported only where an OPC UA client is configured: it is large
+
+        try:
+            ua.NodeId.from_string(value)
+        except (ValueError, ua.UaError):
+            raise ValueError("not an OPC UA node id such as ns=2;s=Line1.Cam1.Verdict") from None
+        return value
+
+
+class OpcUaClientSettings(BaseModel):
+    """The plant's own OPC UA server (a PLC's, Kepware's, Ignition's) that LineBridge writes each
+    camera's verdict and counters to. The password is never a setting: it comes from the
+    environment (``MFGVISION_OPCUA_CLIENT_PASSWORD``)."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+    endpoint: str = Field(
+        pattern=r"^opc\.tcp://[^/@\s]+(/[^@\s]*)?$",
+        max_length=MAX_TEXT,
+        description="opc.tcp://host:port[/path], no user part",
+    )
+    username: str = Field(
+        "",
+        max_length=256,
+        description="user name; empty = anonymous; its password from MFGVISION_OPCUA_CLIENT_PASSWORD",
+    )
+    security: Literal["none", "Basic256Sha256_Sign", "Basic256Sha256_SignAndEncrypt"] = Field(
+        "none", description="security policy and mode of the secure channel"
+    )
+    certificate_file: str = Field(
+        "", max_length=MAX_TEXT, description="this client's certificate (PEM or DER) when secured"
+    )
+    private_key_file: str = Field(
+        "", max_length=MAX_TEXT, description="its private key (PEM or DER, unencrypted)"
+    )
+    server_certificate_file: str = Field(
+        "", max_length=MAX_TEXT, description="the server's certificate (PEM or DER) when secured"
+    )
+    timeout_s: float = Field(2.0, gt=0, le=30, description="how long one request may take")
+    cameras: dict[str, OpcUaCameraNodes] = Field(
+        min_length=1, description="camera_id -> the node ids of its variables"
+    )
+    verdict_as: Literal["string", "int"] = Field(
+        "string", description="string: OK/NG/''; int: 0 unknown, 1 OK, 2 NG"
+    )
+    queue_size: int = Field(1000, ge=1, le=100000, description="updates waiting to be written")
+    backoff_initial_s: float = Field(0.5, gt=0, le=60, description="first reconnection delay")
+    backoff_max_s: float = Field(10.0, gt=0, le=600, description="cap of the reconnection delay")
+
+    @model_validator(mode="after")
+    def _check(self) -> OpcUaClientSettings:
+        if self.security != "none":
+            for name in ("certificate_file", "private_key_file", "server_certificate_file"):
+                if not getattr(self, name):
+                    raise ValueError(f"{name} is needed with security {self.security}")
+        if self.backoff_max_s < self.backoff_initial_s:
+            raise ValueError("backoff_max_s must not be below backoff_initial_s")
+        return self
+
+
 class LineBridgeSettings(ModuleSettings):
     """LineBridge module: each camera's verdict to the line, triggers from it. Each connection to
     the line is a sub-object of its own (``mqtt``)."""
@@ -862,6 +961,9 @@ class LineBridgeSettings(ModuleSettings):
     mqtt: MqttSettings = Field(default_factory=MqttSettings, description="MQTT connection")
     modbus: ModbusSettings | None = Field(
         None, description="Modbus TCP connection to a PLC; none = off"
+    )
+    opcua_client: OpcUaClientSettings | None = Field(
+        None, description="OPC UA client writing to the plant's OPC UA server; none = off"
     )
     trigger_timeout_s: float = Field(
         2.0,

@@ -30,10 +30,10 @@ VERDICT_UNKNOWN, VERDICT_OK, VERDICT_NG = 0, 1, 2
 SEQUENCE_MAX = 0xFFFF
 
 
-def sequence_number(start: int, part: int) -> int:
-    """The number of the ``part``-th part (1, 2, ...) counted on from ``start``: 1..65535, wrapping
-    to 1 (0 is never written)."""
-    return (start + part - 1) % SEQUENCE_MAX + 1
+def sequence_number(start: int, part: int, maximum: int = SEQUENCE_MAX) -> int:
+    """The number of the ``part``-th part (1, 2, ...) counted on from ``start``: 1..``maximum``,
+    wrapping to 1 (0 is never written)."""
+    return (start + part - 1) % maximum + 1
 
 
 def defect_mask(defects: tuple[str, ...], settings: ModbusSettings) -> int:

@@ -56,6 +56,11 @@ def enabled_sinks(settings: LineBridgeSettings, module_id: str, trigger: Trigger
         sinks.append(MqttSink(settings.mqtt, module_id, trigger, settings.trigger_timeout_s))
     if settings.modbus is not None:
         sinks.append(ModbusSink(settings.modbus, trigger))
+    if settings.opcua_client is not None:
+        # asyncua takes a third of a second to import: only where an OPC UA client is configured
+        from mfgvision.line_bridge.opcua_client import OpcUaClientSink
+
+        sinks.append(OpcUaClientSink(settings.opcua_client))
     return sinks
 
 
@@ -283,7 +288,7 @@ class LineBridgeService:
 
 def _connections(settings: LineBridgeSettings) -> dict[str, Any]:
     """The settings a sink is built from (a change rebuilds the sinks)."""
-    return settings.model_dump(include={"mqtt", "modbus", "trigger_timeout_s"})
+    return settings.model_dump(include={"mqtt", "modbus", "opcua_client", "trigger_timeout_s"})
 
 
 def _state_json(state: CameraState) -> dict[str, Any]:
