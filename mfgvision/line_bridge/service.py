@@ -30,6 +30,7 @@ from mfgvision.edge.hub import START_WAIT_S, Hub, HubMessage
 from mfgvision.line_bridge.gate import RejectGate
 from mfgvision.line_bridge.modbus import ModbusSink
 from mfgvision.line_bridge.mqtt import MqttSink
+from mfgvision.line_bridge.opcua_server import OpcUaServerSink
 from mfgvision.line_bridge.results import CameraState, Inspection, Sink, Trigger
 from mfgvision.runtime import Paths
 from mfgvision.settings import LineBridgeSettings
@@ -56,6 +57,8 @@ def enabled_sinks(settings: LineBridgeSettings, module_id: str, trigger: Trigger
         sinks.append(MqttSink(settings.mqtt, module_id, trigger, settings.trigger_timeout_s))
     if settings.modbus is not None:
         sinks.append(ModbusSink(settings.modbus, trigger))
+    if settings.opcua_server is not None:
+        sinks.append(OpcUaServerSink(settings.opcua_server, trigger))
     return sinks
 
 
@@ -251,12 +254,16 @@ class LineBridgeService:
 
     def _build_sinks(self, settings: LineBridgeSettings) -> list[Sink]:
         """The enabled connections, started; one that cannot be built (a CA file that is not
-        there) leaves the module running without connections, ``degraded`` with the reason."""
+        there, a port in use) leaves the module running without connections, ``degraded`` with the
+        reason; those already started are stopped again."""
+        sinks: list[Sink] = []
         try:
-            sinks = self._sink_factory(settings, self.hub.module_id, self.trigger)
-            for sink in sinks:
+            for sink in self._sink_factory(settings, self.hub.module_id, self.trigger):
                 sink.start()
+                sinks.append(sink)
         except Exception as exc:
+            for sink in sinks:
+                sink.stop()
             self.sink_error = f"{type(exc).__name__}: {exc}"[:SHOWN_CHARS]
             log.error("connections to the line not built", extra={"error": self.sink_error})
             return []
@@ -283,7 +290,7 @@ class LineBridgeService:
 
 def _connections(settings: LineBridgeSettings) -> dict[str, Any]:
     """The settings a sink is built from (a change rebuilds the sinks)."""
-    return settings.model_dump(include={"mqtt", "modbus", "trigger_timeout_s"})
+    return settings.model_dump(include={"mqtt", "modbus", "opcua_server", "trigger_timeout_s"})
 
 
 def _state_json(state: CameraState) -> dict[str, Any]:
