@@ -49,7 +49,8 @@ def configure_logging(module: str, level: str = "INFO") -> None:
     root.setLevel(level.upper())
     # Alembic says "Context impl ..." on every schema check; "database schema ready" (its revisions)
     # is the one line per migration run.
-    for noisy in ("alembic", "azure", "paho", "urllib3", "werkzeug", "waitress"):
+    # asyncua says "activate session", "create subscription" ... for every client request.
+    for noisy in ("alembic", "asyncua", "azure", "paho", "urllib3", "werkzeug", "waitress"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
     # "Task queue depth is N" is a warning for every request that waits for a thread, which a page
     # loading its thumbnails causes by design; real trouble from the server still shows as errors.

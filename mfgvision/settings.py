@@ -951,12 +951,90 @@ class OpcUaClientSettings(BaseModel):
                     raise ValueError(f"{name} is needed with security {self.security}")
         if self.backoff_max_s < self.backoff_initial_s:
             raise ValueError("backoff_max_s must not be below backoff_initial_s")
+
+
+#: Security policies of the OPC UA server's endpoints: ``none`` (plain), or Basic256Sha256 signed or
+#: signed and encrypted.
+OpcUaSecurity = Literal["none", "Basic256Sha256_Sign", "Basic256Sha256_SignAndEncrypt"]
+
+
+class OpcUaServerSettings(BaseModel):
+    """LineBridge's OPC UA server: where it listens, who may log in (anonymous, a user whose password
+    comes from ``MFGVISION_OPCUA_PASSWORD``, or a client certificate in ``trusted_certs_dir``) and
+    which security policies its endpoints offer."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+    host: str = Field(
+        "0.0.0.0",
+        min_length=1,
+        max_length=253,
+        description="address to listen on (0.0.0.0: every interface, 127.0.0.1: this machine only)",
+    )
+    port: int = Field(4840, ge=1, le=65535, description="TCP port (4840 is OPC UA's own)")
+    anonymous: bool = Field(False, description="let clients in without user or certificate")
+    username: str = Field(
+        "",
+        max_length=256,
+        description="user name clients log in with; its password from MFGVISION_OPCUA_PASSWORD",
+    )
+    security: list[OpcUaSecurity] = Field(
+        default_factory=lambda: ["none"],
+        min_length=1,
+        max_length=3,
+        description="security policies the endpoints offer: none, Basic256Sha256_Sign, "
+        "Basic256Sha256_SignAndEncrypt",
+    )
+    certificate_file: str = Field(
+        "", max_length=1024, description="the server's certificate (PEM or DER) for Basic256Sha256"
+    )
+    private_key_file: str = Field(
+        "",
+        max_length=1024,
+        description="the certificate's unencrypted RSA private key (PEM or DER)",
+    )
+    trusted_certs_dir: str = Field(
+        "",
+        max_length=1024,
+        description="folder of trusted client certificates (.pem/.der, or their CAs): only these "
+        "clients open a signed channel, and they may log in with their certificate",
+    )
+    trigger_timeout_s: float = Field(
+        2.0, gt=0, le=60, description="how long the Trigger method waits for its inspection"
+    )
+    queue_size: int = Field(
+        1000,
+        ge=10,
+        le=100000,
+        description="updates waiting for the server; beyond it only each camera's latest is kept",
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> OpcUaServerSettings:
+        if len(set(self.security)) != len(self.security):
+            raise ValueError("security: a policy is listed twice")
+        signed = any(policy != "none" for policy in self.security)
+        if bool(self.certificate_file) != bool(self.private_key_file):
+            raise ValueError("certificate_file and private_key_file go together")
+        if signed and not self.certificate_file:
+            raise ValueError("Basic256Sha256 needs certificate_file and private_key_file")
+        if not (self.anonymous or self.username or self.trusted_certs_dir):
+            raise ValueError(
+                "no client could log in: turn anonymous on, or set username or trusted_certs_dir"
+            )
+        if self.username and "Basic256Sha256_SignAndEncrypt" not in self.security:
+            raise ValueError(
+                "username needs Basic256Sha256_SignAndEncrypt in security, so that the password "
+                "never crosses the network in plain text"
+            )
+        if self.trusted_certs_dir and not signed:
+            raise ValueError("trusted_certs_dir needs a Basic256Sha256 policy in security")
         return self
 
 
 class LineBridgeSettings(ModuleSettings):
     """LineBridge module: each camera's verdict to the line, triggers from it. Each connection to
-    the line is a sub-object of its own (``mqtt``)."""
+    the line is a sub-object of its own (``mqtt``, ``modbus``, ``opcua_client``, ``opcua_server``)."""
 
     mqtt: MqttSettings = Field(default_factory=MqttSettings, description="MQTT connection")
     modbus: ModbusSettings | None = Field(
@@ -964,6 +1042,9 @@ class LineBridgeSettings(ModuleSettings):
     )
     opcua_client: OpcUaClientSettings | None = Field(
         None, description="OPC UA client writing to the plant's OPC UA server; none = off"
+    )
+    opcua_server: OpcUaServerSettings | None = Field(
+        None, description="OPC UA server for SCADA, MES and PLC clients; none = off"
     )
     trigger_timeout_s: float = Field(
         2.0,

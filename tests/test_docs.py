@@ -62,6 +62,7 @@ def test_every_settings_row_says_what_it_means() -> None:
         settings.ModelRepoSettings,
         settings.LineBridgeSettings,
         settings.MqttSettings,
+        settings.OpcUaServerSettings,
     ],
 )
 def test_every_setting_has_a_description_for_the_twin_tool(model: type) -> None:

@@ -7,6 +7,7 @@ from mfgvision.settings import (
     CisSettings,
     LineBridgeSettings,
     MqttSettings,
+    OpcUaServerSettings,
     SettingsError,
     parse_settings,
 )
@@ -238,6 +239,8 @@ def test_every_line_bridge_setting_is_documented():
         assert f"| `{name}` |" in doc, name
     for name in MqttSettings.model_fields:
         assert f"| `mqtt.{name}` |" in doc, name
+    for name in OpcUaServerSettings.model_fields:
+        assert f"| `opcua_server.{name}` |" in doc, name
 
 
 def test_the_mqtt_password_is_never_a_line_bridge_setting():
@@ -247,3 +250,11 @@ def test_the_mqtt_password_is_never_a_line_bridge_setting():
     assert (
         parse_settings(LineBridgeSettings, {"mqtt": {"username": "line"}}).mqtt.username == "line"
     )
+
+
+def test_the_opcua_password_is_never_a_line_bridge_setting():
+    server = {"username": "line", "password": "pw", "anonymous": True}
+    with pytest.raises(SettingsError) as refused:
+        parse_settings(LineBridgeSettings, {"opcua_server": server})
+    assert "password" in str(refused.value)
+    assert parse_settings(LineBridgeSettings, {}).opcua_server is None

@@ -61,6 +61,10 @@ def enabled_sinks(settings: LineBridgeSettings, module_id: str, trigger: Trigger
         from mfgvision.line_bridge.opcua_client import OpcUaClientSink
 
         sinks.append(OpcUaClientSink(settings.opcua_client))
+    if settings.opcua_server is not None:
+        from mfgvision.line_bridge.opcua_server import OpcUaServerSink
+
+        sinks.append(OpcUaServerSink(settings.opcua_server, trigger))
     return sinks
 
 
@@ -256,12 +260,16 @@ class LineBridgeService:
 
     def _build_sinks(self, settings: LineBridgeSettings) -> list[Sink]:
         """The enabled connections, started; one that cannot be built (a CA file that is not
-        there) leaves the module running without connections, ``degraded`` with the reason."""
+        there, a port in use) leaves the module running without connections, ``degraded`` with the
+        reason; those already started are stopped again."""
+        sinks: list[Sink] = []
         try:
-            sinks = self._sink_factory(settings, self.hub.module_id, self.trigger)
-            for sink in sinks:
+            for sink in self._sink_factory(settings, self.hub.module_id, self.trigger):
                 sink.start()
+                sinks.append(sink)
         except Exception as exc:
+            for sink in sinks:
+                sink.stop()
             self.sink_error = f"{type(exc).__name__}: {exc}"[:SHOWN_CHARS]
             log.error("connections to the line not built", extra={"error": self.sink_error})
             return []
@@ -288,7 +296,9 @@ class LineBridgeService:
 
 def _connections(settings: LineBridgeSettings) -> dict[str, Any]:
     """The settings a sink is built from (a change rebuilds the sinks)."""
-    return settings.model_dump(include={"mqtt", "modbus", "opcua_client", "trigger_timeout_s"})
+    return settings.model_dump(
+        include={"mqtt", "modbus", "opcua_client", "opcua_server", "trigger_timeout_s"}
+    )
 
 
 def _state_json(state: CameraState) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 Every module of the manifest that this package provides runs over the in-process hub with its desired
 properties and the manifest's routes. SQLite stands in for MySQL and a local folder for Blob storage
 unless real ones are configured (``MFGVISION_DB_URL``); everything written goes under one data folder.
+A LineBridge serves its OPC UA server to this machine only, without login (``demo_opcua_server``).
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ from typing import Any
 from sqlalchemy.exc import SQLAlchemyError
 
 from mfgvision.edge.inprocess import InProcessBroker
+from mfgvision.line_bridge.opcua_server import endpoint_url
 from mfgvision.manifest import ModuleSpec, load_manifest
 from mfgvision.module_registry import ModuleContext, build_module
 from mfgvision.runtime import REPO_ASSETS, Paths, Service, run_until_signalled
+from mfgvision.settings import OpcUaServerSettings
 from mfgvision.store.database import Database, database_url_from_env
 from mfgvision.twin_config.registry import LocalRegistry
 
@@ -41,6 +44,11 @@ def free_port(preferred: int, host: str = "127.0.0.1") -> int:
             print(f"Port {preferred} is taken by another program; using {chosen}.", flush=True)
         return chosen
     raise OSError("no free port")
+
+
+def demo_opcua_server(port: int) -> OpcUaServerSettings:
+    """The demo's OPC UA server: anonymous, reachable from this machine only."""
+    return OpcUaServerSettings(host="127.0.0.1", port=port, anonymous=True)
 
 
 def log_not_run_locally(name: str, spec: ModuleSpec) -> None:
@@ -74,10 +82,14 @@ def demo_main(manifest_path: Path, data_dir: Path, duration: float | None, port:
     dashboard_port = free_port(port)
     services: list[Service] = []
     dashboard_url = None
+    opcua_urls: list[str] = []
     for name, spec in manifest.modules.items():
-        ctx = ModuleContext(
-            broker.hub(name, spec.desired), paths, db_url, "127.0.0.1", dashboard_port
-        )
+        desired = spec.desired
+        if spec.command[:1] == ["line-bridge"]:
+            opcua = demo_opcua_server(free_port(4840 if port else 0))
+            desired = {**desired, "opcua_server": opcua.model_dump()}
+            opcua_urls.append(endpoint_url(opcua))
+        ctx = ModuleContext(broker.hub(name, desired), paths, db_url, "127.0.0.1", dashboard_port)
         service = build_module(spec.command, ctx)
         if service is None:
             log_not_run_locally(name, spec)
@@ -104,6 +116,8 @@ def demo_main(manifest_path: Path, data_dir: Path, duration: float | None, port:
     print(f"mfgvision demo: {len(services)} modules running, data in {data_dir}", flush=True)
     if dashboard_url:
         print(f"Dashboard: {dashboard_url}", flush=True)
+    for url in opcua_urls:
+        print(f"OPC UA: {url}", flush=True)
     if twin_config_url:
         print(f"Twin configuration: {twin_config_url}", flush=True)
     print_how_it_stops(duration)

@@ -220,6 +220,7 @@ def test_long_create_options_are_split_into_512_character_chunks(tmp_path):
                 "STORAGE_CONNECTION_STRING",
                 "MQTT_PASSWORD",
                 "OPCUA_CLIENT_PASSWORD",
+                "OPCUA_PASSWORD",
             ],
             "v",
         ),

@@ -1,5 +1,6 @@
 """The embedded default, as a user runs it: ``mfgvision demo`` as a subprocess."""
 
+import asyncio
 import json
 import os
 import signal
@@ -12,7 +13,9 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from asyncua import Client, ua
 
+from mfgvision.line_bridge.opcua_server import NAMESPACE
 from mfgvision.local.demo import free_port
 from mfgvision.store.database import Database
 
@@ -74,16 +77,38 @@ def test_demo_on_mariadb_reports_the_rows_it_stored_there(tmp_path, mariadb_url)
     assert not (tmp_path / "mfgvision.db").exists()  # nothing went to the default SQLite file
 
 
-def test_demo_serves_the_dashboard_and_stops_on_sigterm(tmp_path):
+async def _first_verdict(url: str) -> str:
+    """The demo camera's verdict from LineBridge's OPC UA server, once it listens and has one."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            async with Client(url, timeout=10) as client:
+                ns = await client.get_namespace_index(NAMESPACE)
+                path = [f"{ns}:Cameras", f"{ns}:line1-top", f"{ns}:Verdict"]
+                verdict = await (await client.nodes.objects.get_child(path)).read_value()
+        except (OSError, ua.UaStatusCodeError):  # not listening yet, or no result yet
+            verdict = ""
+        if verdict:
+            return verdict
+        await asyncio.sleep(0.5)
+    return ""
+
+
+def test_demo_serves_the_dashboard_and_opcua_and_stops_on_sigterm(tmp_path):
     proc = _demo(tmp_path)
     try:
-        url = None
+        urls: dict[str, str] = {}
         deadline = time.monotonic() + 60
-        while url is None and time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            if line.startswith("Dashboard: "):
-                url = line.split(": ", 1)[1].strip()
+        while len(urls) < 2 and time.monotonic() < deadline:
+            label, _, url = proc.stdout.readline().partition(": ")
+            if label in ("Dashboard", "OPC UA"):
+                assert label not in urls, f"{label} printed twice"
+                urls[label] = url.strip()
+        url = urls.get("Dashboard")
         assert url, "the demo never printed its dashboard URL"
+        opcua = urls.get("OPC UA", "")
+        assert opcua.startswith("opc.tcp://127.0.0.1:"), "the demo never printed its OPC UA URL"
+        assert asyncio.run(_first_verdict(opcua)) in ("OK", "NG")
         for _ in range(100):
             try:
                 with urllib.request.urlopen(url + "healthz", timeout=5) as resp:
