@@ -951,6 +951,7 @@ class OpcUaClientSettings(BaseModel):
                     raise ValueError(f"{name} is needed with security {self.security}")
         if self.backoff_max_s < self.backoff_initial_s:
             raise ValueError("backoff_max_s must not be below backoff_initial_s")
+        return self
 
 
 #: Security policies of the OPC UA server's endpoints: ``none`` (plain), or Basic256Sha256 signed or
