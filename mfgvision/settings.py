@@ -315,6 +315,7 @@ CAMERA = "Camera"
 INSPECTION = "Inspection"
 STORAGE = "Storage and retraining"
 ALERTS = "Alerts"
+DRIFT = "Drift"
 
 
 class CameraSettings(ModuleSettings):
@@ -631,6 +632,132 @@ class CisSettings(CameraSettings):
         json_schema_extra=form(STORAGE, 69, advanced=True),
         description="keep each upload request until ImageUpload's receipt arrives on the "
         "`uploadReceipts` input, and send it again without one; off when no route brings receipts back",
+    )
+    # Drift detection (docs/drift.md): what is checked, how often, and each figure's threshold.
+    drift_every_s: float = Field(
+        5.0,
+        ge=0,
+        le=3600,
+        title="Drift check every",
+        description="seconds between drift checks of an inferred frame (camera position, image "
+        "quality, model behaviour); 0 = off",
+        json_schema_extra=form(DRIFT, 80, unit="s"),
+    )
+    drift_consecutive: int = Field(
+        3,
+        ge=1,
+        le=100,
+        title="Checks to raise or clear",
+        description="a drift alert is raised after this many checks in a row past its threshold, "
+        "and cleared after as many in a row below its clear threshold",
+        json_schema_extra=form(DRIFT, 81, advanced=True),
+    )
+    drift_clear_ratio: float = Field(
+        0.7,
+        gt=0,
+        lt=1,
+        title="Clear below (fraction of threshold)",
+        description="a raised drift alert clears below this fraction of its threshold",
+        json_schema_extra=form(DRIFT, 82, advanced=True),
+    )
+    drift_shift_px: float = Field(
+        20.0,
+        gt=0,
+        le=10000,
+        title="Camera moved: shift",
+        description="shift of the image centre against the reference frame, in frame pixels",
+        json_schema_extra=form(DRIFT, 83, unit="px", advanced=True),
+    )
+    drift_rotation_deg: float = Field(
+        1.0,
+        gt=0,
+        le=180,
+        title="Camera moved: rotation",
+        description="rotation against the reference frame, either way",
+        json_schema_extra=form(DRIFT, 84, unit="°", advanced=True),
+    )
+    drift_scale: float = Field(
+        0.03,
+        gt=0,
+        le=1,
+        title="Camera moved: scale",
+        description="relative change of scale (zoom, focus) against the reference frame",
+        json_schema_extra=form(DRIFT, 85, advanced=True),
+    )
+    drift_sharpness: float = Field(
+        0.4,
+        gt=0,
+        le=1,
+        title="Blur: sharpness loss",
+        description="relative loss of sharpness (variance of the Laplacian) against the reference",
+        json_schema_extra=form(DRIFT, 86, advanced=True),
+    )
+    drift_brightness: float = Field(
+        0.25,
+        gt=0,
+        le=10,
+        title="Brightness change",
+        description="relative change of mean brightness against the reference, either way",
+        json_schema_extra=form(DRIFT, 87, advanced=True),
+    )
+    drift_contrast: float = Field(
+        0.3,
+        gt=0,
+        le=10,
+        title="Contrast change",
+        description="relative change of contrast (standard deviation of grey) against the "
+        "reference, either way",
+        json_schema_extra=form(DRIFT, 88, advanced=True),
+    )
+    drift_saturation: float = Field(
+        0.3,
+        gt=0,
+        le=10,
+        title="Saturation change",
+        description="relative change of mean colour saturation against the reference, either way",
+        json_schema_extra=form(DRIFT, 89, advanced=True),
+    )
+    drift_confidence_psi: float = Field(
+        0.25,
+        gt=0,
+        le=10,
+        title="Confidence shift (PSI)",
+        description="population stability index of the top confidences, recent window against "
+        "the baseline",
+        json_schema_extra=form(DRIFT, 90, advanced=True),
+    )
+    drift_class_rate: float = Field(
+        0.1,
+        gt=0,
+        le=1,
+        title="Class rate change",
+        description="change of the share of inferences reporting a class, either way",
+        json_schema_extra=form(DRIFT, 91, advanced=True),
+    )
+    drift_ng_rate: float = Field(
+        0.1,
+        gt=0,
+        le=1,
+        title="NG rate change",
+        description="change of the share of NG inferences, either way",
+        json_schema_extra=form(DRIFT, 92, advanced=True),
+    )
+    drift_baseline: int = Field(
+        500,
+        ge=20,
+        le=10000,
+        title="Model baseline (inferences)",
+        description="the first this many inferences after set-up (or start) are the model's "
+        "baseline",
+        json_schema_extra=form(DRIFT, 93, advanced=True),
+    )
+    drift_window: int = Field(
+        500,
+        ge=20,
+        le=10000,
+        title="Model window (inferences)",
+        description="the last this many inferences are compared with the baseline",
+        json_schema_extra=form(DRIFT, 94, advanced=True),
     )
 
     @field_validator("providers")

@@ -1,4 +1,5 @@
-"""The CIS pipeline: capture thread -> sampler -> inference thread -> writer thread.
+"""The CIS pipeline: capture thread -> sampler -> inference thread -> writer thread, and beside
+them the drift thread (``cis/drift``), handed a sampled inferred frame every few seconds.
 
 Settings apply live: thresholds, rates and storage flags take effect on the next frame, a new camera
 restarts only the capture thread, a new model is swapped in between frames.
@@ -21,6 +22,8 @@ from mfgvision.capture.features import CAMERA_FEATURE_KEYS
 from mfgvision.capture.grabber import FrameGrabber
 from mfgvision.capture.jpeg import decode, reduction_for
 from mfgvision.cis.delivery import Send
+from mfgvision.cis.drift.monitor import DriftMonitor
+from mfgvision.cis.drift.store import DRIFT_FOLDER
 from mfgvision.cis.metrics import PipelineMetrics
 from mfgvision.cis.models import ModelManager, ModelRequest
 from mfgvision.cis.outcome import Outcome
@@ -118,6 +121,9 @@ class CisPipeline:
             live_dir=live_dir,
             upload_receipts=settings.upload_receipts,
         )
+        self.drift = DriftMonitor(
+            (data_dir or images_dir.parent) / DRIFT_FOLDER, send, settings, self.metrics
+        )
         self.grabber: FrameGrabber | None = None
         self.camera_error: str | None = None
         self._sampler = Sampler(settings.inference_fps)
@@ -133,6 +139,7 @@ class CisPipeline:
     def start(self) -> None:
         self.models.start(model_request(self.settings, self.intra_op_threads))
         self.writer.start()
+        self.drift.start()
         self._start_camera()
         self._thread.start()
 
@@ -142,6 +149,7 @@ class CisPipeline:
             self.grabber.stop()
         self._stop.set()
         self._thread.join(timeout=10)
+        self.drift.stop()
         self.writer.stop()
         self.models.stop()
 
@@ -169,6 +177,7 @@ class CisPipeline:
                 self.grabber.stop()
             self._start_camera()
         self.writer.delivery.upload_receipts = new.upload_receipts
+        self.drift.apply(new)
         if old.inference_fps != new.inference_fps:
             self._sampler = Sampler(new.inference_fps)
         if (old.retrain_interval_s, old.retrain_below_probability) != (
@@ -249,6 +258,7 @@ class CisPipeline:
             "counters": counters,
             "pending_rows": self.writer.pending_rows,
             "unconfirmed": self.writer.delivery.unconfirmed(),
+            "drift": self.drift.status(),
             "last_error": self.writer.last_error or self.models.error or self.camera_error,
         }
 
@@ -315,6 +325,7 @@ class CisPipeline:
                     f.set_exception(RuntimeError(f"frame {frame.name} could not be decoded"))
                 continue
             self.writer.submit(outcome)
+            self.drift.observe(outcome)
             for f in forced:
                 f.set_result(_summary(outcome))
 

@@ -36,6 +36,12 @@ class CaptureNowArguments(MethodArguments):
     timeout_s: float = Field(10.0, ge=0.1, le=120, description="how long to wait for a frame")
 
 
+class SetReferenceArguments(MethodArguments):
+    """The payload of ``set_reference``."""
+
+    timeout_s: float = Field(10.0, ge=0.1, le=120, description="how long to wait for a frame")
+
+
 class CisService:
     """One camera's capture-inference-store module."""
 
@@ -69,6 +75,7 @@ class CisService:
         self.hub.on_method("capture_now", self._capture_now, CaptureNowArguments)
         self.hub.on_method("reload_model", self._reload_model)
         self.hub.on_method("trigger", self._trigger)
+        self.hub.on_method("set_reference", self._set_reference, SetReferenceArguments)
         self.hub.on_input(TRIGGER_INPUT, self._on_trigger_message)
         self.hub.on_input(RECEIPTS_INPUT, self._on_receipts)
         self.hub.on_connection_change(self._on_connection_change)
@@ -151,6 +158,17 @@ class CisService:
             raise MethodError(504, "no frame arrived in time") from None
         except RuntimeError as exc:
             raise MethodError(503, str(exc)) from None
+
+    def _set_reference(self, arguments: SetReferenceArguments) -> dict[str, Any]:
+        """The camera is set up: its next inferred frame becomes the drift reference."""
+        if self.pipeline is None:
+            raise MethodError(409, "no valid settings yet")
+        try:
+            return self.pipeline.drift.set_reference(arguments.timeout_s)
+        except TimeoutError:
+            raise MethodError(504, "no frame was inferred in time") from None
+        except RuntimeError as exc:
+            raise MethodError(500, str(exc)) from None
 
     def _trigger(self, _arguments: MethodArguments) -> dict[str, Any]:
         """Fire the camera's software trigger (camera_trigger_mode 'software')."""

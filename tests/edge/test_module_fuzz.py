@@ -263,7 +263,7 @@ def test_cis_takes_any_patch_and_payload(paths, tmp_path, collected):
             broker.hub("cam"),
             broker,
             base,
-            ["status", "capture_now", "trigger", "reload_model", "nope"],
+            ["status", "capture_now", "trigger", "reload_model", "set_reference", "nope"],
             paths.data / "status",
         )
         fuzz(module, CisSettings, lambda i: {"prob_threshold": (i % 100) / 100}, collected)

@@ -1,0 +1,79 @@
+"""A fixed camera over a generated production line, and what knocks it, blurs it or darkens it.
+
+Every frame has sensor noise, a sub-pixel jitter of the mount and a part passing by at a random
+place: what a steady camera sees. The scene is drawn larger than the frame, so a shifted or turned
+camera still sees the line, not a border.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timezone
+
+import cv2
+import numpy as np
+
+from mfgvision.capture.base import Frame
+from mfgvision.cis.outcome import Outcome
+from mfgvision.inference.types import Detection, InferenceResult
+from mfgvision.settings import CisSettings
+from mfgvision.synthetic import generate_sample
+
+FRAME_W, FRAME_H = 1280, 720
+MARGIN = 120
+
+
+class LineCamera:
+    """Frames of one generated scene, as a camera mounted over it sees them."""
+
+    def __init__(self, seed: int = 3) -> None:
+        rng = np.random.default_rng(seed)
+        self.scene, _ = generate_sample(rng, size=(FRAME_W + 2 * MARGIN, FRAME_H + 2 * MARGIN))
+        self.rng = np.random.default_rng(seed + 1)
+
+    def frame(
+        self,
+        dx: float = 0.0,
+        dy: float = 0.0,
+        angle: float = 0.0,
+        blur: float = 0.0,
+        gain: float = 1.0,
+        noise: float = 3.0,
+        jitter: float = 0.7,
+    ) -> np.ndarray:
+        """One BGR frame; the camera's view moved by ``dx``, ``dy`` pixels and turned by ``angle``
+        degrees about its centre, defocused by a Gaussian of ``blur`` pixels, its light times
+        ``gain``."""
+        jx, jy = self.rng.uniform(-jitter, jitter, 2)
+        h, w = self.scene.shape[:2]
+        matrix = cv2.getRotationMatrix2D((w / 2, h / 2), angle, 1.0)
+        matrix[:, 2] += (dx + jx, dy + jy)
+        view = cv2.warpAffine(self.scene, matrix, (w, h), borderMode=cv2.BORDER_REFLECT)
+        image = view[MARGIN : MARGIN + FRAME_H, MARGIN : MARGIN + FRAME_W].astype(np.float32)
+        centre = (int(self.rng.uniform(200, 1080)), int(self.rng.uniform(150, 570)))
+        cv2.circle(image, centre, 60, (float(self.rng.uniform(120, 200)),) * 3, -1)
+        if blur:
+            image = cv2.GaussianBlur(image, (0, 0), blur)
+        image = image * gain + self.rng.normal(0.0, noise, image.shape)
+        return np.clip(image, 0, 255).astype(np.uint8)
+
+
+def outcome(
+    image: np.ndarray, settings: CisSettings, detections: list[Detection] | None = None
+) -> Outcome:
+    """``image`` inferred with ``detections`` (none: an OK part) under ``settings``."""
+    h, w = image.shape[:2]
+    frame = Frame(0, datetime.now(timezone.utc), "f.png", w, h, image=image)
+    result = InferenceResult(detections or [], w, h)
+    return Outcome(
+        unique_id=str(uuid.uuid4()),
+        frame=frame,
+        image=image,
+        image_result=result,
+        result=result,
+        settings=settings,
+        model_name="m",
+        model_version="1",
+        retrain=None,
+        inferred_at=0.0,
+    )
