@@ -15,6 +15,7 @@ from mfgvision.dashboard.context import EXTENSION_KEY, DashboardContext
 from mfgvision.dashboard.live import LiveConfig, LiveConfigError, LiveView
 from mfgvision.dashboard.stats import Rollup
 from mfgvision.logs import configure_logging
+from mfgvision.metrics.server import ModuleWatch, served
 from mfgvision.runtime import Paths, run_until_signalled
 from mfgvision.store.database import Database, database_url_from_env
 from mfgvision.web.auth import AuthConfig
@@ -73,8 +74,12 @@ def dashboard_main(args: argparse.Namespace) -> int:
         status_dir=args.status_dir,
         live=live,
     )
+    from mfgvision.edge.iotedge import module_id_from_environment
+
+    watch = ModuleWatch(module_id_from_environment("dashboard"), "dashboard")
     return run_until_signalled(
-        [server], on_started=lambda: print(f"mfgvision dashboard on {server.url}", flush=True)
+        served([server], watch),
+        on_started=lambda: print(f"mfgvision dashboard on {server.url}", flush=True),
     )
 
 
