@@ -17,7 +17,7 @@ from mfgvision.edge.iotedge import (
     module_id_from_environment,
 )
 from mfgvision.edge.routes import Route
-from mfgvision.metrics.server import served
+from mfgvision.metrics.server import MetricsServer, served
 from mfgvision.module_registry import ModuleContext, build_module, module_watch
 from mfgvision.runtime import Paths, run_until_signalled
 from mfgvision.store.database import database_url_from_env
@@ -40,6 +40,7 @@ def run_module(command: list[str], desired: Path | None, duration: float | None)
     is present (on a device, or against ``mfgvision edgehub``), else on its own with its outputs
     appended to ``<data>/<module>-outputs.jsonl`` and its desired properties from ``desired``. Its
     metrics are served as ``MFGVISION_METRICS_PORT`` says (docs/metrics.md)."""
+    metrics = MetricsServer.from_env()  # a malformed port stops the module before it connects
     paths = Paths.from_env()
     paths.data.mkdir(parents=True, exist_ok=True)
     module_id = module_id_from_environment(command[0])
@@ -61,7 +62,8 @@ def run_module(command: list[str], desired: Path | None, duration: float | None)
     service = build_module(command, ctx)
     if service is None:
         raise ValueError(f"'{command[0]}' is not a module of this suite")
-    return run_until_signalled(served([service], module_watch(command, ctx, service)), duration)
+    watch = module_watch(command, ctx, service)
+    return run_until_signalled(served(metrics, [service], watch), duration)
 
 
 def _connect_until_signalled(hub: IoTEdgeHub) -> None:

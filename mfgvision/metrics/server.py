@@ -227,11 +227,12 @@ class MetricsServer(WsgiService):
         log.info("metrics served", extra={"url": self.metrics_url})
 
 
-def served(services: list[Service], *watches: ModuleWatch) -> list[Service]:
-    """``services`` after the metrics server ``MFGVISION_METRICS_PORT`` asks for, which serves
-    ``watches`` (first up, last down: it answers while the modules start and stop); ``services``
-    alone when metrics are off."""
-    server = MetricsServer.from_env()
+def served(
+    server: MetricsServer | None, services: list[Service], *watches: ModuleWatch
+) -> list[Service]:
+    """``services`` after ``server`` (from :meth:`MetricsServer.from_env`), which serves
+    ``watches``: first up, last down, it answers while the modules start and stop. ``services``
+    alone when metrics are off (None)."""
     if server is None:
         return services
     for watch in watches:

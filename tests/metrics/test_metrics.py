@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -17,40 +18,39 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
+from mfgvision.cli import main as cli_main
+from mfgvision.deploy.standin import EdgeHubStandIn
 from mfgvision.edge.inprocess import InProcessBroker
+from mfgvision.edge.iotedge import IoTEdgeHub
+from mfgvision.launch import run_module
+from mfgvision.manifest import load_manifest
 from mfgvision.metrics.modules import read_model_repo
 from mfgvision.metrics.server import MetricsServer, ModuleWatch
 from mfgvision.module_registry import ModuleContext, build_module, module_watch
 from mfgvision.runtime import Paths
 from tests.cis.conftest import LABELS, write_const_model, write_frames
+from tests.edge.standin_env import (
+    module,
+    random_address_base,
+    remove_broker_files,
+    require_mosquitto,
+    write_manifest,
+)
 from tests.factories import wait_for
+from tests.metrics.exposition import Samples, scrape, scrape_when_up, value
 from tests.services import free_port, wait_port
 
 REPO = Path(__file__).resolve().parents[2]
-
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
-
-
-def scrape(url: str) -> Samples:
-    """Every sample of ``url``: (name, labels) -> value."""
-    with urllib.request.urlopen(url, timeout=10) as resp:
-        assert resp.status == 200
-        text = resp.read().decode()
-    return {
-        (s.name, frozenset(s.labels.items())): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
+TIMEOUT = 120.0
+DOC = (REPO / "docs" / "metrics.md").read_text()
+METRIC = re.compile(r"\bmfgvision_[a-z_]+")
 
 
-def value(samples: Samples, name: str, **labels: str) -> float | None:
-    """The sample ``name`` whose labels include ``labels``; None when there is none."""
-    wanted = set(labels.items())
-    found = [v for (n, ls), v in samples.items() if n == name and wanted <= ls]
-    assert len(found) <= 1, f"{name}{labels} is not one sample: {found}"
-    return found[0] if found else None
+def documented(name: str) -> bool:
+    """Whether docs/metrics.md lists ``name`` (a histogram by its base name)."""
+    base = re.sub(r"_(bucket|count|sum)$", "", name)
+    return any(f"`{n}{{" in DOC or f"`{n}`" in DOC for n in (name, base))
 
 
 def desired_cis(frames: Path, camera_id: str) -> dict[str, Any]:
@@ -154,10 +154,10 @@ def test_a_failing_module_costs_only_its_own_samples(caplog):
         server.stop()
     assert value(samples, "mfgvision_model_repo_passes_total", module="good") == 3
     assert value(samples, "mfgvision_model_repo_models", module="good") == 1
-    for module in ("broken", "half"):
-        assert value(samples, "mfgvision_metrics_collect_errors_total", module=module) == 2
-        others = [n for (n, ls), _ in samples.items() if ("module", module) in ls]
-        assert others == ["mfgvision_metrics_collect_errors_total"], module
+    for failing in ("broken", "half"):
+        assert value(samples, "mfgvision_metrics_collect_errors_total", module=failing) == 2
+        others = [n for (n, ls), _ in samples.items() if ("module", failing) in ls]
+        assert others == ["mfgvision_metrics_collect_errors_total"], failing
     assert value(samples, "mfgvision_metrics_collect_errors_total", module="good") == 0
     assert value(samples, "process_resident_memory_bytes") > 0
     logged = [r for r in caplog.records if r.getMessage() == "module metrics not collected"]
@@ -253,3 +253,111 @@ def test_every_module_the_runner_starts_serves_metrics_until_sigterm(tmp_path, k
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
+
+
+@pytest.mark.slow
+def test_the_demo_serves_every_module_on_one_endpoint(tmp_path):
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mfgvision", "demo", "--data-dir", str(tmp_path), "--port", "0"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        lines: list[str] = []
+        while not lines or not lines[-1].startswith("Metrics: "):
+            assert proc.stdout is not None and proc.poll() is None and len(lines) < 20, lines
+            lines.append(proc.stdout.readline())
+        assert sum(line.startswith("Metrics: ") for line in lines) == 1
+        url = lines[-1].split(": ", 1)[1].strip()
+        assert url.endswith("/metrics")
+
+        def cis_inferred() -> bool:
+            samples = scrape_when_up(url)
+            return (value(samples, "mfgvision_inferences_total", module="CIS1") or 0) > 0
+
+        assert wait_for(cis_inferred, 60)
+        samples = scrape(url)
+        kinds = {
+            dict(labels)["module"]: dict(labels)["kind"]
+            for (name, labels), _ in samples.items()
+            if name == "mfgvision_module_info"
+        }
+        assert kinds == {
+            "ModelRepo": "model-repo",
+            "CIS1": "cis",
+            "ImageUpload": "image-upload",
+            "LineBridge": "line-bridge",
+            "Dashboard": "dashboard",
+            "FileCleanup": "file-cleanup",
+            "TwinConfig": "twin-config",
+        }
+        assert value(samples, "mfgvision_image_upload_queued", module="ImageUpload") is not None
+        assert value(samples, "mfgvision_line_bridge_waiting_parts", module="LineBridge") == 0
+        stage = "mfgvision_cis_stage_duration_seconds_count"
+        assert value(samples, stage, module="CIS1", stage="infer") > 0
+        served = {name for name, _ in samples if name.startswith("mfgvision_")}
+        assert [name for name in sorted(served) if not documented(name)] == []
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+
+
+def test_the_grafana_dashboard_queries_documented_metrics():
+    dashboard = json.loads((REPO / "docs" / "grafana" / "mfgvision.json").read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
+    names = {name for expr in exprs for name in METRIC.findall(expr)}
+    assert len(names) >= 20
+    assert [name for name in sorted(names) if not documented(name)] == []
+    assert any("histogram_quantile(0.99" in e for e in exprs)
+    ids = [p["id"] for p in dashboard["panels"]]
+    assert len(ids) == len(set(ids))
+
+
+@pytest.mark.slow
+def test_the_edgehub_connection_is_served_across_a_restart(tmp_path, monkeypatch):
+    require_mosquitto()
+    manifest = write_manifest(tmp_path / "deployment.json", {"CIS1": module(["cis"])}, {})
+    state = tmp_path / "edgehub"
+    standin = EdgeHubStandIn(load_manifest(manifest), state, address_base=random_address_base())
+    standin.start()
+    for key, env_value in standin.module_environment("CIS1").items():
+        monkeypatch.setenv(key, env_value)
+    hub = IoTEdgeHub("CIS1", backoff_start_s=0.2, backoff_max_s=2, sdk_timeout_s=5)
+    server = MetricsServer("127.0.0.1", 0)
+    server.watch(ModuleWatch("CIS1", "cis", hub))
+    server.start()
+
+    def hub_state() -> tuple[float | None, float | None]:
+        samples = scrape(server.metrics_url)
+        return (
+            value(samples, "mfgvision_hub_connected", module="CIS1"),
+            value(samples, "mfgvision_hub_disconnects_total", module="CIS1"),
+        )
+
+    try:
+        assert hub.connect(wait_s=TIMEOUT)
+        assert hub_state() == (1, 0)
+        standin.stop()
+        assert wait_for(lambda: hub_state() == (0, 1), TIMEOUT), hub_state()
+        standin.start()
+        assert wait_for(lambda: hub_state() == (1, 1), TIMEOUT), hub_state()
+    finally:
+        server.stop()
+        hub.disconnect()
+        standin.stop()
+        remove_broker_files(state)
+
+
+def test_a_malformed_port_stops_a_module_before_it_starts(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("MFGVISION_METRICS_PORT", "nine")
+    monkeypatch.setenv("MFGVISION_DATA", str(tmp_path / "data"))
+    with pytest.raises(ValueError, match="MFGVISION_METRICS_PORT must be a port number or 0"):
+        run_module(["image-upload"], None, 1.0)
+    assert not (tmp_path / "data").exists()  # nothing started
+    assert cli_main(["dashboard", "--port", "0"]) == 2
+    assert "MFGVISION_METRICS_PORT" in capsys.readouterr().err
