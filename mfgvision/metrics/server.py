@@ -75,9 +75,9 @@ class ModuleWatch:
     hub: Connection | None = None
     status: Callable[[], Mapping[str, Any]] | None = None
     reader: StatusReader | None = None
-    errors: int = 0
-    disconnects: int = 0
-    last_error: str | None = field(default=None, repr=False)
+    errors: int = field(default=0, init=False)
+    disconnects: int = field(default=0, init=False)
+    last_error: str | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.hub is not None:
@@ -141,31 +141,30 @@ class _Modules(Collector):
         return []
 
     def collect(self) -> Iterable[Metric]:
-        with self._lock:
-            watches = list(self.watches)
         scrape = Families()
-        for watch in watches:
-            mine = Families(module=watch.module)
-            try:
-                watch.read(mine)
-                scrape.merge(mine)
-            except Exception as exc:
-                watch.errors += 1
-                error = f"{type(exc).__name__}: {exc}"[:300]
-                if error != watch.last_error:
-                    log.error(
-                        "module metrics not collected",
-                        extra={"module_name": watch.module, "error": error},
-                    )
-                watch.last_error = error
-            else:
-                watch.last_error = None
-            scrape.counter(
-                "mfgvision_metrics_collect_errors",
-                "Scrapes that could not read this module's metrics",
-                watch.errors,
-                module=watch.module,
-            )
+        with self._lock:  # one scrape at a time: the error counts stay exact
+            for watch in self.watches:
+                mine = Families(module=watch.module)
+                try:
+                    watch.read(mine)
+                    scrape.merge(mine)
+                except Exception as exc:
+                    watch.errors += 1
+                    error = f"{type(exc).__name__}: {exc}"[:300]
+                    if error != watch.last_error:
+                        log.error(
+                            "module metrics not collected",
+                            extra={"module_name": watch.module, "error": error},
+                        )
+                    watch.last_error = error
+                else:
+                    watch.last_error = None
+                scrape.counter(
+                    "mfgvision_metrics_collect_errors",
+                    "Scrapes that could not read this module's metrics",
+                    watch.errors,
+                    module=watch.module,
+                )
         return scrape.metrics()
 
 
