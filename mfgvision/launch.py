@@ -17,7 +17,8 @@ from mfgvision.edge.iotedge import (
     module_id_from_environment,
 )
 from mfgvision.edge.routes import Route
-from mfgvision.module_registry import ModuleContext, build_module
+from mfgvision.metrics.server import MetricsServer, served
+from mfgvision.module_registry import ModuleContext, build_module, module_watch
 from mfgvision.runtime import Paths, run_until_signalled
 from mfgvision.store.database import database_url_from_env
 
@@ -37,7 +38,9 @@ def load_desired(path: Path | None) -> dict[str, Any]:
 def run_module(command: list[str], desired: Path | None, duration: float | None) -> int:
     """Run the module ``command`` (e.g. ``["cis"]``): through edgeHub when the IoT Edge environment
     is present (on a device, or against ``mfgvision edgehub``), else on its own with its outputs
-    appended to ``<data>/<module>-outputs.jsonl`` and its desired properties from ``desired``."""
+    appended to ``<data>/<module>-outputs.jsonl`` and its desired properties from ``desired``. Its
+    metrics are served as ``MFGVISION_METRICS_PORT`` says (docs/metrics.md)."""
+    metrics = MetricsServer.from_env()  # a malformed port stops the module before it connects
     paths = Paths.from_env()
     paths.data.mkdir(parents=True, exist_ok=True)
     module_id = module_id_from_environment(command[0])
@@ -59,7 +62,8 @@ def run_module(command: list[str], desired: Path | None, duration: float | None)
     service = build_module(command, ctx)
     if service is None:
         raise ValueError(f"'{command[0]}' is not a module of this suite")
-    return run_until_signalled([service], duration)
+    watch = module_watch(command, ctx, service)
+    return run_until_signalled(served(metrics, [service], watch), duration)
 
 
 def _connect_until_signalled(hub: IoTEdgeHub) -> None:

@@ -18,6 +18,16 @@ from mfgvision.cis.service import TRIGGER_INPUT
 from mfgvision.edge.hub import Hub
 from mfgvision.image_upload.service import RECEIPTS_OUTPUT, UPLOAD_INPUT
 from mfgvision.line_bridge.service import INFERENCE_INPUT, TRIGGER_OUTPUT
+from mfgvision.metrics.modules import (
+    StatusReader,
+    read_cis,
+    read_file_cleanup,
+    read_file_transfer,
+    read_image_upload,
+    read_line_bridge,
+    read_model_repo,
+)
+from mfgvision.metrics.server import ModuleWatch, Reporting
 from mfgvision.runtime import Paths, Service
 from mfgvision.settings import (
     CisSettings,
@@ -121,32 +131,45 @@ def _twin_config(ctx: ModuleContext, args: list[str]) -> Service:
 @dataclass(frozen=True)
 class ModuleKind:
     """One command of the suite that runs as a module: how its service is built, the settings its
-    twin's desired properties validate into, and the inputs its code handles and the outputs it
+    twin's desired properties validate into, the inputs its code handles and the outputs it
     sends, named by the constants that code uses (``mfgvision check-manifest`` holds every route and
-    twin to them)."""
+    twin to them), and what its ``status()`` gives to ``/metrics``."""
 
     build: Callable[[ModuleContext, list[str]], Service]
     settings: type[ModuleSettings] | None = None
     inputs: tuple[str, ...] = ()
     outputs: tuple[str, ...] = ()
+    metrics: StatusReader | None = None
 
 
 MODULES: dict[str, ModuleKind] = {
     "cis": ModuleKind(
-        _cis, CisSettings, inputs=(TRIGGER_INPUT, RECEIPTS_INPUT), outputs=CIS_OUTPUTS
+        _cis,
+        CisSettings,
+        inputs=(TRIGGER_INPUT, RECEIPTS_INPUT),
+        outputs=CIS_OUTPUTS,
+        metrics=read_cis,
     ),
     "image-upload": ModuleKind(
-        _image_upload, ImageUploadSettings, inputs=(UPLOAD_INPUT,), outputs=(RECEIPTS_OUTPUT,)
+        _image_upload,
+        ImageUploadSettings,
+        inputs=(UPLOAD_INPUT,),
+        outputs=(RECEIPTS_OUTPUT,),
+        metrics=read_image_upload,
     ),
     "line-bridge": ModuleKind(
-        _line_bridge, LineBridgeSettings, inputs=(INFERENCE_INPUT,), outputs=(TRIGGER_OUTPUT,)
+        _line_bridge,
+        LineBridgeSettings,
+        inputs=(INFERENCE_INPUT,),
+        outputs=(TRIGGER_OUTPUT,),
+        metrics=read_line_bridge,
     ),
     "dashboard": ModuleKind(_dashboard),
     "twin-config": ModuleKind(_twin_config),
-    "file-cleanup": ModuleKind(_file_cleanup, FileCleanupSettings),
-    "file-upload": ModuleKind(_file_upload),
-    "file-download": ModuleKind(_file_download),
-    "model-repo": ModuleKind(_model_repo, ModelRepoSettings),
+    "file-cleanup": ModuleKind(_file_cleanup, FileCleanupSettings, metrics=read_file_cleanup),
+    "file-upload": ModuleKind(_file_upload, metrics=read_file_transfer),
+    "file-download": ModuleKind(_file_download, metrics=read_file_transfer),
+    "model-repo": ModuleKind(_model_repo, ModelRepoSettings, metrics=read_model_repo),
 }
 
 
@@ -155,3 +178,9 @@ def build_module(command: list[str], ctx: ModuleContext) -> Service | None:
     if not command or command[0] not in MODULES:
         return None
     return MODULES[command[0]].build(ctx, command[1:])
+
+
+def module_watch(command: list[str], ctx: ModuleContext, service: Service) -> ModuleWatch:
+    """What ``/metrics`` reads of ``service``, built for ``command`` with ``ctx``."""
+    status = service.status if isinstance(service, Reporting) else None
+    return ModuleWatch(ctx.hub.module_id, command[0], ctx.hub, status, MODULES[command[0]].metrics)

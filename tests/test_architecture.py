@@ -45,7 +45,7 @@ FLOORS = {
         "synthetic",
     ),
     2: ("edge", "manifest"),
-    3: (*MODULE_ROOMS, "web"),
+    3: (*MODULE_ROOMS, "web", "metrics"),
     4: ("module_registry", "launch"),
     5: ("deploy", "local"),
     6: ("cli", "__main__"),

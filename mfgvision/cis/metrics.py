@@ -1,4 +1,8 @@
-"""Per-stage timings and counters of the CIS pipeline, cheap enough to keep on the hot path."""
+"""Per-stage timings and counters of the CIS pipeline, cheap enough to keep on the hot path.
+
+Stage timings and detections also go to the Prometheus series of the module's camera
+(:mod:`mfgvision.metrics.source`); the counters are read from the status at scrape time.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +12,16 @@ from collections import Counter, deque
 
 import numpy as np
 
+from mfgvision.metrics.source import CameraSeries
+
 
 class PipelineMetrics:
     """Rolling per-stage milliseconds (last ``window`` samples each) and monotonic counters."""
 
-    def __init__(self, window: int = 4096) -> None:
+    def __init__(self, window: int = 4096, module: str = "cis", camera_id: str = "") -> None:
+        """``module`` and ``camera_id`` label the Prometheus series."""
         self._window = window
+        self.series = CameraSeries(module, camera_id)
         self._stages: dict[str, deque[float]] = {}
         self.counters: Counter[str] = Counter()
         self._events: deque[float] = deque(maxlen=window)
@@ -22,6 +30,15 @@ class PipelineMetrics:
     def time(self, stage: str, ms: float) -> None:
         with self._lock:
             self._stages.setdefault(stage, deque(maxlen=self._window)).append(ms)
+        self.series.observe(stage, ms / 1000)
+
+    def detected(self, labels: list[str]) -> None:
+        """One inference's detections by class label (none: an OK verdict)."""
+        self.series.detected(labels)
+
+    def relabel(self, camera_id: str) -> None:
+        """Label the Prometheus series with another camera id from now on."""
+        self.series = CameraSeries(self.series.module, camera_id)
 
     def count(self, name: str, n: int = 1) -> None:
         with self._lock:

@@ -109,7 +109,7 @@ class CisPipeline:
         self._in_force: tuple[CisSettings, int | None] = (settings, settings_version)
         self.camera_roots = (assets_dir,) if data_dir is None else (assets_dir, data_dir)
         self.intra_op_threads = intra_op_threads
-        self.metrics = PipelineMetrics()
+        self.metrics = PipelineMetrics(module=owner, camera_id=settings.camera_id)
         self.models = ModelManager(models_dir)
         self.writer = OutcomeWriter(
             images_dir,
@@ -178,6 +178,8 @@ class CisPipeline:
             self._start_camera()
         self.writer.delivery.upload_receipts = new.upload_receipts
         self.drift.apply(new)
+        if old.camera_id != new.camera_id:
+            self.metrics.relabel(new.camera_id)
         if old.inference_fps != new.inference_fps:
             self._sampler = Sampler(new.inference_fps)
         if (old.retrain_interval_s, old.retrain_below_probability) != (
@@ -355,6 +357,7 @@ class CisPipeline:
         for stage, ms in result.timings_ms.items():
             self.metrics.time(stage, ms)
         self.metrics.count("inferences")
+        self.metrics.detected([d.label for d in result.detections])
         best = max((d.probability for d in result.detections), default=None)
         now = time.monotonic()
         return Outcome(

@@ -12,9 +12,10 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from mfgvision.dashboard.app import create_app
 from mfgvision.dashboard.context import EXTENSION_KEY, DashboardContext
-from mfgvision.dashboard.live import LiveConfig, LiveConfigError, LiveView
+from mfgvision.dashboard.live import LiveConfig, LiveView
 from mfgvision.dashboard.stats import Rollup
 from mfgvision.logs import configure_logging
+from mfgvision.metrics.server import MetricsServer, ModuleWatch, served
 from mfgvision.runtime import Paths, run_until_signalled
 from mfgvision.store.database import Database, database_url_from_env
 from mfgvision.web.auth import AuthConfig
@@ -54,12 +55,13 @@ def add_dashboard_arguments(parser: argparse.ArgumentParser) -> None:
 
 def dashboard_main(args: argparse.Namespace) -> int:
     """Serve the dashboard until SIGINT or SIGTERM; returns the process exit code (2 when the
-    live-view variables are malformed)."""
+    live-view or metrics variables are malformed)."""
     if not logging.getLogger().handlers:
         configure_logging("dashboard")
     try:
         live = LiveConfig.from_env()
-    except LiveConfigError as exc:
+        metrics = MetricsServer.from_env()
+    except ValueError as exc:  # LiveConfigError is one
         print(f"mfgvision dashboard: {exc}", file=sys.stderr)
         return 2
     paths = Paths.from_env()
@@ -73,8 +75,12 @@ def dashboard_main(args: argparse.Namespace) -> int:
         status_dir=args.status_dir,
         live=live,
     )
+    from mfgvision.edge.iotedge import module_id_from_environment
+
+    watch = ModuleWatch(module_id_from_environment("dashboard"), "dashboard")
     return run_until_signalled(
-        [server], on_started=lambda: print(f"mfgvision dashboard on {server.url}", flush=True)
+        served(metrics, [server], watch),
+        on_started=lambda: print(f"mfgvision dashboard on {server.url}", flush=True),
     )
 
 

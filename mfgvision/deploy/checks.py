@@ -48,6 +48,8 @@ from mfgvision.manifest import (
     read_env_file,
     template_variables,
 )
+from mfgvision.metrics.server import DEFAULT_PORT as METRICS_PORT
+from mfgvision.metrics.server import PORT_ENV as METRICS_PORT_ENV
 from mfgvision.module_registry import MODULES
 from mfgvision.settings import SettingsError, parse_settings
 
@@ -352,6 +354,38 @@ def check_expanded(manifest: dict[str, Any], where: str = "manifest") -> list[Pr
     problems += route_problems(hub.get("routes") or {}, modules, specs, where)
     problems += receipt_problems(hub.get("routes") or {}, content, specs, where)
     problems += twin_problems(content, modules, specs, where)
+    problems += metrics_port_problems(modules, specs, where)
+    return problems
+
+
+def metrics_port_problems(
+    modules: dict[str, dict[str, Any]], options: dict[str, dict[str, Any]], where: str
+) -> list[Problem]:
+    """Our modules on the host's network each need a metrics port of their own: the second to bind
+    one would run without ``/metrics``."""
+    problems = []
+    taken: dict[int, str] = {}
+    for name, spec in modules.items():
+        host_config = options.get(name, {}).get("HostConfig") or {}
+        if (
+            _command(options.get(name, {})) not in MODULES
+            or host_config.get("NetworkMode") != "host"
+        ):
+            continue
+        env = spec.get("env") or {}
+        raw = str((env.get(METRICS_PORT_ENV) or {}).get("value", METRICS_PORT))
+        if not raw.isdigit() or int(raw) == 0:  # a ${VAR}, or metrics off
+            continue
+        port = int(raw)
+        if port in taken:
+            problems.append(
+                Problem(
+                    f"{where} {name} env {METRICS_PORT_ENV}",
+                    f"port {port} is {taken[port]}'s too; each module on the host network needs "
+                    "its own metrics port",
+                )
+            )
+        taken.setdefault(port, name)
     return problems
 
 

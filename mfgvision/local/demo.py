@@ -20,7 +20,9 @@ from sqlalchemy.exc import SQLAlchemyError
 from mfgvision.edge.inprocess import InProcessBroker
 from mfgvision.line_bridge.opcua_server import endpoint_url
 from mfgvision.manifest import ModuleSpec, load_manifest
-from mfgvision.module_registry import ModuleContext, build_module
+from mfgvision.metrics.server import DEFAULT_PORT as METRICS_PORT
+from mfgvision.metrics.server import MetricsServer
+from mfgvision.module_registry import ModuleContext, build_module, module_watch
 from mfgvision.runtime import REPO_ASSETS, Paths, Service, run_until_signalled
 from mfgvision.settings import OpcUaServerSettings
 from mfgvision.store.database import Database, database_url_from_env
@@ -80,7 +82,9 @@ def demo_main(manifest_path: Path, data_dir: Path, duration: float | None, port:
     db_url = database_url_from_env(paths.default_db_path)
     broker = InProcessBroker(manifest.routes, upstream_file=data_dir / "upstream.jsonl")
     dashboard_port = free_port(port)
-    services: list[Service] = []
+    # One endpoint for every module of the process; the module label tells them apart.
+    metrics = MetricsServer("127.0.0.1", free_port(METRICS_PORT if port else 0))
+    services: list[Service] = [metrics]
     dashboard_url = None
     opcua_urls: list[str] = []
     for name, spec in manifest.modules.items():
@@ -94,6 +98,7 @@ def demo_main(manifest_path: Path, data_dir: Path, duration: float | None, port:
         if service is None:
             log_not_run_locally(name, spec)
             continue
+        metrics.watch(module_watch(spec.command, ctx, service))
         services.append(service)
         if spec.command[0] == "dashboard":
             dashboard_url = f"http://localhost:{dashboard_port}/"
@@ -111,15 +116,17 @@ def demo_main(manifest_path: Path, data_dir: Path, duration: float | None, port:
         )
         twin_service = build_module(["twin-config"], ctx)
         if twin_service is not None:
+            metrics.watch(module_watch(["twin-config"], ctx, twin_service))
             services.append(twin_service)
             twin_config_url = f"http://localhost:{twin_port}/"
-    print(f"mfgvision demo: {len(services)} modules running, data in {data_dir}", flush=True)
+    print(f"mfgvision demo: {len(services) - 1} modules running, data in {data_dir}", flush=True)
     if dashboard_url:
         print(f"Dashboard: {dashboard_url}", flush=True)
     for url in opcua_urls:
         print(f"OPC UA: {url}", flush=True)
     if twin_config_url:
         print(f"Twin configuration: {twin_config_url}", flush=True)
+    print(f"Metrics: {metrics.metrics_url}", flush=True)
     print_how_it_stops(duration)
     code = run_until_signalled(services, duration)
     print(json.dumps(summary(data_dir, paths, db_url), indent=2), flush=True)

@@ -7,7 +7,8 @@ demo, SQLite and a local folder stand in for MySQL and Blob storage unless ``MFG
 ``MFGVISION_STORAGE_CONNECTION_STRING`` are set, and everything is written under one data folder.
 Assets and models come from the repository's ``edge_assets/`` unless ``MFGVISION_ASSETS`` /
 ``MFGVISION_MODELS`` say otherwise. The manifest's ``restartPolicy`` is honoured: a module that exits
-is started again (with backoff). Each module's output goes to ``<data>/logs/<Module>.log``.
+is started again (with backoff). Each module's output goes to ``<data>/logs/<Module>.log``; each serves
+its metrics on a free port of its own (printed at start).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from mfgvision.deploy.control import StandInError
 from mfgvision.deploy.standin import DEFAULT_ADDRESS_BASE, EdgeHubStandIn
 from mfgvision.local.demo import free_port, log_not_run_locally, print_how_it_stops, summary
 from mfgvision.manifest import Manifest, ModuleSpec, load_manifest
+from mfgvision.metrics.server import PORT_ENV as METRICS_PORT_ENV
 from mfgvision.runtime import REPO_ASSETS, Paths, run_until_signalled
 from mfgvision.store.database import database_url_from_env
 
@@ -66,6 +68,14 @@ def module_environment(
     )
     env.update(hub_env)
     return env
+
+
+def metrics_port(used: set[int]) -> int:
+    """A free port for one module's metrics, not handed to another module already."""
+    while (port := free_port(0)) in used:
+        pass
+    used.add(port)
+    return port
 
 
 def local_command(command: list[str], dashboard_port: int) -> list[str]:
@@ -208,15 +218,21 @@ def edge_demo_main(manifest_path: Path, data_dir: Path, duration: float | None, 
     dashboard_port = free_port(port)
     processes: list[ModuleProcess] = []
     dashboard_url = None
+    metrics_ports: set[int] = set()
+    metrics_urls: list[str] = []
     for name, spec in manifest.modules.items():
         if name not in standin.addresses:
             log_not_run_locally(name, spec)
             continue
+        env = module_environment(spec, paths, db_url, standin.module_environment(name))
+        if env.get(METRICS_PORT_ENV) != "0":  # each process on a port of its own
+            env[METRICS_PORT_ENV] = str(metrics_port(metrics_ports))
+            metrics_urls.append(f"http://localhost:{env[METRICS_PORT_ENV]}/metrics ({name})")
         processes.append(
             ModuleProcess(
                 name=name,
                 command=local_command(spec.command, dashboard_port),
-                env=module_environment(spec, paths, db_url, standin.module_environment(name)),
+                env=env,
                 restart_policy=_restart_policy(manifest, name),
                 log_path=logs / f"{name}.log",
             )
@@ -233,6 +249,8 @@ def edge_demo_main(manifest_path: Path, data_dir: Path, duration: float | None, 
     print(f"Twins and methods: mfgvision edgehub --state {state} twin|patch|call ...", flush=True)
     if dashboard_url:
         print(f"Dashboard: {dashboard_url}", flush=True)
+    if metrics_urls:
+        print(f"Metrics: {', '.join(metrics_urls)}", flush=True)
     print_how_it_stops(duration)
     code = run_until_signalled([_Running(standin), supervisor], duration)
     result = summary(data_dir, paths, db_url)

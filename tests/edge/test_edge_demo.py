@@ -23,6 +23,7 @@ from tests.edge.standin_env import (
     write_assets,
     write_manifest,
 )
+from tests.metrics.exposition import scrape, value
 
 pytestmark = pytest.mark.slow
 TIMEOUT = 180
@@ -93,6 +94,12 @@ def test_demo_edge_runs_the_manifest_through_the_stand_in(tmp_path):
         while url is None and proc.poll() is None and len(lines) < 50:
             url = dashboard_url()
         assert url, "".join(lines)
+        lines.append(proc.stdout.readline() if proc.stdout else "")
+        assert lines[-1].startswith("Metrics: "), "".join(lines)
+        metrics = dict(
+            reversed(u.rstrip(")").split(" (")) for u in lines[-1][9:].strip().split(", ")
+        )
+        assert sorted(metrics) == ["CIS1", "Dashboard", "ImageUpload"]
 
         blobs = data / "blobs"
         assert wait_until(lambda: any(blobs.rglob("*.jpg")), TIMEOUT), _logs(data)
@@ -116,6 +123,10 @@ def test_demo_edge_runs_the_manifest_through_the_stand_in(tmp_path):
                 return False
 
         assert wait_until(healthy, TIMEOUT), _logs(data)
+        cis = scrape(metrics["CIS1"])  # each process its own endpoint; CIS1's hub is edgeHub's
+        assert value(cis, "mfgvision_hub_connected", module="CIS1") == 1
+        assert value(cis, "mfgvision_hub_events_total", module="CIS1", event="sent") > 0
+        assert value(cis, "mfgvision_module_info", module="Dashboard") is None
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=120)
     finally:

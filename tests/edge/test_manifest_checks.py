@@ -376,3 +376,15 @@ def test_a_cis_without_the_receipts_route_back_fails_unless_it_waits_for_none(tm
     ), problems
     raw["modulesContent"]["CIS1"]["properties.desired"]["upload_receipts"] = False
     assert not any("receipts" in p for p in _check(tmp_path, raw))
+
+
+def test_modules_on_the_host_network_need_metrics_ports_of_their_own(tmp_path):
+    raw = _raw()
+    del _modules(raw)["ImageUpload"]["env"]["MFGVISION_METRICS_PORT"]  # the default: CIS1's port
+    problems = _check(tmp_path, raw)
+    assert [p for p in problems if "METRICS" in p] == [
+        "deployment.template.json ImageUpload env MFGVISION_METRICS_PORT: port 9464 is CIS1's "
+        "too; each module on the host network needs its own metrics port"
+    ]
+    _modules(raw)["ImageUpload"]["env"]["MFGVISION_METRICS_PORT"] = {"value": "0"}  # off
+    assert not any("METRICS" in p for p in _check(tmp_path, raw))
