@@ -46,7 +46,7 @@ FLOORS = {
     ),
     2: ("edge", "manifest"),
     3: (*MODULE_ROOMS, "web", "metrics"),
-    4: ("module_registry", "launch"),
+    4: ("module_registry", "launch", "dataset_export"),
     5: ("deploy", "local"),
     6: ("cli", "__main__"),
 }
