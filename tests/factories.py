@@ -61,3 +61,13 @@ def recent(db: Database, limit: int, camera_id: str | None = None) -> list[Infer
         query = query.where(t.c.camera_id == camera_id)
     with db.engine.connect() as conn:
         return records_with_detections(conn, conn.execute(query).all())
+
+
+def run_coroutine(coro: Any) -> Any:
+    """``asyncio.run(coro)`` on a thread of its own: the main thread may already run an event loop
+    (the browser tests' Playwright session keeps one for the whole test session)."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()

@@ -15,7 +15,8 @@ import yaml
 from azure.storage.blob import BlobServiceClient
 from pycocotools.coco import COCO
 
-from mfgvision.cli import main
+from mfgvision.cli import build_parser
+from mfgvision.dataset_export import export_main
 from mfgvision.image_upload.targets import STORAGE_CONNECTION_ENV
 from mfgvision.inference.types import Box, Detection
 from mfgvision.store.database import Database
@@ -106,7 +107,12 @@ def line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Inference
 def export(tmp_path: Path, *args: str) -> Path:
     """Run the command into a new folder; returns it."""
     out = tmp_path / f"out{len(list(tmp_path.glob('out*')))}"
-    code = main(["export-dataset", "--out", str(out), "--data-dir", str(tmp_path / "data"), *args])
+    # the command's own function: main() would also point the process's logging at this test's
+    # captured stderr, which is closed after it
+    parsed = build_parser().parse_args(
+        ["export-dataset", "--out", str(out), "--data-dir", str(tmp_path / "data"), *args]
+    )
+    code = export_main(parsed)
     assert code == 0
     return out
 

@@ -56,6 +56,23 @@ def redact(manifest: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+METRICS_PORT_ENV = "MFGVISION_METRICS_PORT"
+
+
+def _own_metrics_port(modules: dict[str, Any], name: str) -> None:
+    """Give module ``name`` a metrics port no other module uses (modules share the host network)."""
+    env = modules[name].get("env") or {}
+    entry = env.get(METRICS_PORT_ENV)
+    if not isinstance(entry, dict):
+        return
+    used = set()
+    for other, spec in modules.items():
+        value = ((spec.get("env") or {}).get(METRICS_PORT_ENV) or {}).get("value")
+        if other != name and str(value).isdigit():
+            used.add(int(value))
+    entry["value"] = str(max(used, default=9463) + 1)
+
+
 def clone_camera(
     manifest: dict[str, Any],
     source: str,
@@ -89,6 +106,7 @@ def clone_camera(
     if source_desired.get("camera_id") == desired.get("camera_id"):
         raise ManifestEditError(f"camera id '{desired.get('camera_id')}' is used by {source}")
     modules[new_module] = copy.deepcopy(modules[source])
+    _own_metrics_port(modules, new_module)
     content[new_module] = {"properties.desired": desired}
     hub = content.get("$edgeHub", {}).get("properties.desired", {})
     routes = hub.get("routes") or {}

@@ -31,7 +31,7 @@ from mfgvision.settings import (
     SettingsError,
     parse_settings,
 )
-from tests.factories import wait_for
+from tests.factories import run_coroutine, wait_for
 from tests.line_bridge.conftest import inference_body
 from tests.line_bridge.test_service import ROUTES, deliver, start_bridge
 from tests.services import free_port, wait_port
@@ -535,7 +535,7 @@ def certificates(tmp_path: Path) -> dict[str, Path]:
             {},
         )
 
-    asyncio.run(make())
+    run_coroutine(make())
     return files
 
 

@@ -18,6 +18,7 @@ from asyncua import Client, ua
 from mfgvision.line_bridge.opcua_server import NAMESPACE
 from mfgvision.local.demo import free_port
 from mfgvision.store.database import Database
+from tests.factories import run_coroutine
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
@@ -108,7 +109,7 @@ def test_demo_serves_the_dashboard_and_opcua_and_stops_on_sigterm(tmp_path):
         assert url, "the demo never printed its dashboard URL"
         opcua = urls.get("OPC UA", "")
         assert opcua.startswith("opc.tcp://127.0.0.1:"), "the demo never printed its OPC UA URL"
-        assert asyncio.run(_first_verdict(opcua)) in ("OK", "NG")
+        assert run_coroutine(_first_verdict(opcua)) in ("OK", "NG")
         for _ in range(100):
             try:
                 with urllib.request.urlopen(url + "healthz", timeout=5) as resp:
