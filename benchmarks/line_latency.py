@@ -6,7 +6,9 @@ the in-process hub, as in ``mfgvision demo``. This process then plays the line, 
 * ``modbus``: a PLC (a pymodbus server in this process) sets the camera's trigger coil; the part is
   done when the camera's sequence register changes (read by an independent pymodbus client);
 * ``mqtt``: a client publishes on ``<prefix>/<location>/<position>/<camera_id>/trigger`` and waits
-  for the triggered ``inspection`` message (Mosquitto on ``--mqtt-port``);
+  for the triggered ``inspection`` message, through a Mosquitto of this run's own configured as
+  docs/line-integration.md advises (``set_tcp_nodelay true``; ``--mqtt-stock`` leaves Mosquitto's
+  default, ``--mqtt-port`` uses a running broker instead);
 * ``opcua``: an asyncua client calls the camera's ``Trigger()`` method; the part is done when the
   call returns with the verdict.
 
@@ -21,11 +23,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import functools
 import json
 import os
 import platform
 import queue
 import socket
+import subprocess
 import tempfile
 import threading
 import time
@@ -42,6 +47,7 @@ from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from mfgvision.cis.service import CisService
+from mfgvision.deploy.broker import find_mosquitto
 from mfgvision.edge.inprocess import InProcessBroker
 from mfgvision.edge.routes import parse_route
 from mfgvision.line_bridge.service import LineBridgeService
@@ -127,6 +133,27 @@ def _listening(port: int) -> bool:
 
 
 @contextmanager
+def private_broker(folder: Path, nodelay: bool) -> Iterator[int]:
+    """A Mosquitto on a free loopback port, its packets sent at once unless ``nodelay`` is off."""
+    executable = find_mosquitto()
+    if executable is None:
+        raise SystemExit("mosquitto is not installed: give --mqtt-port of a running broker")
+    port = free_port()
+    folder.mkdir(parents=True)
+    config = folder / "mosquitto.conf"
+    lines = [f"listener {port} 127.0.0.1", "allow_anonymous true", "persistence false"]
+    config.write_text("\n".join([*lines, f"set_tcp_nodelay {str(nodelay).lower()}", ""]))
+    process = subprocess.Popen([executable, "-c", str(config)], stderr=subprocess.DEVNULL)
+    try:
+        if not wait_until(lambda: _listening(port), 10, 0.05):
+            raise RuntimeError("the private Mosquitto did not start")
+        yield port
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+@contextmanager
 def suite(
     data: Path, frames: Path, plc_port: int, mqtt_port: int, opcua_port: int | None, poll_ms: int
 ) -> Iterator[tuple[CisService, LineBridgeService]]:
@@ -200,8 +227,11 @@ def modbus_parts(port: int, parts: int, deadline: float) -> tuple[list[float], i
     return times, lost
 
 
-def mqtt_parts(port: int, parts: int, deadline: float) -> tuple[list[float], int]:
-    """Publish a trigger, wait for the triggered inspection; milliseconds per part, parts lost."""
+def mqtt_parts(
+    port: int, parts: int, deadline: float, nodelay: bool = True
+) -> tuple[list[float], int]:
+    """Publish a trigger, wait for the triggered inspection; milliseconds per part, parts lost.
+    With ``nodelay`` the client sends each packet at once, as docs/line-integration.md advises."""
     base = f"{PREFIX}/{LOCATION}/{POSITION}/{CAMERA}"
     answers: queue.Queue[dict[str, Any]] = queue.Queue()
     subscribed = threading.Event()
@@ -213,6 +243,10 @@ def mqtt_parts(port: int, parts: int, deadline: float) -> tuple[list[float], int
             answers.put(body)
 
     client.on_message = on_message
+    if nodelay:
+        client.on_socket_open = lambda _c, _u, sock: sock.setsockopt(
+            socket.IPPROTO_TCP, socket.TCP_NODELAY, 1
+        )
     client.on_subscribe = lambda *_args: subscribed.set()
     client.on_connect = lambda c, *_args: c.subscribe(f"{base}/inspection", qos=1)
     client.connect("127.0.0.1", port)
@@ -276,22 +310,36 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--parts", type=int, default=200, help="parts per path")
     parser.add_argument("--paths", default="modbus,mqtt,opcua", help="paths to measure, in order")
-    parser.add_argument("--mqtt-port", type=int, default=1883, help="a running MQTT broker")
+    parser.add_argument(
+        "--mqtt-port", type=int, default=0, help="a running MQTT broker (default: start one)"
+    )
+    parser.add_argument(
+        "--mqtt-stock",
+        action="store_true",
+        help="Mosquitto and the MQTT client as they come (Nagle's algorithm on)",
+    )
     parser.add_argument("--poll-ms", type=int, default=10, help="the Modbus trigger coil poll")
     parser.add_argument("--deadline", type=float, default=5.0, help="seconds before a part is lost")
     parser.add_argument("--size", default="1280x720", help="frame size WxH")
     args = parser.parse_args()
     width, height = (int(v) for v in args.size.split("x"))
-    measure = {"modbus": modbus_parts, "mqtt": mqtt_parts, "opcua": opcua_parts}
-    with tempfile.TemporaryDirectory(prefix="mfgvision-latency-") as tmp, Plc() as plc:
+    measure: dict[str, Callable[[int, int, float], tuple[list[float], int]]] = {
+        "modbus": modbus_parts,
+        "mqtt": functools.partial(mqtt_parts, nodelay=not args.mqtt_stock),
+        "opcua": opcua_parts,
+    }
+    with contextlib.ExitStack() as stack:
+        tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="mfgvision-latency-"))
+        plc = stack.enter_context(Plc())
+        mqtt_port = args.mqtt_port or stack.enter_context(
+            private_broker(Path(tmp) / "mosquitto", nodelay=not args.mqtt_stock)
+        )
         frames = Path(tmp) / "data" / "frames"  # a folder camera reads under the data folder
         make_frames(frames, 16, (width, height))
         opcua_port = free_port() if "opcua" in args.paths.split(",") else None
-        ports = {"modbus": plc.port, "mqtt": args.mqtt_port, "opcua": opcua_port}
+        ports = {"modbus": plc.port, "mqtt": mqtt_port, "opcua": opcua_port}
         out: dict[str, Any] = {"parts_per_path": args.parts, "frame_size": args.size}
-        with suite(
-            Path(tmp) / "data", frames, plc.port, args.mqtt_port, opcua_port, args.poll_ms
-        ) as (
+        with suite(Path(tmp) / "data", frames, plc.port, mqtt_port, opcua_port, args.poll_ms) as (
             cis,
             _bridge,
         ):
@@ -302,6 +350,12 @@ def main() -> None:
             out["infer_ms"] = model_ms(cis)
         out["goal_ms"] = round(out["infer_ms"]["p50"] + 50, 1)
         out["modbus_poll_ms"] = args.poll_ms
+        out["mqtt_client_nodelay"] = not args.mqtt_stock
+        out["mqtt_broker"] = (
+            f"127.0.0.1:{args.mqtt_port}"
+            if args.mqtt_port
+            else f"own Mosquitto, set_tcp_nodelay {str(not args.mqtt_stock).lower()}"
+        )
         out["machine"] = {
             "cpus": os.cpu_count(),
             "processor": platform.processor() or platform.machine(),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import socket
 import ssl
 import subprocess
 import threading
@@ -129,6 +130,20 @@ def no_trigger(camera_id: str, timeout_s: float) -> Inspection:
 def test_topic_levels_hold_no_separator_or_wildcard() -> None:
     assert topic_level("line 1/a+b#") == "line 1_a_b_" and topic_level("") == "_"
     assert camera_topic("plant", "L/1", "", "cam#2") == "plant/L_1/_/cam_2"
+
+
+def test_the_sink_sends_each_packet_at_once(shared_broker: int) -> None:
+    """Nagle's algorithm off: a verdict published right after an acknowledgement does not wait
+    for the broker's delayed ACK."""
+    settings = MqttSettings(enabled=True, port=shared_broker, prefix=f"test-{uuid.uuid4().hex[:8]}")
+    sink = MqttSink(settings, "LineBridge", no_trigger, 1.0)
+    sink.start()
+    try:
+        assert wait_for(lambda: sink.status()["connected"], 10)
+        sock = sink._client.socket()
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+    finally:
+        sink.stop()
 
 
 def test_every_verdict_in_order_and_the_state_retained(shared_broker: int) -> None:
