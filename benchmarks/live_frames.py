@@ -30,10 +30,11 @@ from typing import Any
 import cv2
 import numpy as np
 
+from mfgvision.capture.jpeg import encode_jpeg
 from mfgvision.dashboard.live import LiveConfig, live_jpeg
 from mfgvision.inference.annotate import draw_detections
 from mfgvision.inference.types import Box, Detection
-from mfgvision.store.images import encode_jpeg, write_atomic
+from mfgvision.store.images import write_atomic
 from mfgvision.store.live import is_watched, mark_watched, write_live_frame
 from mfgvision.synthetic import generate_sample
 

@@ -12,9 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from mfgvision.cis.delivery import RECEIPTS_INPUT
 from mfgvision.cis.messages import OUTPUTS as CIS_OUTPUTS
-from mfgvision.cis.service import TRIGGER_INPUT
+from mfgvision.cis.messages import RECEIPTS_INPUT, TRIGGER_INPUT
 from mfgvision.edge.hub import Hub
 from mfgvision.image_upload.service import RECEIPTS_OUTPUT, UPLOAD_INPUT
 from mfgvision.line_bridge.service import INFERENCE_INPUT, TRIGGER_OUTPUT

@@ -1,4 +1,4 @@
-"""JPEG helpers: frame size from the header and decoding at reduced size."""
+"""JPEG helpers: frame size from the header, decoding at reduced size, encoding."""
 
 from __future__ import annotations
 
@@ -52,3 +52,13 @@ def decode(data: bytes, reduction: int = 1) -> np.ndarray | None:
     """Decode JPEG (or any OpenCV-readable) bytes to BGR, optionally at 1/2, 1/4 or 1/8 size."""
     buf = np.frombuffer(data, dtype=np.uint8)
     return cv2.imdecode(buf, _REDUCED.get(reduction, cv2.IMREAD_COLOR))
+
+
+def encode_jpeg(image: np.ndarray, quality: int = 90) -> bytes:
+    """Encode a BGR or greyscale image as JPEG bytes."""
+    if not 0 <= quality <= 100:
+        raise ValueError(f"JPEG quality must be 0..100, got {quality}")
+    ok, buffer = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    if not ok:
+        raise ValueError(f"JPEG encoding failed for an image of shape {image.shape}")
+    return buffer.tobytes()

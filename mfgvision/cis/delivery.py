@@ -40,8 +40,6 @@ log = logging.getLogger(__name__)
 #: ``send(output, body, on_sent)``: hand a message to the hub; ``on_sent`` runs once edgeHub has it.
 Send = Callable[[str, dict[str, Any], Callable[[], None]], None]
 
-#: The CIS input ImageUpload's receipts arrive on.
-RECEIPTS_INPUT = "uploadReceipts"
 SETTLE_S = 30.0
 RESEND_S = 60.0
 RESEND_MAX_S = 1800.0

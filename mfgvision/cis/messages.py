@@ -1,4 +1,5 @@
-"""The messages the CIS module sends: one per stored inference, one per stored image.
+"""The messages the CIS module sends (one per stored inference, one per stored image) and the names
+of its inputs and outputs.
 
 Field names keep the original system's contract where it had one (``model_name``, ``object_detected``,
 ``camera_id``, ``camera_name``, ``raw_image_name``, ``annotated_image_name``, ``inferencing_time``,
@@ -18,6 +19,11 @@ from typing import Any
 from mfgvision.store.images import blob_name, name_parts
 from mfgvision.store.records import InferenceRecord
 
+#: Input whose messages make the camera inspect its next frame (from LineBridge):
+#: ``{"trigger_id": ..., "camera_id": ...}``; the software trigger fires too.
+TRIGGER_INPUT = "trigger"
+#: The input ImageUpload's receipts arrive on: which announced images it has taken.
+RECEIPTS_INPUT = "uploadReceipts"
 INFERENCE_OUTPUT = "inference"
 IMAGE_UPLOAD_OUTPUT = "imageUpload"
 ALERTS_OUTPUT = "alerts"

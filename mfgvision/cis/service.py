@@ -12,7 +12,7 @@ from pydantic import Field
 
 from mfgvision import __version__
 from mfgvision.capture.base import SourceError
-from mfgvision.cis.delivery import RECEIPTS_INPUT
+from mfgvision.cis.messages import RECEIPTS_INPUT, TRIGGER_INPUT
 from mfgvision.cis.pipeline import CisPipeline
 from mfgvision.edge.desired import DesiredSettings, desired_file
 from mfgvision.edge.hub import START_WAIT_S, Hub, HubMessage, MethodArguments, MethodError
@@ -24,9 +24,6 @@ from mfgvision.store.status import STATUS_FOLDER, remove_status, write_status
 
 log = logging.getLogger(__name__)
 
-#: Input whose messages make the camera inspect its next frame (from LineBridge):
-#: ``{"trigger_id": ..., "camera_id": ...}``; the software trigger fires too.
-TRIGGER_INPUT = "trigger"
 TRIGGER_ID_MAX = 128
 
 

@@ -37,6 +37,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from mfgvision.capture.jpeg import encode_jpeg
 from mfgvision.cis.delivery import DeliveryTracker, Send
 from mfgvision.cis.messages import (
     ALERTS_OUTPUT,
@@ -50,7 +51,7 @@ from mfgvision.cis.metrics import PipelineMetrics
 from mfgvision.cis.outcome import Outcome
 from mfgvision.inference.annotate import draw_detections
 from mfgvision.store.database import Database
-from mfgvision.store.images import encode_jpeg, image_name, write_atomic
+from mfgvision.store.images import image_name, write_atomic
 from mfgvision.store.journal import Announcement, AnnouncementJournal, Message, journal_path
 from mfgvision.store.live import is_watched, write_live_frame
 from mfgvision.store.records import InferenceRecord

@@ -37,8 +37,7 @@ from jsonschema import Draft4Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT4
 
-from mfgvision.cis.delivery import RECEIPTS_INPUT
-from mfgvision.cis.messages import IMAGE_UPLOAD_OUTPUT
+from mfgvision.cis.messages import IMAGE_UPLOAD_OUTPUT, RECEIPTS_INPUT
 from mfgvision.edge.routes import RouteError, parse_route
 from mfgvision.image_upload.service import RECEIPTS_OUTPUT
 from mfgvision.manifest import (

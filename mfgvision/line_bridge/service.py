@@ -28,8 +28,6 @@ from mfgvision import __version__
 from mfgvision.edge.desired import DesiredSettings, desired_file
 from mfgvision.edge.hub import START_WAIT_S, Hub, HubMessage
 from mfgvision.line_bridge.gate import RejectGate
-from mfgvision.line_bridge.modbus import ModbusSink
-from mfgvision.line_bridge.mqtt import MqttSink
 from mfgvision.line_bridge.results import CameraState, Inspection, Sink, Trigger
 from mfgvision.runtime import Paths
 from mfgvision.settings import LineBridgeSettings
@@ -50,14 +48,18 @@ SinkFactory = Callable[[LineBridgeSettings, str, Trigger], list[Sink]]
 
 
 def enabled_sinks(settings: LineBridgeSettings, module_id: str, trigger: Trigger) -> list[Sink]:
-    """The connections to the line that ``settings`` turn on."""
+    """The connections to the line that ``settings`` turn on; each one's library is imported only
+    where it is configured (asyncua alone takes 0.4 s and 38 MiB to import)."""
     sinks: list[Sink] = []
     if settings.mqtt.enabled:
+        from mfgvision.line_bridge.mqtt import MqttSink
+
         sinks.append(MqttSink(settings.mqtt, module_id, trigger, settings.trigger_timeout_s))
     if settings.modbus is not None:
+        from mfgvision.line_bridge.modbus import ModbusSink
+
         sinks.append(ModbusSink(settings.modbus, trigger))
     if settings.opcua_client is not None:
-        # asyncua takes a third of a second to import: only where an OPC UA client is configured
         from mfgvision.line_bridge.opcua_client import OpcUaClientSink
 
         sinks.append(OpcUaClientSink(settings.opcua_client))

@@ -10,9 +10,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Literal, get_args
 
-import cv2
-import numpy as np
-
 ImageKind = Literal["annotated", "raw", "retrain"]
 IMAGE_KINDS: frozenset[str] = frozenset(get_args(ImageKind))
 NAME_PART_MAX = 64
@@ -62,16 +59,6 @@ def _utc(when: datetime) -> datetime:
     if when.tzinfo is None or when.utcoffset() is None:
         raise ValueError("when_utc must be timezone-aware")
     return when.astimezone(timezone.utc)
-
-
-def encode_jpeg(image: np.ndarray, quality: int = 90) -> bytes:
-    """Encode a BGR or greyscale image as JPEG bytes."""
-    if not 0 <= quality <= 100:
-        raise ValueError(f"JPEG quality must be 0..100, got {quality}")
-    ok, buffer = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
-    if not ok:
-        raise ValueError(f"JPEG encoding failed for an image of shape {image.shape}")
-    return buffer.tobytes()
 
 
 def write_atomic(path: Path, data: bytes) -> None:

@@ -10,12 +10,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from mfgvision.capture.jpeg import encode_jpeg
 from mfgvision.cis.metrics import PipelineMetrics
 from mfgvision.cis.outcome import Outcome
 from mfgvision.cis.writer import OutcomeWriter
 from mfgvision.inference.types import InferenceResult
 from mfgvision.store.database import Database
-from mfgvision.store.images import encode_jpeg
 from mfgvision.store.live import (
     WATCH_TTL_S,
     is_watched,

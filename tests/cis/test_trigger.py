@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mfgvision.cis.service import TRIGGER_INPUT, CisService
+from mfgvision.cis.messages import TRIGGER_INPUT
+from mfgvision.cis.service import CisService
 from mfgvision.edge.hub import HubMessage
 from mfgvision.edge.inprocess import InProcessBroker
 from mfgvision.edge.routes import parse_route

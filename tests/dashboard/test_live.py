@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 import pytest
 
+from mfgvision.capture.jpeg import encode_jpeg
 from mfgvision.dashboard.app import create_app
 from mfgvision.dashboard.live import (
     MIMETYPE,
@@ -30,7 +31,6 @@ from mfgvision.dashboard.server import (
     dashboard_main,
 )
 from mfgvision.store.database import Database
-from mfgvision.store.images import encode_jpeg
 from mfgvision.store.live import (
     LIVE_FOLDER,
     is_watched,

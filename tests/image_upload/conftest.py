@@ -11,8 +11,9 @@ from typing import Any
 import numpy as np
 import pytest
 
+from mfgvision.capture.jpeg import encode_jpeg
 from mfgvision.cis.messages import upload_message
-from mfgvision.store.images import encode_jpeg, image_name, write_atomic
+from mfgvision.store.images import image_name, write_atomic
 from tests import factories
 from tests.services import azurite  # noqa: F401  (fixture)
 

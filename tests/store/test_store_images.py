@@ -10,8 +10,9 @@ import cv2
 import numpy as np
 import pytest
 
+from mfgvision.capture.jpeg import encode_jpeg
 from mfgvision.store import images
-from mfgvision.store.images import encode_jpeg, image_name, write_atomic
+from mfgvision.store.images import image_name, write_atomic
 
 WHEN = datetime(2026, 3, 1, 8, 30, 15, 123456, tzinfo=timezone.utc)
 
