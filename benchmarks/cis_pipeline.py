@@ -23,6 +23,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+from machine import cpu_model
 
 from mfgvision.cis.pipeline import CisPipeline
 from mfgvision.inference import RuntimeOptions, load_model
@@ -164,17 +165,6 @@ def sampled(
         "inferences_per_s": round(inferences / elapsed, 2),
         "cpu_s_per_s": round(cpu / elapsed, 3),
     }
-
-
-def cpu_model() -> str:
-    """The CPU's model name (Linux), else the architecture."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.machine()
 
 
 def main() -> None:

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import tempfile
 import time
 import uuid
@@ -27,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from machine import describe
 
 from mfgvision.capture.base import Frame
 from mfgvision.cis.drift.monitor import DriftMonitor
@@ -132,16 +131,6 @@ def with_reference(monitor: DriftMonitor, outcome: Outcome) -> None:
         answer.result()
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.machine()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -154,7 +143,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         result = measure(args.model, args.frames, args.threads, Path(tmp))
-    machine = {"cpu": cpu_model(), "cores": os.cpu_count(), "python": platform.python_version()}
+    machine = describe()
     print(json.dumps({"machine": machine, "frame": f"{W}x{H}", **result}, indent=2))
 
 

@@ -27,7 +27,6 @@ import contextlib
 import functools
 import json
 import os
-import platform
 import queue
 import socket
 import subprocess
@@ -42,6 +41,7 @@ from typing import Any
 import cv2
 import numpy as np
 import paho.mqtt.client as mqtt
+from machine import describe
 from pymodbus.client import ModbusTcpClient
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
@@ -356,11 +356,7 @@ def main() -> None:
             if args.mqtt_port
             else f"own Mosquitto, set_tcp_nodelay {str(not args.mqtt_stock).lower()}"
         )
-        out["machine"] = {
-            "cpus": os.cpu_count(),
-            "processor": platform.processor() or platform.machine(),
-            "python": platform.python_version(),
-        }
+        out["machine"] = describe()
     print(json.dumps(out))
 
 

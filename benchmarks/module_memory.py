@@ -11,12 +11,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from machine import describe
 
 MODULES = ("cis", "image-upload", "line-bridge", "file-cleanup", "model-repo")
 
@@ -63,11 +64,7 @@ def main() -> None:
             for name in args.modules.split(",")
         },
         "seconds": args.seconds,
-        "machine": {
-            "cpus": os.cpu_count(),
-            "processor": platform.processor() or platform.machine(),
-            "python": platform.python_version(),
-        },
+        "machine": describe(),
     }
     print(json.dumps(out))
 
