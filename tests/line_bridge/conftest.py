@@ -1,13 +1,18 @@
-"""A sink that records what the bridge hands it, and ``inference`` message bodies."""
+"""What the line bridge tests share: a sink that records what the bridge hands it, a line that feeds a
+sink parts, sinks started and stopped around a test, and ``inference`` message bodies."""
 
 from __future__ import annotations
 
 import threading
+import time
 import uuid
-from datetime import datetime, timezone
-from typing import Any
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta, timezone
+from typing import Any, TypeVar
 
-from mfgvision.line_bridge.results import CameraState, Inspection
+import pytest
+
+from mfgvision.line_bridge.results import CameraState, Inspection, Sink
 from tests.cis.conftest import frames_dir, models_dir  # noqa: F401  (fixtures)
 
 
@@ -57,3 +62,56 @@ def inference_body(
         "detected_objects": [{"label": label, "probability": 0.9} for label in labels],
         **extra,
     }
+
+
+class Line:
+    """What the bridge's core does for a sink: records each inspection, then publishes it."""
+
+    def __init__(self, sink: Sink) -> None:
+        self.sink = sink
+        self.states: dict[str, CameraState] = {}
+        self.parts = 0
+
+    def part(self, camera_id: str, *defects: str) -> Inspection:
+        """The next part of ``camera_id`` (NG with ``defects``, else OK), one second after the last."""
+        self.parts += 1
+        inspection = Inspection(
+            camera_id=camera_id,
+            location="line1",
+            position="top",
+            unique_id=f"{camera_id}-{self.parts}",
+            verdict="NG" if defects else "OK",
+            defects=tuple(sorted(defects)),
+            created=datetime(2026, 3, 1, 8, 30, tzinfo=timezone.utc)
+            + timedelta(seconds=self.parts),
+        )
+        state = self.states.setdefault(camera_id, CameraState(camera_id))
+        state.record(inspection)
+        self.sink.publish(state, inspection)
+        return inspection
+
+
+def eventually(check: Callable[[], bool], timeout: float = 15.0) -> None:
+    """Wait for ``check`` to hold; fail the test when it does not within ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.02)
+
+
+AnySink = TypeVar("AnySink", bound=Sink)
+
+
+@pytest.fixture
+def started() -> Iterator[Callable[[AnySink], AnySink]]:
+    """Starts a sink for the test and stops it after."""
+    sinks: list[Sink] = []
+
+    def start(sink: AnySink) -> AnySink:
+        sink.start()
+        sinks.append(sink)
+        return sink
+
+    yield start
+    for sink in sinks:
+        sink.stop()

@@ -9,7 +9,6 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
-from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -27,6 +26,7 @@ from mfgvision.line_bridge.modbus import (
 )
 from mfgvision.line_bridge.results import CameraState, Inspection
 from mfgvision.settings import ModbusSettings
+from tests.line_bridge.conftest import Line, eventually
 from tests.services import free_port, wait_port
 
 UNIT = 3
@@ -111,52 +111,6 @@ def settings(plc: Plc, **extra: object) -> ModbusSettings:
     }
     values.update(extra)
     return ModbusSettings.model_validate(values)
-
-
-class Line:
-    """What the bridge's core does for the sink: records each inspection, then publishes it."""
-
-    def __init__(self, sink: ModbusSink) -> None:
-        self.sink = sink
-        self.states: dict[str, CameraState] = {}
-        self.parts = 0
-
-    def part(self, camera_id: str, *defects: str) -> Inspection:
-        self.parts += 1
-        inspection = Inspection(
-            camera_id=camera_id,
-            location="line1",
-            position="top",
-            unique_id=f"{camera_id}-{self.parts}",
-            verdict="NG" if defects else "OK",
-            defects=tuple(sorted(defects)),
-            created=datetime.now(timezone.utc),
-        )
-        state = self.states.setdefault(camera_id, CameraState(camera_id))
-        state.record(inspection)
-        self.sink.publish(state, inspection)
-        return inspection
-
-
-def eventually(check: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.02)
-
-
-@pytest.fixture
-def started() -> Iterator[Callable[[ModbusSink], ModbusSink]]:
-    sinks: list[ModbusSink] = []
-
-    def start(sink: ModbusSink) -> ModbusSink:
-        sink.start()
-        sinks.append(sink)
-        return sink
-
-    yield start
-    for sink in sinks:
-        sink.stop()
 
 
 def test_each_inspection_writes_its_block_sequence_last(plc, reader, started) -> None:

@@ -10,7 +10,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ from pydantic import ValidationError
 
 from mfgvision.edge.inprocess import InProcessBroker
 from mfgvision.line_bridge.opcua_client import OpcUaClientSink
-from mfgvision.line_bridge.results import CameraState, Inspection
+from mfgvision.line_bridge.results import CameraState
 from mfgvision.settings import (
     OPCUA_CLIENT_FIELDS,
     LineBridgeSettings,
@@ -32,7 +32,7 @@ from mfgvision.settings import (
     parse_settings,
 )
 from tests.factories import run_coroutine, wait_for
-from tests.line_bridge.conftest import inference_body
+from tests.line_bridge.conftest import Line, eventually, inference_body
 from tests.line_bridge.test_service import ROUTES, deliver, start_bridge
 from tests.services import free_port, wait_port
 
@@ -222,53 +222,6 @@ def settings(plant: PlantServer, **extra: Any) -> OpcUaClientSettings:
     }
     values.update(extra)
     return OpcUaClientSettings.model_validate(values)
-
-
-class Line:
-    """What the bridge's core does for the sink: records each inspection, then publishes it."""
-
-    def __init__(self, sink: OpcUaClientSink) -> None:
-        self.sink = sink
-        self.states: dict[str, CameraState] = {}
-        self.parts = 0
-
-    def part(self, camera_id: str, *defects: str) -> Inspection:
-        self.parts += 1
-        inspection = Inspection(
-            camera_id=camera_id,
-            location="line1",
-            position="top",
-            unique_id=f"{camera_id}-{self.parts}",
-            verdict="NG" if defects else "OK",
-            defects=tuple(sorted(defects)),
-            created=datetime(2026, 3, 1, 8, 30, tzinfo=timezone.utc)
-            + timedelta(seconds=self.parts),
-        )
-        state = self.states.setdefault(camera_id, CameraState(camera_id))
-        state.record(inspection)
-        self.sink.publish(state, inspection)
-        return inspection
-
-
-def eventually(check: Callable[[], bool], timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.02)
-
-
-@pytest.fixture
-def started() -> Iterator[Callable[[OpcUaClientSink], OpcUaClientSink]]:
-    sinks: list[OpcUaClientSink] = []
-
-    def start(sink: OpcUaClientSink) -> OpcUaClientSink:
-        sink.start()
-        sinks.append(sink)
-        return sink
-
-    yield start
-    for sink in sinks:
-        sink.stop()
 
 
 def test_each_update_arrives_with_its_values_and_types(plant, started) -> None:

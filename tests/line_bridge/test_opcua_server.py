@@ -69,20 +69,6 @@ def bg() -> Iterator[Background]:
     background.close()
 
 
-@pytest.fixture
-def started() -> Iterator[Callable[[OpcUaServerSink], OpcUaServerSink]]:
-    sinks: list[OpcUaServerSink] = []
-
-    def start(sink: OpcUaServerSink) -> OpcUaServerSink:
-        sink.start()
-        sinks.append(sink)
-        return sink
-
-    yield start
-    for sink in sinks:
-        sink.stop()
-
-
 def settings(**extra: Any) -> OpcUaServerSettings:
     values: dict[str, Any] = {"host": "127.0.0.1", "port": free_port(), "anonymous": True}
     values.update(extra)
