@@ -6,6 +6,7 @@ import logging
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +55,25 @@ class Service(Protocol):
     def stop(self) -> None: ...
 
 
+#: The longest the main thread blocks at a time while it waits for a stop (see :func:`wait_for_stop`).
+SIGNAL_POLL_S = 0.2
+
+
+def wait_for_stop(stop: threading.Event, duration: float | None = None) -> None:
+    """Wait until ``stop`` is set or ``duration`` seconds have passed, waking every
+    ``SIGNAL_POLL_S``. A signal the kernel hands to another thread only flags its Python handler for
+    the main thread, which runs it when it next runs Python code: a main thread blocked in a lock
+    wait without timeout would never run it, and SIGTERM would not stop the process."""
+    deadline = None if duration is None else time.monotonic() + duration
+    while not stop.is_set():
+        left = (
+            SIGNAL_POLL_S if deadline is None else min(SIGNAL_POLL_S, deadline - time.monotonic())
+        )
+        if left <= 0:
+            return
+        stop.wait(left)
+
+
 def run_until_signalled(
     services: list[Service],
     duration: float | None = None,
@@ -73,7 +93,7 @@ def run_until_signalled(
             service.start()
         if on_started is not None:
             on_started()
-        stop.wait(duration)
+        wait_for_stop(stop, duration)
         if received:
             log.info("stop requested", extra={"signal": signal.Signals(received[0]).name})
     finally:
