@@ -3,6 +3,7 @@ sink parts, sinks started and stopped around a test, and ``inference`` message b
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 import uuid
@@ -67,8 +68,9 @@ def inference_body(
 class Line:
     """What the bridge's core does for a sink: records each inspection, then publishes it."""
 
-    def __init__(self, sink: Sink) -> None:
+    def __init__(self, sink: Sink, prefix: str = "") -> None:
         self.sink = sink
+        self.prefix = prefix
         self.states: dict[str, CameraState] = {}
         self.parts = 0
 
@@ -79,7 +81,7 @@ class Line:
             camera_id=camera_id,
             location="line1",
             position="top",
-            unique_id=f"{camera_id}-{self.parts}",
+            unique_id=f"{self.prefix}{camera_id}-{self.parts}",
             verdict="NG" if defects else "OK",
             defects=tuple(sorted(defects)),
             created=datetime(2026, 3, 1, 8, 30, tzinfo=timezone.utc)
@@ -87,8 +89,14 @@ class Line:
         )
         state = self.states.setdefault(camera_id, CameraState(camera_id))
         state.record(inspection)
-        self.sink.publish(state, inspection)
+        self.sink.publish(dataclasses.replace(state), inspection)
         return inspection
+
+    def module_state(self, camera_id: str, module_state: str) -> None:
+        """The camera's module changes state, without a new inspection."""
+        state = self.states.setdefault(camera_id, CameraState(camera_id))
+        state.state = module_state
+        self.sink.publish(dataclasses.replace(state), None)
 
 
 def eventually(check: Callable[[], bool], timeout: float = 15.0) -> None:

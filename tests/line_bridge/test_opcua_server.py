@@ -4,12 +4,10 @@ subscriptions, the Trigger method, security, restarts, a stalled loop, and the b
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import socket
 import threading
 from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -30,10 +28,10 @@ from mfgvision.line_bridge.opcua_server import (
     OpcUaServerSink,
     endpoint_url,
 )
-from mfgvision.line_bridge.results import NG, OK, CameraState, Inspection
+from mfgvision.line_bridge.results import NG, OK, Inspection
 from mfgvision.settings import OpcUaServerSettings
 from tests.factories import wait_for
-from tests.line_bridge.conftest import inference_body
+from tests.line_bridge.conftest import Line, inference_body
 from tests.line_bridge.test_service import ROUTES, deliver, start_bridge
 from tests.services import free_port
 
@@ -77,37 +75,6 @@ def settings(**extra: Any) -> OpcUaServerSettings:
 
 def no_trigger(camera_id: str, timeout_s: float) -> Inspection:
     raise AssertionError(f"no trigger expected ({camera_id})")
-
-
-class Line:
-    """What the bridge's core does for the sink: records each inspection, then publishes it."""
-
-    def __init__(self, sink: OpcUaServerSink, prefix: str = "") -> None:
-        self.sink = sink
-        self.prefix = prefix
-        self.states: dict[str, CameraState] = {}
-        self.parts = 0
-
-    def part(self, camera_id: str, *defects: str) -> Inspection:
-        self.parts += 1
-        inspection = Inspection(
-            camera_id=camera_id,
-            location="line1",
-            position="top",
-            unique_id=f"{self.prefix}{camera_id}-{self.parts}",
-            verdict=NG if defects else OK,
-            defects=tuple(sorted(defects)),
-            created=datetime.now(timezone.utc),
-        )
-        state = self.states.setdefault(camera_id, CameraState(camera_id))
-        state.record(inspection)
-        self.sink.publish(dataclasses.replace(state), inspection)
-        return inspection
-
-    def module_state(self, camera_id: str, module_state: str) -> None:
-        state = self.states.setdefault(camera_id, CameraState(camera_id))
-        state.state = module_state
-        self.sink.publish(dataclasses.replace(state), None)
 
 
 def client_for(sink: OpcUaServerSink) -> Client:
