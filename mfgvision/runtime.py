@@ -15,6 +15,8 @@ from typing import Protocol
 log = logging.getLogger(__name__)
 
 REPO_ASSETS = Path(__file__).resolve().parent.parent / "edge_assets"
+#: How long stopping may take in all: within the 10 s between SIGTERM and SIGKILL.
+STOP_WAIT_S = 9.0
 
 
 @dataclass(frozen=True)
@@ -79,7 +81,8 @@ def run_until_signalled(
     duration: float | None = None,
     on_started: Callable[[], None] | None = None,
 ) -> int:
-    """Start services, wait for SIGTERM/SIGINT (or ``duration`` seconds), stop them in reverse order."""
+    """Start services, wait for SIGTERM/SIGINT (or ``duration`` seconds), then stop them all at once
+    (:func:`stop_all`)."""
     stop = threading.Event()
     received: list[int] = []
 
@@ -97,14 +100,33 @@ def run_until_signalled(
         if received:
             log.info("stop requested", extra={"signal": signal.Signals(received[0]).name})
     finally:
-        for service in reversed(services):
-            try:
-                service.stop()
-            except Exception:
-                log.exception(
-                    "service did not stop cleanly", extra={"service": type(service).__name__}
-                )
+        stop_all(services)
         for signum, handler in previous.items():
             signal.signal(signum, handler)
     log.info("stopped")
     return 0
+
+
+def stop_all(services: list[Service], wait_s: float = STOP_WAIT_S) -> None:
+    """Stop every service on a thread of its own, so the whole lot takes as long as the slowest one
+    (each finishes its in-flight work within its own few seconds), not their sum. A service still
+    stopping after ``wait_s`` is logged and left to the process exit."""
+
+    def stop(service: Service) -> None:
+        try:
+            service.stop()
+        except Exception:
+            log.exception("service did not stop cleanly", extra={"service": type(service).__name__})
+
+    threads = [
+        threading.Thread(target=stop, args=(s,), name=f"stop-{type(s).__name__}", daemon=True)
+        for s in services
+    ]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + wait_s
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    late = [t.name.removeprefix("stop-") for t in threads if t.is_alive()]
+    if late:
+        log.error("services still stopping, left to the exit", extra={"services": late})

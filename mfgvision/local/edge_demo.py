@@ -96,6 +96,7 @@ class ModuleProcess:
     restarts: int = 0
     next_start: float = 0.0
     _log: IO[bytes] | None = field(default=None, repr=False)
+    _terminated: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     def start(self) -> None:
         if self._log is None:
@@ -112,10 +113,18 @@ class ModuleProcess:
             extra={"module_name": self.name, "pid": self.process.pid, "cmd": self.command},
         )
 
+    def terminate(self) -> None:
+        """Send SIGTERM (once) without waiting for the module to end."""
+        proc = self.process
+        if proc is not None and proc.poll() is None and proc is not self._terminated:
+            proc.send_signal(signal.SIGTERM)
+            self._terminated = proc
+
     def stop(self, timeout: float = 30.0) -> int | None:
+        """SIGTERM (unless :meth:`terminate` sent it), wait up to ``timeout`` s, else kill."""
         proc = self.process
         if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
+            self.terminate()
             try:
                 proc.wait(timeout)
             except subprocess.TimeoutExpired:
@@ -146,6 +155,8 @@ class Supervisor:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout=5)
+        for module in self.modules:  # every module stops at once
+            module.terminate()
         for module in reversed(self.modules):
             self.exit_codes[module.name] = module.stop()
 

@@ -230,7 +230,7 @@ def served(
     server: MetricsServer | None, services: list[Service], *watches: ModuleWatch
 ) -> list[Service]:
     """``services`` after ``server`` (from :meth:`MetricsServer.from_env`), which serves
-    ``watches``: first up, last down, it answers while the modules start and stop. ``services``
+    ``watches``: first up, it answers while the modules start, and stops with them. ``services``
     alone when metrics are off (None)."""
     if server is None:
         return services
