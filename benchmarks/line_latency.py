@@ -3,7 +3,7 @@
 A CIS (folder camera of generated frames, the demo model) and the LineBridge run in this process over
 the in-process hub, as in ``mfgvision demo``. This process then plays the line, one part at a time:
 
-* ``modbus``: a PLC (a pymodbus server in this process) sets the camera's trigger coil; the part is
+* ``modbus``: a PLC (a pymodbus server in a process of its own) sets the camera's trigger coil; the part is
   done when the camera's sequence register changes (read by an independent pymodbus client);
 * ``mqtt``: a client publishes on ``<prefix>/<location>/<position>/<camera_id>/trigger`` and waits
   for the triggered ``inspection`` message, through a Mosquitto of this run's own configured as
@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import functools
 import json
+import multiprocessing
 import os
 import queue
 import socket
@@ -91,39 +92,42 @@ def make_frames(folder: Path, count: int, size: tuple[int, int]) -> None:
         cv2.imwrite(str(folder / f"frame_{i:04d}.jpg"), image, [cv2.IMWRITE_JPEG_QUALITY, 90])
 
 
+async def _serve_plc(port: int) -> None:
+    device = SimDevice(
+        id=UNIT,
+        simdata=(
+            [SimData(0, count=100, values=False, datatype=DataType.BITS)],
+            [SimData(0, values=False, datatype=DataType.BITS)],
+            [SimData(0, count=1000, values=0, datatype=DataType.REGISTERS)],
+            [SimData(0, values=0, datatype=DataType.REGISTERS)],
+        ),
+    )
+    await ModbusTcpServer(device, address=("127.0.0.1", port)).serve_forever()
+
+
+def serve_plc(port: int) -> None:
+    """Run the PLC's Modbus server (in a process of its own)."""
+    asyncio.run(_serve_plc(port))
+
+
 class Plc:
-    """A pymodbus TCP server on its own event loop thread, with coils and holding registers."""
+    """A pymodbus TCP server with coils and holding registers, in a process of its own as a PLC is:
+    its work does not compete with the CIS and the LineBridge for this process's interpreter."""
 
     def __init__(self) -> None:
         self.port = free_port()
-        self._loop = asyncio.new_event_loop()
-        self._server: ModbusTcpServer | None = None
-        self._thread = threading.Thread(target=self._loop.run_until_complete, args=(self._serve(),))
-
-    async def _serve(self) -> None:
-        device = SimDevice(
-            id=UNIT,
-            simdata=(
-                [SimData(0, count=100, values=False, datatype=DataType.BITS)],
-                [SimData(0, values=False, datatype=DataType.BITS)],
-                [SimData(0, count=1000, values=0, datatype=DataType.REGISTERS)],
-                [SimData(0, values=0, datatype=DataType.REGISTERS)],
-            ),
-        )
-        self._server = ModbusTcpServer(device, address=("127.0.0.1", self.port))
-        await self._server.serve_forever()
+        context = multiprocessing.get_context("spawn")
+        self._process = context.Process(target=serve_plc, args=(self.port,), daemon=True)
 
     def __enter__(self) -> Plc:
-        self._thread.start()
-        if not wait_until(lambda: self._server is not None and _listening(self.port), 10, 0.05):
+        self._process.start()
+        if not wait_until(lambda: _listening(self.port), 30, 0.05):
             raise RuntimeError("the Modbus server did not start")
         return self
 
     def __exit__(self, *_exc: object) -> None:
-        assert self._server is not None
-        asyncio.run_coroutine_threadsafe(self._server.shutdown(), self._loop).result(10)
-        self._thread.join(10)
-        self._loop.close()
+        self._process.terminate()
+        self._process.join(10)
 
 
 def _listening(port: int) -> bool:
