@@ -104,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=_demo)
 
     for name, text in (
-        ("cis", "capture, inference and store for one camera"),
+        ("cis", "capture, inference and store for one camera or several"),
         ("image-upload", "copy stored images to blob storage"),
         ("line-bridge", "each camera's verdict to the line (MQTT), triggers from it"),
         ("file-cleanup", "image retention by age and disk watermark, old rows pruned"),

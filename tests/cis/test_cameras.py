@@ -22,6 +22,7 @@ from mfgvision.cis.service import TRIGGER_INPUT, CisService
 from mfgvision.edge.hub import HubMessage
 from mfgvision.edge.inprocess import InProcessBroker
 from mfgvision.edge.routes import parse_route
+from mfgvision.metrics.modules import Families, read_cis
 from mfgvision.runtime import Paths
 from mfgvision.store.database import Database
 from mfgvision.store.status import read_statuses
@@ -142,6 +143,13 @@ def test_three_cameras_store_per_camera_on_one_session_per_model(module, frames_
     assert entries["cam-c"]["model"] == "const/2" and entries["cam-a"]["state"] == "running"
     assert set(entries["cam-a"]) == {"state", "fps", "model", "error"}
     assert m.cis.pipeline is None  # no single pipeline in a module of several cameras
+    # metrics: each camera's series under its id, what they share under an empty one
+    out = Families(module=MODULE)
+    read_cis(m.cis.status(), out)
+    samples = {(s.name, s.labels["camera_id"]) for f in out.metrics() for s in f.samples}
+    assert {("mfgvision_inferences_total", c) for c in cameras} <= samples
+    assert ("mfgvision_cis_pending_rows", "") in samples
+    assert not any(name == "mfgvision_cis_pending_rows" and c for name, c in samples)
 
 
 def test_a_camera_added_changed_or_removed_leaves_the_others_running(module, frames_dir, tmp_path):
