@@ -18,6 +18,7 @@ import os
 import platform
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,10 @@ import cv2
 import numpy as np
 from machine import cpu_model
 
-from mfgvision.cis.pipeline import CisPipeline
+from mfgvision.cis.metrics import PipelineMetrics
+from mfgvision.cis.models import ModelManager
+from mfgvision.cis.pipeline import CisPipeline, ModuleParts
+from mfgvision.cis.writer import OutcomeWriter
 from mfgvision.inference import RuntimeOptions, load_model
 from mfgvision.settings import CisSettings
 from mfgvision.store.database import Database
@@ -68,6 +72,11 @@ def bare(model_dir: Path, frames: list[np.ndarray], n: int, threads: int | None)
     }
 
 
+def taken(_output: str, _body: dict[str, Any], on_sent: Callable[[], None]) -> None:
+    """A hub that takes every message at once."""
+    on_sent()
+
+
 def start_pipeline(
     model_dir: Path, frames_dir: Path, threads: int | None, work: Path, **settings: Any
 ) -> tuple[CisPipeline, Database]:
@@ -83,15 +92,16 @@ def start_pipeline(
     )
     db = Database(f"sqlite:///{work / 'bench.db'}")
     db.create_schema()
-    pipe = CisPipeline(
-        cis_settings,
-        frames_dir.parent,  # the camera folder is read from the assets folder only
-        model_dir.parent.parent,
-        work / "images",
-        db,
-        lambda _o, _b: None,
+    parts = ModuleParts(
+        models=ModelManager(model_dir.parent.parent),
+        writer=OutcomeWriter(work / "images", db, taken, PipelineMetrics(camera_id=None), "bench"),
+        send=taken,
+        camera_roots=(frames_dir.parent,),  # the camera folder is read from the assets folder only
+        drift_dir=work / "drift",
         intra_op_threads=threads,
     )
+    parts.writer.start()
+    pipe = CisPipeline(cis_settings, parts)
     pipe.start()
     if not pipe.models.wait_ready(120):
         raise SystemExit(f"model did not load: {pipe.models.error}")
@@ -101,6 +111,14 @@ def start_pipeline(
             raise SystemExit(f"no inference within 120 s: {pipe.status()}")
         time.sleep(0.01)
     return pipe, db
+
+
+def stop_pipeline(pipe: CisPipeline, db: Database) -> None:
+    """Stop the camera, then the writer once it has written what the camera left, the model."""
+    pipe.stop()
+    pipe.writer.stop()
+    pipe.parts.models.stop()
+    db.close()
 
 
 def pipeline(model_dir: Path, frames_dir: Path, n: int, threads: int | None, work: Path) -> dict:
@@ -124,8 +142,7 @@ def pipeline(model_dir: Path, frames_dir: Path, n: int, threads: int | None, wor
     rows = pipe.metrics.counters["rows_written"] - start_rows
     stages = pipe.metrics.summary()
     capture_decode_ms = pipe.grabber.stats.decode_ms if pipe.grabber else None
-    pipe.stop()
-    db.close()
+    stop_pipeline(pipe, db)
     latency = stages.pop("frame_to_row", {})
     return {
         "fps": round(rows / elapsed, 2),
@@ -155,8 +172,7 @@ def sampled(
     cpu, elapsed = time.process_time() - cpu0, time.perf_counter() - start
     frames = pipe.grabber.stats.frames - frames0
     inferences = pipe.metrics.counters["inferences"] - inferences0
-    pipe.stop()
-    db.close()
+    stop_pipeline(pipe, db)
     return {
         "camera_fps": camera_fps,
         "inference_fps": inference_fps,

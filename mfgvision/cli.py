@@ -173,7 +173,7 @@ def _add_compose(compose: argparse.ArgumentParser) -> None:
 #: Every command: its help line and what adds its arguments (importing only that command's room).
 COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
     "demo": ("run the deployment manifest's modules on this machine", _add_demo),
-    "cis": ("capture, inference and store for one camera", _add_module),
+    "cis": ("capture, inference and store for one camera or several", _add_module),
     "image-upload": ("copy stored images to blob storage", _add_module),
     "line-bridge": (
         "each camera's verdict to the line (OPC UA, Modbus TCP, MQTT), triggers from it",

@@ -39,6 +39,8 @@ MAX_KEY = 100
 MAX_ITEMS = 64
 MAX_DEPTH = 4
 MAX_INT = 2**63 - 1
+#: Most cameras one CIS module runs.
+MAX_CAMERAS = MAX_ITEMS
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 #: A camera's location or position: any name without a folder separator; image file and blob names
 #: take it sanitised (``store.images.sanitise_name_part``: other than letters, digits, ``_`` and
@@ -84,7 +86,9 @@ _IGNORED_LEGACY_KEYS = {
     "LABEL_FILE",
 }
 
-Problem = tuple[tuple[str, ...], str]
+#: Where a problem is (keys, and indexes of list items) and what it is.
+Loc = tuple[str | int, ...]
+Problem = tuple[Loc, str]
 
 
 class SettingsError(ValueError):
@@ -99,7 +103,7 @@ class SettingsError(ValueError):
         self.problems: dict[str, str] = problems or {"settings": message}
 
 
-def _value_problems(value: Any, loc: tuple[str, ...] = ()) -> Iterator[Problem]:
+def _value_problems(value: Any, loc: Loc = ()) -> Iterator[Problem]:
     """What makes a desired value unacceptable whatever its key: secrets, control characters,
     overlong texts, huge or non-finite numbers, deep or large objects."""
     if len(loc) > MAX_DEPTH:
@@ -118,7 +122,7 @@ def _value_problems(value: Any, loc: tuple[str, ...] = ()) -> Iterator[Problem]:
             yield loc, f"more than {MAX_ITEMS} entries"
             return
         for index, item in enumerate(value):
-            yield from _value_problems(item, (*loc, str(index)))
+            yield from _value_problems(item, (*loc, index))
     elif isinstance(value, str):
         yield from _text_problems(value, loc, MAX_TEXT)
         secret = find_secret(value)
@@ -130,7 +134,7 @@ def _value_problems(value: Any, loc: tuple[str, ...] = ()) -> Iterator[Problem]:
         yield loc, "integer out of range"
 
 
-def _key_problems(key: Any, loc: tuple[str, ...]) -> Iterator[Problem]:
+def _key_problems(key: Any, loc: Loc) -> Iterator[Problem]:
     if not isinstance(key, str):
         yield loc, "keys must be texts"
         return
@@ -139,7 +143,7 @@ def _key_problems(key: Any, loc: tuple[str, ...]) -> Iterator[Problem]:
         yield loc, f"looks like a secret; {_SECRET_HINT}"
 
 
-def _text_problems(text: str, loc: tuple[str, ...], limit: int) -> Iterator[Problem]:
+def _text_problems(text: str, loc: Loc, limit: int) -> Iterator[Problem]:
     if len(text) > limit:
         yield loc, f"longer than {limit} characters"
     if _CONTROL.search(text):
@@ -760,6 +764,56 @@ class CisSettings(CameraSettings):
         json_schema_extra=form(DRIFT, 94, advanced=True),
     )
 
+    cameras: list[dict[str, Any]] | None = Field(
+        None,
+        max_length=MAX_CAMERAS,
+        title="Cameras",
+        description="several cameras in one module: one object per camera with its own camera_id "
+        "and camera_* keys, and any inspection setting of its own; a key an entry leaves out is "
+        "the module's. None or empty = one camera, set by the module's own keys",
+        json_schema_extra=form(CAMERA, 19, advanced=True),
+    )
+
+    _each: list[CisSettings] = PrivateAttr(default_factory=list)
+
+    @model_validator(mode="after")
+    def _resolve_cameras(self) -> CisSettings:
+        """Each entry of ``cameras`` over the module's own keys, validated as one camera is; the
+        camera ids unique."""
+        own = self.model_dump(exclude={"cameras"})
+        problems: list[Problem] = []
+        resolved: list[CisSettings] = []
+        first: dict[str, int] = {}
+        for index, entry in enumerate(self.cameras or []):
+            loc: Loc = ("cameras", index)
+            wrong = [(key, _not_per_camera(key)) for key in entry if key not in CAMERA_ENTRY_KEYS]
+            problems += [((*loc, key), reason) for key, reason in wrong]
+            if wrong:
+                continue
+            try:
+                camera = CisSettings.model_validate({**own, **entry})
+            except ValidationError as exc:
+                problems += [((*loc, *err["loc"]), _reason(err)) for err in exc.errors()]
+                continue
+            seen = first.setdefault(camera.camera_id, index)
+            if seen != index:
+                problems.append(
+                    (
+                        (*loc, "camera_id"),
+                        f"{camera.camera_id} is already the id of cameras[{seen}]",
+                    )
+                )
+            resolved.append(camera)
+        if problems:
+            raise _refuse(type(self).__name__, problems)
+        self._each = resolved
+        return self
+
+    def each_camera(self) -> list[CisSettings]:
+        """The settings of every camera the module runs: one per entry of ``cameras`` (the
+        module's keys where the entry sets none), else the module's own."""
+        return list(self._each) or [self]
+
     @field_validator("providers")
     @classmethod
     def _known_providers(cls, providers: list[str] | None) -> list[str] | None:
@@ -774,6 +828,19 @@ class CisSettings(CameraSettings):
         return CameraSettings.model_construct(
             **{name: getattr(self, name) for name in CameraSettings.model_fields}
         )
+
+
+#: Settings of the whole module, never of one of its cameras: how its models run (one session per
+#: model serves every camera), whether ImageUpload's receipts come back, and the cameras themselves.
+MODULE_KEYS = frozenset({"providers", "fp16", "upload_receipts", "cameras"})
+#: What an entry of ``cameras`` may set.
+CAMERA_ENTRY_KEYS = frozenset(CisSettings.model_fields) - MODULE_KEYS
+
+
+def _not_per_camera(key: str) -> str:
+    if key in MODULE_KEYS:
+        return "a setting of the whole module, not of one camera"
+    return "not a setting of a camera"
 
 
 @functools.cache
@@ -1203,9 +1270,15 @@ def parse_settings(model: type[ModuleSettings], desired: dict[str, Any]) -> Modu
 def validation_message(exc: ValidationError, whole: str = "settings") -> str:
     """A validation error as ``field: reason; ...`` (``whole`` for an error of the whole object),
     without the offending values."""
-    return "; ".join(
-        f"{'.'.join(str(p) for p in err['loc']) or whole}: {_reason(err)}" for err in exc.errors()
-    )
+    return "; ".join(f"{place(err['loc']) or whole}: {_reason(err)}" for err in exc.errors())
+
+
+def place(loc: Loc) -> str:
+    """Where a value is, as people write it: ``cameras[1].camera_uri``, ``modbus.cameras``."""
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else f".{part}" if text else str(part)
+    return text
 
 
 def _reason(err: Any) -> str:
@@ -1217,12 +1290,13 @@ def _problems(
     model: type[ModuleSettings], desired: dict[str, Any], exc: ValidationError
 ) -> dict[str, str]:
     """Top-level key of ``desired`` -> reason, for each validation error. An error located on a key
-    of the document is that key's; any other (a legacy key, a check across keys) belongs to the
+    of the document is that key's (its reason names the place within it); any other (a legacy key, a check across keys) belongs to the
     keys whose removal alone makes it go away, else to ``settings``."""
     problems: dict[str, list[str]] = {}
     for err in exc.errors():
         loc = err["loc"]
-        nested = ".".join(str(p) for p in loc[1:])
+        # An item of a list is named from the list's key: ``cameras[1].camera_uri``.
+        nested = place(loc) if len(loc) > 1 and isinstance(loc[1], int) else place(loc[1:])
         reason = f"{nested}: {_reason(err)}" if nested else _reason(err)
         keys = [str(loc[0])] if loc and loc[0] in desired else _culprits(model, desired, err)
         for key in keys or ["settings"]:

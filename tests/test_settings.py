@@ -258,3 +258,66 @@ def test_the_opcua_password_is_never_a_line_bridge_setting():
         parse_settings(LineBridgeSettings, {"opcua_server": server})
     assert "password" in str(refused.value)
     assert parse_settings(LineBridgeSettings, {}).opcua_server is None
+
+
+def test_each_camera_takes_the_module_keys_it_does_not_set():
+    s = parse_settings(
+        CisSettings,
+        {
+            "MODEL_NAME": "casting",
+            "prob_threshold": 0.6,
+            "cameras": [
+                {"camera_id": "a", "camera_uri": "rtsp://cam-a/s", "camera_type": "rtsp"},
+                {"camera_id": "b", "prob_threshold": 0.8, "drift_every_s": 0},
+            ],
+        },
+    )
+    a, b = s.each_camera()
+    assert (a.camera_id, a.camera_type, a.camera_uri) == ("a", "rtsp", "rtsp://cam-a/s")
+    assert (a.model_name, a.prob_threshold, a.drift_every_s) == ("casting", 0.6, 5.0)
+    assert (b.camera_type, b.prob_threshold, b.drift_every_s) == ("folder", 0.8, 0.0)
+    assert a.cameras is None and b.cameras is None
+    # reported as given, so that many cameras fit in the twin
+    assert s.model_dump()["cameras"][0] == {
+        "camera_id": "a",
+        "camera_uri": "rtsp://cam-a/s",
+        "camera_type": "rtsp",
+    }
+    assert parse_settings(CisSettings, {"camera_id": "solo"}).each_camera()[0].camera_id == "solo"
+
+
+@pytest.mark.parametrize(
+    "cameras, reason",
+    [
+        ([{"camera_id": "a"}, {"camera_id": "a"}], "cameras[1].camera_id: a is already the id"),
+        ([{}, {}], "cameras[1].camera_id: camera1 is already the id of cameras[0]"),
+        ([{"camera_id": "a", "prob_threshold": 2}], "cameras[0].prob_threshold: Input should be"),
+        ([{"camera_id": "a", "fp16": False}], "cameras[0].fp16: a setting of the whole module"),
+        ([{"camera_id": "a", "cameras": []}], "cameras[0].cameras: a setting of the whole module"),
+        ([{"camera_id": "a", "CAMERA_URI": "x"}], "cameras[0].CAMERA_URI: not a setting of a"),
+        ([{"camera_id": "a b"}], "cameras[0].camera_id: String should match pattern"),
+        ([{"camera_uri": "../etc"}], "cameras[0].camera_uri: a camera path must not contain"),
+        ([{"camera_id": "a"}, "b"], "cameras[1]: Input should be a valid dictionary"),
+        ([{"camera_id": f"c{i}"} for i in range(65)], "cameras: more than 64 entries"),
+    ],
+)
+def test_a_bad_camera_entry_is_named_by_its_place(cameras, reason):
+    with pytest.raises(SettingsError) as refused:
+        parse_settings(CisSettings, {"cameras": cameras})
+    assert set(refused.value.problems) == {"cameras"}
+    assert str(refused.value).startswith(reason)
+    assert refused.value.problems["cameras"].startswith(reason.removeprefix("cameras: "))
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        {"camera_uri": "rtsp://admin:hunter2@10.0.0.5/s"},
+        {"camera_features": {"DeviceUserPassword": "hunter2"}},
+        {"camera_password": "hunter2"},
+    ],
+)
+def test_secrets_are_refused_in_a_camera_entry(entry):
+    with pytest.raises(SettingsError, match=r"cameras\[1\]\.\w+.*(secret|password)") as refused:
+        parse_settings(CisSettings, {"cameras": [{"camera_id": "a"}, {"camera_id": "b", **entry}]})
+    assert "hunter2" not in str(refused.value)

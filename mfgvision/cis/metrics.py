@@ -18,10 +18,11 @@ from mfgvision.metrics.source import CameraSeries
 class PipelineMetrics:
     """Rolling per-stage milliseconds (last ``window`` samples each) and monotonic counters."""
 
-    def __init__(self, window: int = 4096, module: str = "cis", camera_id: str = "") -> None:
-        """``module`` and ``camera_id`` label the Prometheus series."""
+    def __init__(self, window: int = 4096, module: str = "cis", camera_id: str | None = "") -> None:
+        """``module`` and ``camera_id`` label the Prometheus series; a module's own figures (no
+        camera: ``camera_id`` None) have none."""
         self._window = window
-        self.series = CameraSeries(module, camera_id)
+        self.series = CameraSeries(module, camera_id) if camera_id is not None else None
         self._stages: dict[str, deque[float]] = {}
         self.counters: Counter[str] = Counter()
         self._events: deque[float] = deque(maxlen=window)
@@ -30,15 +31,13 @@ class PipelineMetrics:
     def time(self, stage: str, ms: float) -> None:
         with self._lock:
             self._stages.setdefault(stage, deque(maxlen=self._window)).append(ms)
-        self.series.observe(stage, ms / 1000)
+        if self.series is not None:
+            self.series.observe(stage, ms / 1000)
 
     def detected(self, labels: list[str]) -> None:
         """One inference's detections by class label (none: an OK verdict)."""
-        self.series.detected(labels)
-
-    def relabel(self, camera_id: str) -> None:
-        """Label the Prometheus series with another camera id from now on."""
-        self.series = CameraSeries(self.series.module, camera_id)
+        if self.series is not None:
+            self.series.detected(labels)
 
     def count(self, name: str, n: int = 1) -> None:
         with self._lock:

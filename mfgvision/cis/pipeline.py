@@ -1,8 +1,10 @@
-"""The CIS pipeline: capture thread -> sampler -> inference thread -> writer thread, and beside
-them the drift thread (``cis/drift``), handed a sampled inferred frame every few seconds.
+"""One camera of a CIS module: capture thread -> sampler -> inference thread -> the module's writer
+thread, and beside them the drift thread (``cis/drift``), handed a sampled inferred frame every few
+seconds. The model sessions and the writer are the module's (:class:`ModuleParts`), shared by its
+cameras.
 
 Settings apply live: thresholds, rates and storage flags take effect on the next frame, a new camera
-restarts only the capture thread, a new model is swapped in between frames.
+source restarts only the capture thread, a new model is swapped in between frames.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import time
 import uuid
 from collections import deque
 from concurrent.futures import Future
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,16 +26,13 @@ from mfgvision.capture.grabber import FrameGrabber
 from mfgvision.capture.jpeg import decode, reduction_for
 from mfgvision.cis.delivery import Send
 from mfgvision.cis.drift.monitor import DriftMonitor
-from mfgvision.cis.drift.store import DRIFT_FOLDER
 from mfgvision.cis.metrics import PipelineMetrics
-from mfgvision.cis.models import ModelManager, ModelRequest
+from mfgvision.cis.models import ModelLoader, ModelManager, ModelRequest
 from mfgvision.cis.outcome import Outcome
 from mfgvision.cis.sampler import RetrainSampler, Sampler
 from mfgvision.cis.writer import OutcomeWriter
 from mfgvision.inference import Model
 from mfgvision.settings import CisSettings
-from mfgvision.store.database import Database
-from mfgvision.store.spool import RowSpool, row_spool_path
 
 log = logging.getLogger(__name__)
 
@@ -82,48 +82,41 @@ def model_request(s: CisSettings, intra_op_threads: int | None) -> ModelRequest:
     )
 
 
+@dataclass(frozen=True)
+class ModuleParts:
+    """What the cameras of one CIS module share: its model sessions, its writer, its outputs."""
+
+    models: ModelManager
+    writer: OutcomeWriter
+    send: Send
+    #: Where camera folders and files are looked for, in this order.
+    camera_roots: tuple[Path, ...]
+    #: Where each camera keeps its drift reference and state (``<drift_dir>/<camera_id>/``).
+    drift_dir: Path
+    #: The module id, labelling the Prometheus series.
+    module: str = "cis"
+    intra_op_threads: int | None = None
+
+
 class CisPipeline:
-    """Runs one camera through one model into storage and messages."""
+    """Runs one camera of a module through its model into the module's writer."""
 
     def __init__(
-        self,
-        settings: CisSettings,
-        assets_dir: Path,
-        models_dir: Path,
-        images_dir: Path,
-        db: Database,
-        send: Send,
-        intra_op_threads: int | None = None,
-        schema_ready: bool = True,
-        owner: str = "cis",
-        data_dir: Path | None = None,
-        settings_version: int | None = None,
-        live_dir: Path | None = None,
+        self, settings: CisSettings, parts: ModuleParts, settings_version: int | None = None
     ) -> None:
-        """Camera folders and files are read from ``assets_dir`` or ``data_dir``. ``owner`` names this pipeline's entries in the announcement journal (the module id: a
-        restart replays its own entries, whatever camera id the settings name by then).
-        ``settings_version`` is the desired-twin ``$version`` of ``settings`` (None when unknown);
-        every row records it. ``live_dir`` receives live frames while the dashboard watches (None:
-        never)."""
+        """``settings_version`` is the desired-twin ``$version`` of ``settings`` (None when
+        unknown); every row records it. The camera's model is asked for at once."""
         # Settings and their version change together, in one assignment the inference thread reads.
         self._in_force: tuple[CisSettings, int | None] = (settings, settings_version)
-        self.camera_roots = (assets_dir,) if data_dir is None else (assets_dir, data_dir)
-        self.intra_op_threads = intra_op_threads
-        self.metrics = PipelineMetrics(module=owner, camera_id=settings.camera_id)
-        self.models = ModelManager(models_dir)
-        self.writer = OutcomeWriter(
-            images_dir,
-            db,
-            send,
-            self.metrics,
-            owner=owner,
-            spool=RowSpool(row_spool_path(images_dir), db, schema_ready=schema_ready),
-            live_dir=live_dir,
-            upload_receipts=settings.upload_receipts,
+        self.parts = parts
+        self.writer = parts.writer
+        self.metrics = PipelineMetrics(module=parts.module, camera_id=settings.camera_id)
+        #: The model serving this camera; ``_next`` is the one asked for while it loads.
+        self.models: ModelLoader = parts.models.acquire(
+            model_request(settings, parts.intra_op_threads)
         )
-        self.drift = DriftMonitor(
-            (data_dir or images_dir.parent) / DRIFT_FOLDER, send, settings, self.metrics
-        )
+        self._next: ModelLoader | None = None
+        self.drift = DriftMonitor(parts.drift_dir, parts.send, settings, self.metrics)
         self.grabber: FrameGrabber | None = None
         self.camera_error: str | None = None
         self._sampler = Sampler(settings.inference_fps)
@@ -134,24 +127,29 @@ class CisPipeline:
         self._trigger_ids: deque[str] = deque(maxlen=TRIGGERS_WAITING)
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="inference", daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, name=f"inference-{settings.camera_id}", daemon=True
+        )
 
     def start(self) -> None:
-        self.models.start(model_request(self.settings, self.intra_op_threads))
-        self.writer.start()
+        self.writer.attach(self.settings.camera_id, self.metrics)
         self.drift.start()
         self._start_camera()
         self._thread.start()
 
     def stop(self) -> None:
-        """Stop capture, finish the frame in flight, write what is queued, release the model."""
+        """Stop capture, finish the frame in flight (its outcome goes to the module's writer, which
+        keeps running), let go of the model."""
         if self.grabber is not None:
             self.grabber.stop()
         self._stop.set()
         self._thread.join(timeout=10)
         self.drift.stop()
-        self.writer.stop()
-        self.models.stop()
+        with self._lock:
+            loaders, self._next = [self.models, self._next], None
+        for loader in loaders:
+            if loader is not None:
+                self.parts.models.release(loader)
 
     @property
     def settings(self) -> CisSettings:
@@ -163,8 +161,14 @@ class CisPipeline:
         """The desired-twin ``$version`` of the settings in force; None when unknown."""
         return self._in_force[1]
 
+    @property
+    def wanted_model(self) -> ModelLoader:
+        """The model the settings ask for: the one loading beside the one serving, if any."""
+        return self._next or self.models
+
     def apply(self, new: CisSettings, version: int | None = None) -> None:
-        """Switch to new settings (desired-twin ``$version`` ``version``) without a restart."""
+        """Switch to new settings of the same camera (desired-twin ``$version`` ``version``)
+        without a restart."""
         old = self.settings
         self._in_force = (new, version)
         if (
@@ -176,10 +180,7 @@ class CisPipeline:
             if self.grabber is not None:
                 self.grabber.stop()
             self._start_camera()
-        self.writer.delivery.upload_receipts = new.upload_receipts
         self.drift.apply(new)
-        if old.camera_id != new.camera_id:
-            self.metrics.relabel(new.camera_id)
         if old.inference_fps != new.inference_fps:
             self._sampler = Sampler(new.inference_fps)
         if (old.retrain_interval_s, old.retrain_below_probability) != (
@@ -187,8 +188,42 @@ class CisPipeline:
             new.retrain_below_probability,
         ):
             self._retrain = RetrainSampler(new.retrain_interval_s, new.retrain_below_probability)
-        if model_request(old, self.intra_op_threads) != model_request(new, self.intra_op_threads):
-            self.models.request(model_request(new, self.intra_op_threads))
+        threads = self.parts.intra_op_threads
+        if model_request(old, threads) != model_request(new, threads):
+            self._ask_model(model_request(new, threads))
+
+    def reload_model(self) -> str:
+        """Load the camera's model again from disk (for every camera using it); its name."""
+        loader = self.wanted_model
+        loader.reload()
+        return loader.request.label
+
+    def _ask_model(self, request: ModelRequest) -> None:
+        """Serve another model: it loads beside the one serving and takes over between frames (at
+        once when none serves yet)."""
+        manager = self.parts.models
+        loader = None if request == self.models.request else manager.acquire(request)
+        with self._lock:
+            let_go = [self._next]
+            self._next = loader
+            if loader is not None and self.models.current is None:
+                let_go.append(self.models)
+                self.models, self._next = loader, None
+        for old in let_go:
+            if old is not None:
+                manager.release(old)
+
+    def _model(self) -> Model | None:
+        """The model for the next frame: the one asked for as soon as it is ready."""
+        ready = self._next
+        if ready is not None and ready.current is not None:
+            old = None
+            with self._lock:
+                if self._next is ready:
+                    old, self.models, self._next = self.models, ready, None
+            if old is not None:
+                self.parts.models.release(old)
+        return self.models.current
 
     def _configure_camera(self, old: CisSettings, new: CisSettings) -> bool:
         """Camera features changed: apply them to the running camera; False = reopen it."""
@@ -220,11 +255,11 @@ class CisPipeline:
 
     def status(self) -> dict[str, Any]:
         """State, rates, counters and errors, for reported properties and health."""
-        model = self.models.current
+        model, wanted = self.models.current, self.wanted_model
         capture = self.grabber.stats if self.grabber is not None else None
         if self.camera_error:
             state = "camera_error"
-        elif self.models.error and model is None:
+        elif wanted.error and model is None:
             state = "model_error"
         elif capture is not None and capture.state in ("reconnecting", "connecting"):
             state = capture.state
@@ -255,26 +290,31 @@ class CisPipeline:
                 "family": model.family if model else None,
                 "providers": model.providers if model else [],
                 "warnings": model.warnings if model else [],
-                "error": self.models.error,
+                "error": wanted.error,
             },
             "counters": counters,
             "pending_rows": self.writer.pending_rows,
             "unconfirmed": self.writer.delivery.unconfirmed(),
             "drift": self.drift.status(),
-            "last_error": self.writer.last_error or self.models.error or self.camera_error,
+            "last_error": self.writer.last_error or wanted.error or self.camera_error,
         }
 
     def problems(self) -> list[str]:
-        """What is wrong while inference runs: storage trouble, a model refused (empty if nothing)."""
-        reasons = self.writer.problems()
-        if self.models.error and self.models.current is not None:
-            reasons.append(f"model refused, the previous one serves: {self.models.error}")
-        return reasons
+        """What is wrong while inference runs: the module's storage trouble, then this camera's
+        (empty if nothing)."""
+        return self.writer.problems() + self.camera_problems()
+
+    def camera_problems(self) -> list[str]:
+        """What is wrong with this camera alone while inference runs: a model refused."""
+        error = self.wanted_model.error
+        if error and self.models.current is not None:
+            return [f"model refused, the previous one serves: {error}"]
+        return []
 
     def _start_camera(self) -> None:
         s = self.settings
         try:
-            source = build_source(s.camera, *self.camera_roots)
+            source = build_source(s.camera, *self.parts.camera_roots)
         except SourceError as exc:
             self.camera_error, self.grabber = str(exc), None
             log.error("camera not available", extra={"camera_id": s.camera_id, "error": str(exc)})
@@ -285,7 +325,7 @@ class CisPipeline:
             s.camera_fps,
             keep=16 if s.trigger_paced else 1,
             stall_timeout=_STALL_FACTOR * s.camera_timeout_s,
-            reopen=lambda: build_source(self.settings.camera, *self.camera_roots),
+            reopen=lambda: build_source(self.settings.camera, *self.parts.camera_roots),
         )
         self.grabber.start()
 
@@ -301,14 +341,14 @@ class CisPipeline:
             with self._lock:
                 forced, self._capture_requests = self._capture_requests, []
                 trigger_id = self._trigger_ids.popleft() if self._trigger_ids else None
-            model, (s, version) = self.models.current, self._in_force
+            model, (s, version) = self._model(), self._in_force
             grabber.decode_side = (
                 decode_side(model) if model is not None and infers_every_frame(s) else None
             )
             if model is None:
                 self.metrics.count("frames_without_model")
                 for f in forced:
-                    f.set_exception(RuntimeError(f"no model serving: {self.models.error}"))
+                    f.set_exception(RuntimeError(f"no model serving: {self.wanted_model.error}"))
                 continue
             if not (
                 forced or trigger_id or s.trigger_paced or self._sampler.admit(time.monotonic())

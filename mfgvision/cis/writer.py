@@ -1,5 +1,9 @@
 """The writer thread: everything after inference, off the inference thread, in one durable order.
 
+One writer serves every camera of a CIS module: their rows are committed together, their
+announcements journaled under the module's id, so a restart replays them whatever cameras the
+module runs by then.
+
 For each outcome it draws and encodes the annotated image and writes the image files atomically; then,
 for a whole batch of outcomes at once:
 
@@ -23,8 +27,13 @@ frame itself when there is nothing to draw) also replaces the camera's live fram
 the outcome is stored, reusing the JPEG bytes already encoded for storage.
 
 An image that cannot be written (a full disk) is skipped and counted with its reason; its row is kept
-and says why (``image_error``). The queue in front of the writer is bounded: when the disk or database
-is too slow, outcomes are dropped and counted instead of stalling the camera.
+and says why (``image_error``). The queue in front of the writer holds at most ``maxsize`` outcomes of
+each camera: when the disk or database is too slow, outcomes are dropped and counted instead of
+stalling the camera, and no camera crowds out the others.
+
+What happens to an outcome or a row is counted in its camera's metrics (:meth:`OutcomeWriter.attach`);
+what concerns the module as a whole (delivery, receipts) and a camera no longer attached, in the
+writer's own.
 """
 
 from __future__ import annotations
@@ -34,6 +43,8 @@ import logging
 import queue
 import threading
 import time
+from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +81,7 @@ DISK_FULL = "disk full"
 
 
 class OutcomeWriter:
-    """Stores and announces inference outcomes on its own thread."""
+    """Stores and announces the inference outcomes of a module's cameras on its own thread."""
 
     def __init__(
         self,
@@ -85,16 +96,22 @@ class OutcomeWriter:
         upload_receipts: bool = True,
         live_dir: Path | None = None,
     ) -> None:
-        """``live_dir``: where live frames go while the dashboard watches (None: never)."""
+        """``metrics``: the module's own figures; ``owner``: the module id, naming its journal
+        entries; ``maxsize``: outcomes of one camera waiting at most; ``live_dir``: where live
+        frames go while the dashboard watches (None: never)."""
         self.images_dir = images_dir
         self.live_dir = live_dir
         self.db = db
         self.metrics = metrics
+        self.maxsize = maxsize
         self.batch_rows = batch_rows
         self.last_error: str | None = None
         #: Why the last image was not written (e.g. ``disk full``); None once one is written again.
         self.image_error: str | None = None
-        self._queue: queue.Queue[Any] = queue.Queue(maxsize=maxsize)
+        self._queue: queue.Queue[Any] = queue.Queue()
+        self._waiting: Counter[str] = Counter()
+        self._cameras: dict[str, PipelineMetrics] = {}
+        self._lock = threading.Lock()
         self._held: list[Announcement] = []
         self._journal_error: str | None = None
         self._live_error: str | None = None
@@ -112,14 +129,52 @@ class OutcomeWriter:
         self.spool.start()
         self._thread.start()
 
+    def attach(self, camera_id: str, metrics: PipelineMetrics) -> None:
+        """Count what happens to ``camera_id``'s outcomes and rows in ``metrics``."""
+        with self._lock:
+            self._cameras[camera_id] = metrics
+
+    def detach(self, camera_id: str) -> None:
+        """The camera is gone: what is left of it counts in the writer's own metrics."""
+        with self._lock:
+            self._cameras.pop(camera_id, None)
+
     def submit(self, outcome: Outcome) -> bool:
-        """Queue an outcome; False (and counted as dropped) when the writer is full."""
-        try:
-            self._queue.put_nowait(outcome)
-            return True
-        except queue.Full:
-            self.metrics.count("dropped_outcomes")
+        """Queue an outcome; False (and counted as dropped) when ``maxsize`` outcomes of its camera
+        wait already."""
+        camera_id = outcome.settings.camera_id
+        with self._lock:
+            full = self._waiting[camera_id] >= self.maxsize
+            if not full:
+                self._waiting[camera_id] += 1
+        if full:
+            self._metrics(camera_id).count("dropped_outcomes")
             return False
+        self._queue.put(outcome)
+        return True
+
+    def _taken(self, outcome: Outcome) -> None:
+        camera_id = outcome.settings.camera_id
+        with self._lock:
+            self._waiting[camera_id] -= 1
+            if self._waiting[camera_id] <= 0:
+                del self._waiting[camera_id]
+
+    def _metrics(self, camera_id: str) -> PipelineMetrics:
+        """Where ``camera_id``'s figures go: its own metrics while it is attached."""
+        with self._lock:
+            return self._cameras.get(camera_id, self.metrics)
+
+    def _count_rows(self, records: Sequence[InferenceRecord], name: str) -> None:
+        """Count ``records`` under ``name``, each in its camera's metrics."""
+        for camera_id, n in Counter(r.camera_id for r in records).items():
+            self._metrics(camera_id).count(name, n)
+
+    def _each_camera(self, records: Sequence[InferenceRecord]) -> list[PipelineMetrics]:
+        """The metrics of every camera with a row in ``records`` (a batch-wide event counts in each)."""
+        return [
+            self._metrics(camera_id) for camera_id in dict.fromkeys(r.camera_id for r in records)
+        ]
 
     def stop(self, timeout: float = 8.0) -> None:
         """Write everything queued, store and announce it, then stop."""
@@ -197,6 +252,7 @@ class OutcomeWriter:
             return [], False
         batch: list[Outcome] = []
         while item is not _STOP:
+            self._taken(item)
             batch.append(item)
             if len(batch) >= self.batch_rows:
                 return batch, False
@@ -212,18 +268,19 @@ class OutcomeWriter:
             return self._prepare(outcome)
         except Exception as exc:
             self.last_error = f"{type(exc).__name__}: {exc}"
-            self.metrics.count("write_errors")
+            self._metrics(outcome.settings.camera_id).count("write_errors")
             log.exception("storing an inference failed", extra={"unique_id": outcome.unique_id})
             return None
 
     def _prepare(self, outcome: Outcome) -> Announcement | None:
         """Write the outcome's images and build its row and messages; None when it is not stored."""
         s = outcome.settings
+        metrics = self._metrics(s.camera_id)
         detections = outcome.result.detections
         if not detections and not s.store_all_inferences and outcome.trigger_id is None:
-            self.metrics.count("not_stored")
+            metrics.count("not_stored")
             if self._watched(outcome):
-                self._write_live(outcome, self._raw_jpeg(outcome))
+                self._write_live(outcome, self._raw_jpeg(outcome, metrics), metrics)
             return None
         record = InferenceRecord(
             unique_id=outcome.unique_id,
@@ -239,9 +296,9 @@ class OutcomeWriter:
             prob_threshold=s.prob_threshold,
             settings_version=outcome.settings_version,
         )
-        written, shown = self._write_images(outcome, record)
+        written, shown = self._write_images(outcome, record, metrics)
         if self._watched(outcome):
-            self._write_live(outcome, shown)
+            self._write_live(outcome, shown, metrics)
         where = (s.camera_location, s.camera_position)
         messages: list[Message] = [
             (
@@ -258,7 +315,7 @@ class OutcomeWriter:
         alert = alert_message(record, *where, s.alert_probability)
         if alert is not None:
             messages.append((ALERTS_OUTPUT, alert))
-            self.metrics.count("alerts")
+            metrics.count("alerts")
         return Announcement(record, messages)
 
     def _commit(self, entries: list[Announcement], replay: bool = False) -> None:
@@ -278,7 +335,8 @@ class OutcomeWriter:
         try:
             self.journal.append(batch)
         except Exception as exc:
-            self.metrics.count("journal_errors")
+            for metrics in self._each_camera([e.record for e in batch]):
+                metrics.count("journal_errors")
             if self._journal_error is None:
                 log.error(
                     "announcements not journaled (a crash now would not re-send them)",
@@ -299,41 +357,44 @@ class OutcomeWriter:
                 self.db.write(records)
             except Exception as exc:
                 self.last_error = f"database: {type(exc).__name__}: {exc}"
-                self.metrics.count("db_errors")
+                for metrics in self._each_camera(records):
+                    metrics.count("db_errors")
                 log.error(
                     "database write failed, rows go to the spool",
                     extra={"rows": len(records), "error": str(exc)[:300]},
                 )
             else:
-                done = time.time()
-                self.metrics.time("db_write", (time.perf_counter() - t0) * 1000)
+                done, took_ms = time.time(), (time.perf_counter() - t0) * 1000
+                for metrics in self._each_camera(records):
+                    metrics.time("db_write", took_ms)
                 if not replay:
                     for record in records:
-                        self.metrics.time(
+                        self._metrics(record.camera_id).time(
                             "frame_to_row", (done - record.created.timestamp()) * 1000
                         )
-                self.metrics.count("rows_written", len(records))
+                self._count_rows(records, "rows_written")
                 self.last_error = None
                 return True
         try:
             self.spool.append(records)
         except Exception as exc:
             self.last_error = f"spool: {type(exc).__name__}: {exc}"
-            self.metrics.count("spool_errors")
+            for metrics in self._each_camera(records):
+                metrics.count("spool_errors")
             log.error(
                 "rows could not be spooled, kept in memory for retry",
                 extra={"rows": len(records), "error": str(exc)[:300]},
             )
             return False
-        self.metrics.count("rows_spooled", len(records))
+        self._count_rows(records, "rows_spooled")
         return True
 
     def _hold(self, batch: list[Announcement]) -> None:
         """Keep rows that nothing took in memory (the newest ``MAX_MEMORY_ROWS``) for a retry."""
         lost = len(batch) - MAX_MEMORY_ROWS
         if lost > 0:
+            self._count_rows([e.record for e in batch[:lost]], "rows_lost")
             del batch[:lost]
-            self.metrics.count("rows_lost", lost)
             log.error("rows held in memory over the limit dropped", extra={"lost": lost})
         self._held = batch
 
@@ -341,23 +402,23 @@ class OutcomeWriter:
         """True when live frames are on and the dashboard watches this camera."""
         return self.live_dir is not None and is_watched(self.live_dir, outcome.settings.camera_id)
 
-    def _write_live(self, outcome: Outcome, jpeg: bytes) -> None:
+    def _write_live(self, outcome: Outcome, jpeg: bytes, metrics: PipelineMetrics) -> None:
         """Replace the camera's live frame; a failure is counted and logged once, never raised."""
         assert self.live_dir is not None
         t0 = time.perf_counter()
         try:
             write_live_frame(self.live_dir, outcome.settings.camera_id, jpeg)
         except (OSError, ValueError) as exc:
-            self.metrics.count("live_frame_errors")
+            metrics.count("live_frame_errors")
             if self._live_error is None:
                 log.warning("live frame not written", extra={"error": str(exc)[:300]})
             self._live_error = f"{type(exc).__name__}: {exc}"[:300]
             return
-        self.metrics.time("live_frame", (time.perf_counter() - t0) * 1000)
+        metrics.time("live_frame", (time.perf_counter() - t0) * 1000)
         self._live_error = None
 
     def _write_images(
-        self, outcome: Outcome, record: InferenceRecord
+        self, outcome: Outcome, record: InferenceRecord, metrics: PipelineMetrics
     ) -> tuple[list[tuple[str, str, str]], bytes]:
         """Write the annotated, raw and retraining images this outcome calls for; returns what was
         written and the JPEG that shows the outcome (annotated, or the frame when nothing is drawn).
@@ -371,7 +432,7 @@ class OutcomeWriter:
         def put(kind: str, data: bytes) -> tuple[str, str] | tuple[None, None]:
             name = image_name(s.camera_location, s.camera_position, frame.captured_at, kind)  # type: ignore[arg-type]
             path = self.images_dir / name
-            reason = self._write_file(path, data)
+            reason = self._write_file(path, data, metrics)
             if reason is not None:
                 skipped.setdefault(reason, []).append(kind)
                 return None, None
@@ -380,15 +441,15 @@ class OutcomeWriter:
 
         raw_bytes: bytes | None = None
         if s.store_raw_frames or outcome.retrain or not record.detections:
-            raw_bytes = self._raw_jpeg(outcome)
+            raw_bytes = self._raw_jpeg(outcome, metrics)
         shown = raw_bytes
         if record.detections:
             t0 = time.perf_counter()
             drawn = draw_detections(outcome.image.copy(), outcome.image_result.detections)
             t1 = time.perf_counter()
             shown = encode_jpeg(drawn, s.jpeg_quality)
-            self.metrics.time("annotate", (t1 - t0) * 1000)
-            self.metrics.time("encode", (time.perf_counter() - t1) * 1000)
+            metrics.time("annotate", (t1 - t0) * 1000)
+            metrics.time("encode", (time.perf_counter() - t1) * 1000)
             record.annotated_image_name, record.annotated_image_path = put("annotated", shown)
         if raw_bytes is not None and (s.store_raw_frames or not record.detections):
             record.raw_image_name, record.raw_image_path = put("raw", raw_bytes)
@@ -405,15 +466,15 @@ class OutcomeWriter:
         assert shown is not None  # the raw JPEG is made whenever there is nothing to draw
         return written, shown
 
-    def _write_file(self, path: Path, data: bytes) -> str | None:
+    def _write_file(self, path: Path, data: bytes, metrics: PipelineMetrics) -> str | None:
         """Write one image atomically; the reason (counted, logged) when it cannot be, else None."""
         t0 = time.perf_counter()
         try:
             write_atomic(path, data)
         except OSError as exc:
             reason = DISK_FULL if exc.errno in (errno.ENOSPC, errno.EDQUOT) else "write failed"
-            self.metrics.count("images_skipped")
-            self.metrics.count(f"images_skipped_{reason.replace(' ', '_')}")
+            metrics.count("images_skipped")
+            metrics.count(f"images_skipped_{reason.replace(' ', '_')}")
             if self.image_error != reason:
                 log.error(
                     "image not written, skipped; its row is kept",
@@ -421,18 +482,18 @@ class OutcomeWriter:
                 )
             self.image_error = reason
             return reason
-        self.metrics.time("write_file", (time.perf_counter() - t0) * 1000)
+        metrics.time("write_file", (time.perf_counter() - t0) * 1000)
         if self.image_error is not None:
             log.info("images written again", extra={"after": self.image_error})
             self.image_error = None
         return None
 
-    def _raw_jpeg(self, outcome: Outcome) -> bytes:
+    def _raw_jpeg(self, outcome: Outcome, metrics: PipelineMetrics) -> bytes:
         """The frame as JPEG: the camera's own bytes when it sent JPEG (never re-encoded)."""
         if outcome.frame.jpeg is not None:
             return outcome.frame.jpeg
         t0 = time.perf_counter()
         image = outcome.frame.image if outcome.frame.image is not None else outcome.image
         data = encode_jpeg(image, outcome.settings.jpeg_quality)
-        self.metrics.time("encode", (time.perf_counter() - t0) * 1000)
+        metrics.time("encode", (time.perf_counter() - t0) * 1000)
         return data

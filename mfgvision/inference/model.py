@@ -95,8 +95,11 @@ class Model:
         iou_threshold: float = DEFAULT_IOU_THRESHOLD,
         max_detections: int = MAX_DETECTIONS,
     ) -> InferenceResult:
-        """Run the model on one BGR uint8 frame; boxes come back in that frame's pixels."""
-        if self._session is None:
+        """Run the model on one BGR uint8 frame; boxes come back in that frame's pixels. Several
+        threads may run it at once (ONNX Runtime's ``run`` is thread-safe; nothing else is kept
+        between calls)."""
+        session = self._session
+        if session is None:
             raise RuntimeError(f"model {self.name}/{self.version} is closed")
         for name, value in (("prob_threshold", prob_threshold), ("iou_threshold", iou_threshold)):
             if not 0.0 <= value <= 1.0:
@@ -104,7 +107,7 @@ class Model:
         start = time.perf_counter()
         feeds, transform = self._adapter.preprocess(frame)
         preprocessed = time.perf_counter()
-        outputs = self._session.run(self._adapter.output_names, feeds)
+        outputs = session.run(self._adapter.output_names, feeds)
         inferred = time.perf_counter()
         detections = self._adapter.postprocess(
             outputs, transform, prob_threshold, iou_threshold, max_detections

@@ -91,23 +91,38 @@ def _events(
 
 
 def read_cis(status: Mapping[str, Any], out: Families) -> None:
-    """CIS: inferences, pipeline events, camera, rows and announcements waiting."""
+    """CIS: inferences, pipeline events, camera, rows and announcements waiting. A module running
+    several cameras gives each camera's under its id, and what its cameras share (rows and
+    announcements waiting, the module's own events) under an empty ``camera_id``."""
+    cameras = status.get("cameras")
+    if isinstance(cameras, Mapping):
+        for camera_id, camera in cameras.items():
+            _read_camera(camera, {"camera_id": str(camera_id)}, out)
+        module = {"camera_id": ""}
+        _events(out, *_CIS_EVENTS, status["status"]["counters"], **module)
+        _read_waiting(status["status"], module, out)
+        return
     s = status["status"]
     if "counters" not in s:  # no valid settings yet: no pipeline
         return
     camera = {"camera_id": str(status["config"]["settings"]["camera_id"])}
+    _read_camera(s, camera, out)
+    _read_waiting(s, camera, out)
+
+
+_CIS_EVENTS = (
+    "mfgvision_cis_events",
+    "CIS pipeline events (rows written, outcomes dropped, errors...), by event",
+)
+
+
+def _read_camera(s: Mapping[str, Any], camera: dict[str, str], out: Families) -> None:
+    """One camera's inferences, events, frames and model."""
     counters = s["counters"]
     out.counter(
         "mfgvision_inferences", "Frames the model ran on", counters.get("inferences", 0), **camera
     )
-    _events(
-        out,
-        "mfgvision_cis_events",
-        "CIS pipeline events (rows written, outcomes dropped, errors...), by event",
-        counters,
-        skip=("inferences",),
-        **camera,
-    )
+    _events(out, *_CIS_EVENTS, counters, skip=("inferences",), **camera)
     cam = s["camera"]
     out.counter("mfgvision_camera_frames", "Frames the camera delivered", cam["frames"], **camera)
     out.counter(
@@ -123,34 +138,38 @@ def read_cis(status: Mapping[str, Any], out: Families) -> None:
         **camera,
     )
     out.gauge("mfgvision_camera_state", "The camera's state (1)", 1, state=cam["state"], **camera)
+    serving = s["model"]["serving"]
+    if serving:
+        out.gauge("mfgvision_cis_model_info", "The model serving (1)", 1, model=serving, **camera)
+
+
+def _read_waiting(s: Mapping[str, Any], labels: dict[str, str], out: Families) -> None:
+    """Rows and announcements waiting in the module's writer."""
     out.gauge(
         "mfgvision_cis_pending_rows",
         "Rows not yet in the database (spooled on disk or held in memory)",
         s["pending_rows"],
-        **camera,
+        **labels,
     )
     waiting = s["unconfirmed"]
     out.gauge(
         "mfgvision_cis_unconfirmed_announcements",
         "Inferences whose messages are not all confirmed yet (journal entries)",
         waiting["announcements"],
-        **camera,
+        **labels,
     )
     out.gauge(
         "mfgvision_cis_awaiting_receipts",
         "Upload requests waiting for ImageUpload's receipt",
         waiting["receipts"],
-        **camera,
+        **labels,
     )
     out.gauge(
         "mfgvision_cis_resent_awaiting_receipts",
         "Upload requests sent more than once and still without a receipt",
         waiting["resent"],
-        **camera,
+        **labels,
     )
-    serving = s["model"]["serving"]
-    if serving:
-        out.gauge("mfgvision_cis_model_info", "The model serving (1)", 1, model=serving, **camera)
 
 
 def read_image_upload(status: Mapping[str, Any], out: Families) -> None:

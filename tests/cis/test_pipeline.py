@@ -4,6 +4,7 @@ import shutil
 import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from mfgvision.cis.models import ModelManager, ModelRequest
@@ -186,34 +187,62 @@ def test_unreadable_images_are_skipped(tmp_path, models_dir, frames_dir):
 def test_missing_then_corrupt_then_good_model(tmp_path):
     models = tmp_path / "models"
     manager = ModelManager(models, retry_s=0.1)
-    manager.start(ModelRequest("const", "1"))
-    assert wait_for(lambda: manager.error is not None)
-    assert "const" in manager.error and manager.current is None
+    loader = manager.acquire(ModelRequest("const", "1"))
+    assert wait_for(lambda: loader.error is not None)
+    assert "const" in loader.error and loader.current is None
     folder = models / "const" / "1"
     folder.mkdir(parents=True)
     (folder / "labels.json").write_text(json.dumps(LABELS))
     (folder / "model.onnx").write_bytes(b"corrupt bytes")
-    assert wait_for(lambda: manager.error is not None and "model.onnx" in manager.error)
+    assert wait_for(lambda: loader.error is not None and "model.onnx" in loader.error)
     good = yolo_model_bytes()
     tmp = folder / "model.onnx.part"
     tmp.write_bytes(good)
     tmp.replace(folder / "model.onnx")
-    assert wait_for(lambda: manager.current is not None)
-    assert manager.error is None and manager.current.labels == LABELS
+    assert wait_for(lambda: loader.current is not None)
+    assert loader.error is None and loader.current.labels == LABELS
     manager.stop()
 
 
-def test_failed_swap_keeps_the_old_model_serving(tmp_path, models_dir):
+def test_a_failed_reload_keeps_the_loaded_model_serving(tmp_path, models_dir):
     manager = ModelManager(models_dir, retry_s=0.1)
-    manager.start(ModelRequest("const", "1"))
-    assert manager.wait_ready(20)
-    serving = manager.current
-    manager.request(ModelRequest("const", "2"))
-    assert wait_for(lambda: manager.error is not None)
-    assert manager.current is serving
+    loader = manager.acquire(ModelRequest("const", "1"))
+    assert loader.wait_ready(20)
+    serving = loader.current
+    model_file = models_dir / "const" / "1" / "model.onnx"
+    good = model_file.read_bytes()
+    model_file.write_bytes(b"corrupt bytes")
+    assert manager.reload() == ["const/1"]
+    assert wait_for(lambda: loader.error is not None)
+    assert loader.current is serving
+    model_file.write_bytes(good)
+    assert wait_for(lambda: loader.current is not serving and loader.error is None)
+    manager.stop()
+
+
+def test_cameras_on_one_model_share_its_session_until_the_last_lets_go(tmp_path, models_dir):
     shutil.copytree(models_dir / "const" / "1", models_dir / "const" / "2")
-    assert wait_for(lambda: manager.current is not serving and manager.error is None)
-    assert manager.current.version == "2"
+    manager = ModelManager(models_dir, retry_s=0.1)
+    first = manager.acquire(ModelRequest("const", "1"))
+    again = manager.acquire(ModelRequest("const", "1"))
+    other = manager.acquire(ModelRequest("const", "2"))
+    assert first is again and other is not first
+    assert sorted(r.label for r in manager.loaders()) == ["const/1", "const/2"]
+    assert first.wait_ready(20) and other.wait_ready(20)
+    manager.release(first)
+    assert ModelRequest("const", "1") in manager.loaders()  # one camera still uses it
+    manager.release(again)
+    assert sorted(r.label for r in manager.loaders()) == ["const/2"]
+    model = first.current
+
+    def closed() -> bool:
+        try:
+            model.detect(np.zeros((8, 8, 3), np.uint8))
+        except RuntimeError as exc:
+            return "closed" in str(exc)
+        return False
+
+    assert wait_for(closed)  # its session is released
     manager.stop()
 
 

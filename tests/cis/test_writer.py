@@ -282,3 +282,31 @@ def test_a_journal_entry_of_the_previous_release_is_replayed(tmp_path: Path) -> 
     assert stored_row == row  # its threshold and settings version not recorded: None
     assert journaled(images) == []
     db.close()
+
+
+def test_each_camera_counts_its_own_rows_and_has_its_own_places_in_the_queue(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path / 'edge.db'}"
+    Database(url).create_schema()
+    sent: Sent = []
+    module = PipelineMetrics(camera_id=None)
+    writer = OutcomeWriter(
+        tmp_path / "images", Database(url), acking(sent), module, OWNER, maxsize=2
+    )
+    cam_a, cam_b = PipelineMetrics(camera_id="a"), PipelineMetrics(camera_id="b")
+    writer.attach("a", cam_a)
+    writer.attach("b", cam_b)
+    assert writer.submit(make_outcome(1, "a")) and writer.submit(make_outcome(2, "a"))
+    assert not writer.submit(make_outcome(3, "a"))  # camera a's two places are taken ...
+    assert writer.submit(make_outcome(4, "b"))  # ... camera b's are not
+    assert writer.submit(make_outcome(5, "gone"))
+    writer.start()
+    writer.stop()
+    assert cam_a.counters["dropped_outcomes"] == 1 and cam_a.counters["rows_written"] == 2
+    assert cam_b.counters["rows_written"] == 1 and cam_b.counters["dropped_outcomes"] == 0
+    assert module.counters["rows_written"] == 1  # a camera no longer attached counts as the module
+    # the three cameras' rows went in one commit, counted by each of them
+    assert cam_a.summary()["db_write"]["n"] == cam_b.summary()["db_write"]["n"] == 1
+    cameras = {b["unique_id"]: b["camera_id"] for o, b in sent if o == "inference"}
+    assert sorted(cameras.values()) == ["a", "a", "b", "gone"]
