@@ -54,6 +54,11 @@ class PipelineMetrics:
             return 0.0
         return (len(recent) - 1) / max(recent[-1] - recent[0], 1e-6)
 
+    def samples(self, stage: str) -> list[float]:
+        """The milliseconds kept for ``stage`` (the last ``window``), oldest first."""
+        with self._lock:
+            return list(self._stages.get(stage, ()))
+
     def summary(self) -> dict[str, dict[str, float]]:
         """Mean, p50 and p99 milliseconds per stage."""
         with self._lock:
