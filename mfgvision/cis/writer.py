@@ -289,7 +289,7 @@ class OutcomeWriter:
             camera_name=s.camera_name,
             model_name=outcome.model_name,
             model_version=outcome.model_version,
-            inferencing_time_ms=sum(outcome.result.timings_ms.values()),
+            inferencing_time_ms=outcome.result.model_ms,
             frame_width=outcome.frame.width,
             frame_height=outcome.frame.height,
             detections=detections,

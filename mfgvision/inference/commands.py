@@ -124,7 +124,7 @@ def _report(
         }
         print(json.dumps(record))
         return
-    ms = sum(result.timings_ms.values())
+    ms = result.model_ms
     found = ", ".join(
         f"{d.label} {d.probability:.0%} [{', '.join(f'{v:.0f}' for v in d.box.as_list())}]"
         for d in result.detections

@@ -8,13 +8,13 @@ from pathlib import Path
 from types import TracebackType
 
 import numpy as np
-import onnxruntime as ort
 
 from mfgvision.inference.adapters import Adapter, create_adapter, detect_family
 from mfgvision.inference.card import load_card
 from mfgvision.inference.errors import ModelLoadError
 from mfgvision.inference.labels import load_labels
 from mfgvision.inference.nms import MAX_DETECTIONS
+from mfgvision.inference.runner import SessionRunner
 from mfgvision.inference.session import RuntimeOptions, SessionInfo, create_session
 from mfgvision.inference.types import InferenceResult
 
@@ -44,7 +44,7 @@ class Model:
         self.requested_providers = session.requested_providers
         self.warnings: list[str] = list(session.warnings)
         self._adapter = adapter
-        self._session: ort.InferenceSession | None = session.session
+        self._runner: SessionRunner | None = SessionRunner(session.session, adapter.output_names)
         self._providers = session.providers
         #: The model card's ``prob_threshold`` and ``iou_threshold`` (None where it names none).
         self.card_thresholds = thresholds
@@ -96,10 +96,10 @@ class Model:
         max_detections: int = MAX_DETECTIONS,
     ) -> InferenceResult:
         """Run the model on one BGR uint8 frame; boxes come back in that frame's pixels. Several
-        threads may run it at once (ONNX Runtime's ``run`` is thread-safe; nothing else is kept
-        between calls)."""
-        session = self._session
-        if session is None:
+        threads may call it at once: their runs take turns, in batches where the model takes
+        them (:mod:`mfgvision.inference.runner`); ``timings_ms["queue"]`` is the wait for a turn."""
+        runner = self._runner
+        if runner is None:
             raise RuntimeError(f"model {self.name}/{self.version} is closed")
         for name, value in (("prob_threshold", prob_threshold), ("iou_threshold", iou_threshold)):
             if not 0.0 <= value <= 1.0:
@@ -107,10 +107,10 @@ class Model:
         start = time.perf_counter()
         feeds, transform = self._adapter.preprocess(frame)
         preprocessed = time.perf_counter()
-        outputs = session.run(self._adapter.output_names, feeds)
+        run = runner.run(feeds)
         inferred = time.perf_counter()
         detections = self._adapter.postprocess(
-            outputs, transform, prob_threshold, iou_threshold, max_detections
+            run.outputs, transform, prob_threshold, iou_threshold, max_detections
         )
         done = time.perf_counter()
         return InferenceResult(
@@ -119,7 +119,8 @@ class Model:
             frame_height=transform.frame_height,
             timings_ms={
                 "preprocess": (preprocessed - start) * 1000,
-                "infer": (inferred - preprocessed) * 1000,
+                "queue": run.waited_ms,
+                "infer": run.run_ms,
                 "postprocess": (done - inferred) * 1000,
             },
         )
@@ -131,7 +132,7 @@ class Model:
 
     def close(self) -> None:
         """Release the session; ``detect`` fails afterwards."""
-        self._session = None
+        self._runner = None
 
     def __enter__(self) -> Model:
         return self

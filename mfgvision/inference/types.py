@@ -66,7 +66,14 @@ class InferenceResult:
     detections: list[Detection]
     frame_width: int
     frame_height: int
+    #: Milliseconds per stage: ``preprocess``, ``queue`` (waiting for the session's turn),
+    #: ``infer`` and ``postprocess``.
     timings_ms: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def model_ms(self) -> float:
+        """The model's own time: every stage but the wait for the session's turn."""
+        return sum(ms for stage, ms in self.timings_ms.items() if stage != "queue")
 
     def scaled(self, factor: float, width: int, height: int) -> InferenceResult:
         """The same result for a frame ``factor`` times larger, of ``width`` x ``height`` pixels.

@@ -56,7 +56,7 @@ def test_yolov8_boxes_map_back_to_frame_and_nms_is_per_class(tmp_path: Path, fra
     assert_box(result.detections[1].box.as_list(), expected[2])
     norm = result.detections[1].box_norm.as_list()
     assert norm == pytest.approx([0.6, 0.5, 0.9, 0.95], abs=2e-3)
-    assert set(result.timings_ms) == {"preprocess", "infer", "postprocess"}
+    assert set(result.timings_ms) == {"preprocess", "queue", "infer", "postprocess"}
 
 
 def test_yolov8_overlapping_boxes_of_different_classes_both_stay(tmp_path: Path) -> None:
