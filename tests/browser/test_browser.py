@@ -296,15 +296,25 @@ def test_an_operator_corrects_the_boxes_by_drawing_on_the_frame(page: Any, stack
     assert kept == len(target["detections"])  # the model's boxes are the starting point
     page.locator('[data-ref="editList"] li button').first.click()  # one of them was wrong
     page.fill('[data-ref="editLabel"]', "dent")
-    area = page.locator('[data-ref="editBoxes"]').bounding_box()
+    from playwright.sync_api import expect
+
+    # The drawing layer takes its size from the frame: until the image has loaded it has none.
+    image = page.locator('#detail [data-ref="image"]')
+    expect(image).to_have_js_property("complete", True)
+    expect(image).not_to_have_js_property("naturalWidth", 0)
+    layer = page.locator('[data-ref="editBoxes"]')
+    expect(layer).to_be_visible()
+    area = layer.bounding_box()
+    assert area is not None and area["height"] > 0
     page.mouse.move(area["x"] + 0.2 * area["width"], area["y"] + 0.3 * area["height"])
     page.mouse.down()
     page.mouse.move(area["x"] + 0.5 * area["width"], area["y"] + 0.6 * area["height"], steps=5)
     page.mouse.up()
     page.fill('[data-ref="note"]', "dent missed, one box wrong")
     page.click('[data-ref="saveBoxes"]')
-    assert wait_for(
-        lambda: "retraining set" in page.locator('[data-ref="feedbackState"]').inner_text(), 10
+    # The hint before any feedback also names the retraining set: wait for the saved state itself.
+    expect(page.locator('[data-ref="feedbackState"]')).to_contain_text(
+        "Marked verdict right", timeout=10000
     )
 
     stored = page.request.get(f"{stack.dashboard_url}api/inferences/{uid}").json()["feedback"]
