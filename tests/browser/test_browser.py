@@ -185,6 +185,42 @@ def test_twin_tool_changes_a_running_camera(page: Any, stack: Stack) -> None:
     assert stack.broker.hub("CIS1").get_twin()["desired"]["$version"] == version
 
 
+def test_twin_tool_adds_a_second_camera_to_a_module(page: Any, stack: Stack) -> None:
+    page.goto(stack.twin_url)
+    if "/login" in page.url:
+        page.fill("input[name=user]", USER)
+        page.fill("input[name=password]", PASSWORD)
+        page.click("button[type=submit]")
+    page.locator("a", has_text="CIS1").first.click()
+    page.click("text=Add a camera to this module")
+    second = page.locator('fieldset[data-camera="line1-top-2"]')
+    second.wait_for()
+    assert page.locator("fieldset.camera-section legend").all_text_contents() == [
+        "Camera line1-top",
+        "Camera line1-top-2",
+    ]
+    page.fill('[name="cam1.camera_position"]', "side")
+    page.click("text=Review changes")
+    page.locator("#diff").wait_for()
+    assert "cameras[1]" in page.locator("#diff").inner_text()
+    page.click("text=Apply to the module")
+    page.locator("#module[data-outcome='applied']").wait_for(state="attached", timeout=30000)
+    try:
+        desired = stack.broker.hub("CIS1").get_twin()["desired"]
+        assert desired["cameras"] == [
+            {"camera_id": "line1-top"},
+            {"camera_id": "line1-top-2", "camera_type": "folder", "camera_position": "side"},
+        ]
+        assert wait_for(lambda: set(stack.cis.pipelines) == {"line1-top", "line1-top-2"})
+        # The saved module shows both cameras, each with its own section and frame panel.
+        page.reload()
+        assert page.locator("[data-camera-frame]").count() == 2
+        assert page.locator('[name="cam1.camera_position"]').input_value() == "side"
+    finally:
+        stack.broker.patch_desired("CIS1", {"cameras": None})
+        assert wait_for(lambda: set(stack.cis.pipelines) == {"line1-top"})
+
+
 PROBES = [
     "/images/../secret.jpg",
     "/images/..%2fsecret.jpg",
