@@ -50,7 +50,7 @@ from mfgvision.manifest import (
 from mfgvision.metrics.server import DEFAULT_PORT as METRICS_PORT
 from mfgvision.metrics.server import PORT_ENV as METRICS_PORT_ENV
 from mfgvision.module_registry import MODULES
-from mfgvision.settings import SettingsError, parse_settings
+from mfgvision.settings import CisSettings, SettingsError, parse_settings
 
 SCHEMAS = Path(__file__).resolve().parent / "schemas"
 TEMPLATE_SCHEMA = "azure-iot-edge-deployment-template-4.0.json"
@@ -353,6 +353,7 @@ def check_expanded(manifest: dict[str, Any], where: str = "manifest") -> list[Pr
     problems += route_problems(hub.get("routes") or {}, modules, specs, where)
     problems += receipt_problems(hub.get("routes") or {}, content, specs, where)
     problems += twin_problems(content, modules, specs, where)
+    problems += camera_id_problems(content, modules, specs, where)
     problems += metrics_port_problems(modules, specs, where)
     return problems
 
@@ -537,6 +538,41 @@ def twin_problems(
                 parse_settings(model, desired)
             except SettingsError as exc:
                 problems.append(Problem(f"{where} {name} properties.desired", str(exc)))
+    return problems
+
+
+def camera_id_problems(
+    content: dict[str, Any],
+    modules: dict[str, dict[str, Any]],
+    options: dict[str, dict[str, Any]],
+    where: str,
+) -> list[Problem]:
+    """Every camera of every CIS module (each entry of a ``cameras`` list, else the module's own
+    camera) needs an id no other camera of the device has: rows, messages, live frames and the
+    line's registers are keyed by it. A twin that does not validate is left to ``twin_problems``."""
+    problems = []
+    taken: dict[str, str] = {}
+    for name in modules:
+        if _command(options.get(name, {})) != "cis":
+            continue
+        desired = (content.get(name) or {}).get("properties.desired")
+        try:
+            settings = parse_settings(CisSettings, desired if isinstance(desired, dict) else {})
+        except SettingsError:
+            continue
+        assert isinstance(settings, CisSettings)
+        entries = settings.cameras or []
+        for index, camera in enumerate(settings.each_camera()):
+            at = f"cameras[{index}].camera_id" if entries else "camera_id"
+            first = taken.setdefault(camera.camera_id, f"{name}'s {at}")
+            if first != f"{name}'s {at}":
+                problems.append(
+                    Problem(
+                        f"{where} {name} properties.desired {at}",
+                        f"camera id {camera.camera_id} is {first} too; each camera of the "
+                        "device needs an id of its own",
+                    )
+                )
     return problems
 
 

@@ -32,7 +32,17 @@ from flask import (
 from flask.typing import ResponseReturnValue
 
 from mfgvision.edge.twins import merge_patch
-from mfgvision.settings import SettingsError, parse_settings
+from mfgvision.settings import ModuleSettings, SettingsError, parse_settings
+from mfgvision.twin_config.cameras import (
+    ACTION,
+    COUNT,
+    display,
+    entries_of,
+    entry_fields,
+    input_name,
+    read_cameras,
+    with_camera_added,
+)
 from mfgvision.twin_config.forms import (
     SCHEMAS,
     FormField,
@@ -147,16 +157,61 @@ def devices() -> ResponseReturnValue:
 
 @bp.get("/devices/<device_id>/modules/<module_id>")
 def module(device_id: str, module_id: str) -> ResponseReturnValue:
-    """Desired and reported properties, the edit form when the module has a schema, and the
-    camera's current frame."""
+    """Desired and reported properties, the edit form when the module has a schema (one section
+    per camera of a ``cameras`` list), and each camera's current frame."""
     _ids(device_id, module_id)
     twin = _registry().twin(device_id, module_id)
     model = SCHEMAS.get(twin.kind or "")
-    fields = form_fields(model) if model else []
+    fields = _module_fields(model)
     current = effective(model, twin.settings) if model else None
     values = form_values(fields, twin.settings, current) if model else {}
+    entries = entries_of(twin.settings)
+    texts = [_entry_texts(fields, entry) for entry in entries]
     sent = request.args.get("sent", "")
-    return _module_page(twin, fields, values, current, sent=int(sent) if sent.isdigit() else None)
+    return _module_page(
+        twin,
+        fields,
+        values,
+        current,
+        cameras=_camera_views(twin, fields, texts, list(range(len(entries))), current),
+        sent=int(sent) if sent.isdigit() else None,
+    )
+
+
+def _module_fields(model: type[ModuleSettings] | None) -> list[FormField]:
+    """The module's own inputs: every setting but the ``cameras`` list, which has its sections."""
+    return [f for f in form_fields(model) if f.name != "cameras"] if model else []
+
+
+def _entry_texts(fields: list[FormField], entry: dict[str, Any]) -> dict[str, str]:
+    """What a camera section's inputs show for ``entry``."""
+    return {f.name: display(entry.get(f.name), f) for f in entry_fields(fields)}
+
+
+def _camera_views(
+    twin: ModuleTwin,
+    fields: list[FormField],
+    texts: list[dict[str, str]],
+    origins: list[int | None],
+    current: dict[str, Any] | None,
+) -> list[dict[str, Any]]:
+    """One camera section per entry: its inputs' texts, where it came from, the camera type in
+    force (the entry's, else the module's) and its current frame."""
+    module_type = (current or {}).get("camera_type") or twin.settings.get("camera_type", "folder")
+    views = []
+    for index, (text, origin) in enumerate(zip(texts, origins, strict=True)):
+        camera_id = text.get("camera_id", "")
+        views.append(
+            {
+                "index": index,
+                "origin": "" if origin is None else origin,
+                "camera_id": camera_id,
+                "texts": text,
+                "type": {"camera_type": text.get("camera_type") or module_type},
+                "frame": _frame(twin, current, camera_id) if camera_id else None,
+            }
+        )
+    return views
 
 
 def _module_page(
@@ -168,7 +223,10 @@ def _module_page(
     errors: dict[str, str] | None = None,
     form_error: str | None = None,
     sent: int | None = None,
+    cameras: list[dict[str, Any]] | None = None,
+    note: str | None = None,
 ) -> ResponseReturnValue:
+    own = entry_fields(fields)
     return _render(
         "twin_module.html",
         status,
@@ -178,19 +236,29 @@ def _module_page(
         values=values,
         errors=errors or {},
         form_error=form_error,
+        note=note,
         desired_json=json.dumps(twin.desired, indent=2, sort_keys=True),
         reported_json=json.dumps(twin.reported, indent=2, sort_keys=True),
         summary=reported_summary(twin.reported, twin.desired_version),
-        frame=_frame(twin, current) if fields else None,
+        frame=_frame(twin, current) if fields and not cameras else None,
+        cameras=cameras or [],
+        camera_sections=form_sections(own),
+        inherited={f.name: display(values.get(f.name), f) for f in own},
+        input_name=input_name,
+        count_name=COUNT,
+        action_name=ACTION,
         sent=sent,
         valid_now=current is not None,
     )
 
 
-def _frame(twin: ModuleTwin, current: dict[str, Any] | None) -> dict[str, Any]:
-    """The camera's current frame for the page and the API: its URL and time, or a note."""
+def _frame(
+    twin: ModuleTwin, current: dict[str, Any] | None, camera_id: str | None = None
+) -> dict[str, Any]:
+    """A camera's current frame for the page and the API (the module's own camera, or entry
+    ``camera_id`` of its ``cameras`` list): its URL and time, or a note."""
     images = _registry().images_dir(twin.device_id)
-    info = current_frame(images, twin.reported, current)
+    info = current_frame(images, twin.reported, current, camera_id)
     url = None
     if info.name:
         url = url_for(
@@ -219,17 +287,32 @@ def frame(device_id: str, module_id: str, name: str) -> ResponseReturnValue:
 
 @bp.post("/devices/<device_id>/modules/<module_id>/review")
 def review(device_id: str, module_id: str) -> ResponseReturnValue:
-    """Validate the form as the module would, then show what will change."""
+    """Validate the form as the module would, then show what will change. A camera added to or
+    removed from the module's ``cameras`` list (``camera_action``) shows the form again with it."""
     _ids(device_id, module_id)
     twin = _registry().twin(device_id, module_id)
     model = SCHEMAS.get(twin.kind or "")
     if model is None:
         abort(400)
-    fields = form_fields(model)
+    fields = _module_fields(model)
     values, errors = read_form(fields, request.form)
+    desired_entries = entries_of(twin.settings)
+    entries, origins, camera_errors = read_cameras(fields, request.form, values, desired_entries)
+    errors.update(camera_errors)
+    texts = [
+        {f.name: request.form.get(input_name(i, f.name), "") for f in entry_fields(fields)}
+        for i in range(len(entries))
+    ]
+    action = request.form.get(ACTION, "")
     form_error = None
+    note = None
     proposal = None
-    if not errors:
+    if action and not errors:
+        entries, origins, note = _camera_action(action, entries, origins, values)
+        texts = [_entry_texts(fields, entry) for entry in entries]
+    elif not errors:
+        if entries or desired_entries:
+            values["cameras"] = entries or None
         try:
             proposal = propose(model, twin.settings, values)
         except SettingsError as exc:
@@ -241,14 +324,17 @@ def review(device_id: str, module_id: str) -> ResponseReturnValue:
         for f in fields:
             if f.kind == "checkbox" and f.name in values:
                 shown[f.name] = values[f.name]
+        failed = bool(errors or form_error)
         return _module_page(
             twin,
             fields,
             shown,
             current,
-            422,
+            422 if failed else 200,
             errors=errors,
-            form_error=form_error or "Some values need fixing.",
+            form_error=(form_error or "Some values need fixing.") if failed else None,
+            cameras=_camera_views(twin, fields, texts, origins, current),
+            note=note,
         )
     return _render(
         "twin_review.html",
@@ -259,6 +345,30 @@ def review(device_id: str, module_id: str) -> ResponseReturnValue:
         patch_pretty=json.dumps(proposal.patch, indent=2, sort_keys=True),
         etag=twin.etag,
     )
+
+
+def _camera_action(
+    action: str,
+    entries: list[dict[str, Any]],
+    origins: list[int | None],
+    module: dict[str, Any],
+) -> tuple[list[dict[str, Any]], list[int | None], str]:
+    """``entries`` with a camera added (``add``) or removed (``remove:<index>``), and what the
+    form says about it; nothing is sent until the change is reviewed and applied."""
+    if action == "add":
+        added = with_camera_added(entries, module)
+        kept = origins if entries else [None]
+        new_id = added[-1]["camera_id"]
+        return added, [*kept, None], f"Camera {new_id} added to the form: set it, then review."
+    index_text = action.removeprefix("remove:")
+    if action.startswith("remove:") and index_text.isdigit() and len(entries) > 1:
+        index = int(index_text)
+        if index < len(entries):
+            gone = entries[index].get("camera_id", f"cameras[{index}]")
+            rest = [e for i, e in enumerate(entries) if i != index]
+            where = [o for i, o in enumerate(origins) if i != index]
+            return rest, where, f"Camera {gone} removed from the form: review to send it."
+    abort(400)
 
 
 @bp.post("/devices/<device_id>/modules/<module_id>/apply")
@@ -307,6 +417,7 @@ def twin_json(device_id: str, module_id: str) -> ResponseReturnValue:
     _ids(device_id, module_id)
     twin = _registry().twin(device_id, module_id)
     model = SCHEMAS.get(twin.kind or "")
+    current = effective(model, twin.settings) if model else None
     config = twin.reported.get("config") if isinstance(twin.reported.get("config"), dict) else {}
     return jsonify(
         {
@@ -318,7 +429,13 @@ def twin_json(device_id: str, module_id: str) -> ResponseReturnValue:
             "applied_version": config.get("applied_version"),
             "error": config.get("error"),
             "summary": reported_summary(twin.reported, twin.desired_version),
-            "frame": _frame(twin, effective(model, twin.settings)) if model else None,
+            "frame": _frame(twin, current) if model else None,
+            "cameras": {
+                str(entry.get("camera_id")): _frame(twin, current, str(entry.get("camera_id")))
+                for entry in entries_of(twin.settings)
+            }
+            if model
+            else {},
         }
     )
 

@@ -321,9 +321,28 @@ def propose(
     merged = merge_patch(current, patch)
     settings = parse_settings(model, merged).model_dump()
     before = old or {}
-    changes = [
-        Change(k, before.get(k), settings.get(k))
-        for k in model.model_fields
-        if before.get(k) != settings.get(k)
-    ]
+    changes = []
+    for k in model.model_fields:
+        if before.get(k) == settings.get(k):
+            continue
+        if k == "cameras":
+            changes += _camera_changes(before.get(k) or [], settings.get(k) or [])
+        else:
+            changes.append(Change(k, before.get(k), settings.get(k)))
     return Proposal(patch, changes, settings)
+
+
+def _camera_changes(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[Change]:
+    """What changes in a ``cameras`` list, entry by entry: ``cameras[1]`` for a camera added or
+    removed, ``cameras[0].camera_uri`` for a key of a camera kept."""
+    changes = []
+    for index in range(max(len(old), len(new))):
+        before = old[index] if index < len(old) else None
+        after = new[index] if index < len(new) else None
+        if before is None or after is None:
+            changes.append(Change(f"cameras[{index}]", before, after))
+            continue
+        for key in sorted(set(before) | set(after)):
+            if before.get(key) != after.get(key):
+                changes.append(Change(f"cameras[{index}].{key}", before.get(key), after.get(key)))
+    return changes

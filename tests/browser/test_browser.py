@@ -185,6 +185,42 @@ def test_twin_tool_changes_a_running_camera(page: Any, stack: Stack) -> None:
     assert stack.broker.hub("CIS1").get_twin()["desired"]["$version"] == version
 
 
+def test_twin_tool_adds_a_second_camera_to_a_module(page: Any, stack: Stack) -> None:
+    page.goto(stack.twin_url)
+    if "/login" in page.url:
+        page.fill("input[name=user]", USER)
+        page.fill("input[name=password]", PASSWORD)
+        page.click("button[type=submit]")
+    page.locator("a", has_text="CIS1").first.click()
+    page.click("text=Add a camera to this module")
+    second = page.locator('fieldset[data-camera="line1-top-2"]')
+    second.wait_for()
+    assert page.locator("fieldset.camera-section legend").all_text_contents() == [
+        "Camera line1-top",
+        "Camera line1-top-2",
+    ]
+    page.fill('[name="cam1.camera_position"]', "side")
+    page.click("text=Review changes")
+    page.locator("#diff").wait_for()
+    assert "cameras[1]" in page.locator("#diff").inner_text()
+    page.click("text=Apply to the module")
+    page.locator("#module[data-outcome='applied']").wait_for(state="attached", timeout=30000)
+    try:
+        desired = stack.broker.hub("CIS1").get_twin()["desired"]
+        assert desired["cameras"] == [
+            {"camera_id": "line1-top"},
+            {"camera_id": "line1-top-2", "camera_type": "folder", "camera_position": "side"},
+        ]
+        assert wait_for(lambda: set(stack.cis.pipelines) == {"line1-top", "line1-top-2"})
+        # The saved module shows both cameras, each with its own section and frame panel.
+        page.reload()
+        assert page.locator("[data-camera-frame]").count() == 2
+        assert page.locator('[name="cam1.camera_position"]').input_value() == "side"
+    finally:
+        stack.broker.patch_desired("CIS1", {"cameras": None})
+        assert wait_for(lambda: set(stack.cis.pipelines) == {"line1-top"})
+
+
 PROBES = [
     "/images/../secret.jpg",
     "/images/..%2fsecret.jpg",
@@ -296,15 +332,25 @@ def test_an_operator_corrects_the_boxes_by_drawing_on_the_frame(page: Any, stack
     assert kept == len(target["detections"])  # the model's boxes are the starting point
     page.locator('[data-ref="editList"] li button').first.click()  # one of them was wrong
     page.fill('[data-ref="editLabel"]', "dent")
-    area = page.locator('[data-ref="editBoxes"]').bounding_box()
+    from playwright.sync_api import expect
+
+    # The drawing layer takes its size from the frame: until the image has loaded it has none.
+    image = page.locator('#detail [data-ref="image"]')
+    expect(image).to_have_js_property("complete", True)
+    expect(image).not_to_have_js_property("naturalWidth", 0)
+    layer = page.locator('[data-ref="editBoxes"]')
+    expect(layer).to_be_visible()
+    area = layer.bounding_box()
+    assert area is not None and area["height"] > 0
     page.mouse.move(area["x"] + 0.2 * area["width"], area["y"] + 0.3 * area["height"])
     page.mouse.down()
     page.mouse.move(area["x"] + 0.5 * area["width"], area["y"] + 0.6 * area["height"], steps=5)
     page.mouse.up()
     page.fill('[data-ref="note"]', "dent missed, one box wrong")
     page.click('[data-ref="saveBoxes"]')
-    assert wait_for(
-        lambda: "retraining set" in page.locator('[data-ref="feedbackState"]').inner_text(), 10
+    # The hint before any feedback also names the retraining set: wait for the saved state itself.
+    expect(page.locator('[data-ref="feedbackState"]')).to_contain_text(
+        "Marked verdict right", timeout=10000
     )
 
     stored = page.request.get(f"{stack.dashboard_url}api/inferences/{uid}").json()["feedback"]

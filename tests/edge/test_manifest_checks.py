@@ -388,3 +388,59 @@ def test_modules_on_the_host_network_need_metrics_ports_of_their_own(tmp_path):
     ]
     _modules(raw)["ImageUpload"]["env"]["MFGVISION_METRICS_PORT"] = {"value": "0"}  # off
     assert not any("METRICS" in p for p in _check(tmp_path, raw))
+
+
+def _second_cis(raw: dict[str, Any], desired: dict[str, Any]) -> None:
+    """A module CIS2 running as CIS1 does (its own metrics port), with ``desired`` as its twin."""
+    modules = _modules(raw)
+    modules["CIS2"] = copy.deepcopy(modules["CIS1"])
+    modules["CIS2"]["env"]["MFGVISION_METRICS_PORT"] = {"value": "9480"}
+    raw["modulesContent"]["CIS2"] = {"properties.desired": desired}
+
+
+def test_a_cis_with_several_cameras_is_validated_camera_by_camera(tmp_path):
+    raw = _raw()
+    desired = raw["modulesContent"]["CIS1"]["properties.desired"]
+    desired["cameras"] = [{"camera_id": "line1-top"}, {"camera_id": "line1-side", "fp16": False}]
+    problems = _check(tmp_path, raw)
+    assert [p for p in problems if "CIS1" in p] == [
+        "deployment.template.json CIS1 properties.desired: cameras[1].fp16: a setting of the "
+        "whole module, not of one camera"
+    ]
+    desired["cameras"][1] = {"camera_id": "line1-side", "camera_position": "side"}
+    assert not _check(tmp_path, raw)
+
+
+def test_camera_ids_are_unique_across_every_cis_module(tmp_path):
+    raw = _raw()
+    cis1 = raw["modulesContent"]["CIS1"]["properties.desired"]
+    cis1["cameras"] = [{"camera_id": "line1-top"}, {"camera_id": "line1-side"}]
+    _second_cis(raw, {**cis1, "cameras": [{"camera_id": "line2-top"}, {"camera_id": "line1-top"}]})
+    problems = _check(tmp_path, raw)
+    assert problems == [
+        "deployment.template.json CIS2 properties.desired cameras[1].camera_id: camera id "
+        "line1-top is CIS1's cameras[0].camera_id too; each camera of the device needs an id of "
+        "its own"
+    ]
+    # A module with one camera of its own keys counts too.
+    raw["modulesContent"]["CIS2"]["properties.desired"] = {**cis1, "cameras": None}
+    problems = _check(tmp_path, raw)
+    assert problems == [
+        "deployment.template.json CIS2 properties.desired camera_id: camera id line1-top is "
+        "CIS1's cameras[0].camera_id too; each camera of the device needs an id of its own"
+    ]
+    raw["modulesContent"]["CIS2"]["properties.desired"]["camera_id"] = "line2-top"
+    assert not _check(tmp_path, raw)
+
+
+def test_a_module_with_several_cameras_still_needs_one_metrics_port(tmp_path):
+    raw = _raw()
+    cis1 = raw["modulesContent"]["CIS1"]["properties.desired"]
+    cis1["cameras"] = [{"camera_id": "line1-top"}, {"camera_id": "line1-side"}]
+    _second_cis(raw, {**cis1, "cameras": [{"camera_id": "line2-top"}]})
+    assert not _check(tmp_path, raw)
+    _modules(raw)["CIS2"]["env"]["MFGVISION_METRICS_PORT"] = {"value": "9464"}
+    assert [p for p in _check(tmp_path, raw) if "METRICS" in p] == [
+        "deployment.template.json CIS2 env MFGVISION_METRICS_PORT: port 9464 is CIS1's too; each "
+        "module on the host network needs its own metrics port"
+    ]

@@ -75,6 +75,12 @@ MANIFEST: dict[str, Any] = {
     }
 }
 COMMANDS = {"CIS1": ["cis"], "Dashboard": ["dashboard"]}
+#: The module's own inputs: the ``cameras`` list has a section per camera instead.
+MODULE_KEYS = [name for name in CisSettings.model_fields if name != "cameras"]
+
+
+def module_fields() -> list[Any]:
+    return [f for f in form_fields(CisSettings) if f.name != "cameras"]
 
 
 class FakeCis:
@@ -192,8 +198,9 @@ def test_lists_devices_and_modules(client: FlaskClient) -> None:
 
 def test_form_is_generated_from_the_schema(client: FlaskClient) -> None:
     _, html = csrf(client, "/devices/local/modules/CIS1")
-    for name in CisSettings.model_fields:
+    for name in MODULE_KEYS:
         assert f'name="{name}"' in html
+    assert 'name="cameras"' not in html
     field = re.search(r'<input id="f-prob_threshold"[^>]*>', html).group(0)
     assert 'type="number"' in field and 'max="1' in field and 'value="0.5"' in field
     assert '<option value="rtsp"' in html
@@ -516,7 +523,7 @@ def review_patch(client: FlaskClient, data: dict[str, str]) -> dict[str, Any]:
 
 def test_form_sections_labels_and_order_come_from_the_schema(client: FlaskClient) -> None:
     _, html = csrf(client, "/devices/local/modules/CIS1")
-    fields = form_fields(CisSettings)
+    fields = module_fields()
     sections = form_sections(fields)
     legends = re.findall(r"<legend>([^<]+)</legend>", html)
     assert legends == [s.title for s in sections]
@@ -527,7 +534,7 @@ def test_form_sections_labels_and_order_come_from_the_schema(client: FlaskClient
         "common settings of each section first, then its advanced ones"
     )
     assert on_page[:2] == ["prob_threshold", "inference_fps"]
-    assert sorted(on_page) == sorted(CisSettings.model_fields)
+    assert sorted(on_page) == sorted(MODULE_KEYS)
     schema = CisSettings.model_json_schema()["properties"]
     for f in fields:
         assert f.label == schema[f.name]["title"] and f">{f.label}" in html
@@ -563,11 +570,11 @@ def test_settings_of_other_camera_types_are_hidden(
 ) -> None:
     broker.patch_desired("CIS1", {"camera_type": camera_type})
     _, html = csrf(client, "/devices/local/modules/CIS1")
-    for f in form_fields(CisSettings):
+    for f in module_fields():
         applies = camera_type in f.shown_when.get("camera_type", (camera_type,))
         assert (" hidden" in field_block(html, f.name)) is not applies, f.name
     # Without the page's script every setting is sent; the server ignores those that do not apply.
-    fields = form_fields(CisSettings)
+    fields = module_fields()
     assert {f.name for f in fields if f.kind != "checkbox"} <= set(browser_form(html))
     hidden = hidden_fields(html)
     assert ("camera_exposure_us" in hidden) is (camera_type not in ("basler", "genicam"))
@@ -735,3 +742,117 @@ def test_a_settings_sub_object_is_edited_as_json() -> None:
     assert not errors
     proposal = propose(LineBridgeSettings, {}, values)
     assert proposal.patch["mqtt"] == {"enabled": True, "host": "broker.plant"}
+
+
+TWO_CAMERAS = [
+    {"camera_id": "line1-top"},
+    {"camera_id": "line1-side", "camera_position": "side", "prob_threshold": 0.7},
+]
+
+
+def camera_sections(html: str) -> list[str]:
+    return re.findall(r'<fieldset class="form-section camera-section" data-camera="([^"]*)"', html)
+
+
+def test_a_module_with_cameras_has_a_section_per_camera(
+    client: FlaskClient, broker: InProcessBroker, images: Path
+) -> None:
+    broker.patch_desired("CIS1", {"cameras": TWO_CAMERAS})
+    when = datetime(2026, 3, 1, 8, 30, 15, tzinfo=timezone.utc)
+    top = images / image_name("line1", "top", when, "annotated")
+    side = images / image_name("line1", "side", when, "raw")
+    for path in (top, side):
+        path.write_bytes(b"\xff\xd8" + path.name.encode())
+    _, html = csrf(client, "/devices/local/modules/CIS1")
+    assert camera_sections(html) == ["line1-top", "line1-side"]
+    assert 'name="cameras"' not in html and 'name="camera_count" value="2"' in html
+    # An entry's own value is shown; one it leaves out shows the module's as what applies.
+    assert re.search(r'name="cam1\.prob_threshold" value="0\.7"', html)
+    assert re.search(r'name="cam0\.prob_threshold" value="" placeholder="module\'s: 0\.5"', html)
+    assert re.search(r'name="cam1\.camera_position" value="side"', html)
+    # Each camera shows its own frame, and both are served; the module's own keys name none.
+    assert 'id="frame-image"' not in html
+    srcs = dict(re.findall(r'data-camera-frame="([^"]+)".*?<img [^>]*src="([^"]+)"', html, re.S))
+    assert srcs["line1-top"].endswith("/" + top.name)
+    assert srcs["line1-side"].endswith("/" + side.name)
+    for src in srcs.values():
+        assert client.get(src).status_code == 200
+    frames = client.get("/api/devices/local/modules/CIS1/twin").get_json()["cameras"]
+    assert {k: v["url"] for k, v in frames.items()} == srcs
+
+
+def test_a_camera_change_sends_the_whole_list_and_nothing_else(
+    client: FlaskClient, broker: InProcessBroker
+) -> None:
+    broker.patch_desired("CIS1", {"cameras": TWO_CAMERAS})
+    _, html = csrf(client, "/devices/local/modules/CIS1")
+    sent = browser_form(html)
+    assert review_patch(client, sent) == {}
+    assert review_patch(client, {**sent, "prob_threshold": "0.6"}) == {"prob_threshold": 0.6}
+    changed = review_patch(client, {**sent, "cam1.camera_uri": "samples/side"})
+    assert changed == {
+        "cameras": [TWO_CAMERAS[0], {**TWO_CAMERAS[1], "camera_uri": "samples/side"}]
+    }
+    # Emptied, the entry's threshold goes: the module's applies again.
+    assert review_patch(client, {**sent, "cam1.prob_threshold": ""}) == {
+        "cameras": [TWO_CAMERAS[0], {"camera_id": "line1-side", "camera_position": "side"}]
+    }
+    response = client.post(
+        "/devices/local/modules/CIS1/review", data={**sent, "cam1.camera_id": "line1-top"}
+    )
+    assert response.status_code == 422
+    assert "line1-top is already the id of cameras[0]" in response.get_data(as_text=True)
+
+
+def test_a_camera_is_added_to_a_module_and_saved(
+    client: FlaskClient, broker: InProcessBroker
+) -> None:
+    _, html = csrf(client, "/devices/local/modules/CIS1")
+    assert camera_sections(html) == [] and "Add a camera to this module" in html
+    response = client.post(
+        "/devices/local/modules/CIS1/review", data={**browser_form(html), "camera_action": "add"}
+    )
+    assert response.status_code == 200
+    html = response.get_data(as_text=True)
+    assert camera_sections(html) == ["line1-top", "line1-top-2"]
+    assert "Camera line1-top-2 added to the form" in html
+    patch = review_patch(client, {**browser_form(html), "cam1.camera_uri": "samples/line2"})
+    expected = [
+        {"camera_id": "line1-top"},
+        {"camera_id": "line1-top-2", "camera_type": "folder", "camera_uri": "samples/line2"},
+    ]
+    assert patch == {"cameras": expected}
+    token, _ = csrf(client, "/devices/local/modules/CIS1")
+    twin = client.application.extensions["mfgvision.twin_config"].twin("local", "CIS1")
+    response = client.post(
+        "/devices/local/modules/CIS1/apply",
+        data={"csrf_token": token, "patch": json.dumps(patch), "etag": twin.etag},
+    )
+    assert response.status_code == 302
+    assert wait_for(
+        lambda: (
+            client.get("/api/devices/local/modules/CIS1/twin").get_json()["applied_version"]
+            is not None
+        )
+    )
+    twin = client.get("/api/devices/local/modules/CIS1/twin").get_json()
+    assert twin["desired"]["cameras"] == expected and twin["error"] is None
+    assert camera_sections(csrf(client, "/devices/local/modules/CIS1")[1]) == [
+        "line1-top",
+        "line1-top-2",
+    ]
+
+
+def test_a_camera_is_removed_from_a_module(client: FlaskClient, broker: InProcessBroker) -> None:
+    broker.patch_desired("CIS1", {"cameras": TWO_CAMERAS})
+    _, html = csrf(client, "/devices/local/modules/CIS1")
+    assert html.count("Remove this camera") == 2
+    response = client.post(
+        "/devices/local/modules/CIS1/review",
+        data={**browser_form(html), "camera_action": "remove:0"},
+    )
+    html = response.get_data(as_text=True)
+    assert camera_sections(html) == ["line1-side"] and "Remove this camera" not in html
+    assert review_patch(client, browser_form(html)) == {"cameras": [TWO_CAMERAS[1]]}
+    bad = {**browser_form(html), "camera_action": "remove:0"}
+    assert client.post("/devices/local/modules/CIS1/review", data=bad).status_code == 400

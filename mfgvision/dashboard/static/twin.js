@@ -1,6 +1,6 @@
 // Twin configuration tool: after a change is sent, follow the module's reported properties until it
 // acknowledges (applied_version) or refuses (error) the new desired version; keep the module's own
-// state and the camera's current frame up to date; show only the settings that apply to the chosen
+// state and each camera's current frame up to date; show only the settings that apply to the chosen
 // camera type (the server renders every setting and ignores those that do not apply).
 (() => {
   "use strict";
@@ -27,9 +27,12 @@
     if (!form) return;
     for (const field of form.querySelectorAll("[data-shown-when]")) {
       const rules = JSON.parse(field.dataset.shownWhen);
+      // In a camera's section the input is named cam<i>.<key>; left empty, the module's value applies.
+      const scope = field.closest("[data-scope]")?.dataset.scope || "";
       const applies = Object.entries(rules).every(([name, allowed]) => {
-        const input = form.elements.namedItem(name);
-        return input !== null && allowed.includes(input.value);
+        const input = form.elements.namedItem(scope + name);
+        const value = input === null ? null : input.value || input.dataset.inherited || "";
+        return value !== null && allowed.includes(value);
       });
       field.hidden = !applies;
       for (const input of field.querySelectorAll("input, select, textarea")) input.disabled = !applies;
@@ -54,11 +57,11 @@
     reasons.hidden = items.length === 0;
   }
 
-  function showFrame(info) {
+  function showFrame(frame, info) {
     if (!frame || !info || (info.captured_at || "") === frame.dataset.captured) return;
     frame.dataset.captured = info.captured_at || "";
-    const image = document.getElementById("frame-image");
-    const note = document.getElementById("frame-note");
+    const image = frame.querySelector(".frame-image");
+    const note = frame.querySelector(".frame-note");
     const head = frame.querySelector(".panel-head");
     head.querySelector("time")?.remove();
     if (info.url) {
@@ -99,7 +102,10 @@
       reported.textContent = JSON.stringify(twin.reported, null, 2);
       showOutcome(twin);
       showModule(twin.summary.module);
-      showFrame(twin.frame);
+      showFrame(frame, twin.frame);
+      for (const panel of document.querySelectorAll("[data-camera-frame]")) {
+        showFrame(panel, (twin.cameras || {})[panel.dataset.cameraFrame]);
+      }
     } catch (err) {
       if (!root.dataset.outcome) show("warn", `Cannot read the twin (${err.message}); retrying`);
     }
