@@ -1,14 +1,66 @@
-"""What the CIS hands to storage: one record per inference, with its detections; the verdict rule."""
+"""What the CIS hands to storage: one record per inference, with its detections, its verdict and
+the rules that fired; the verdict without rules."""
 
 from __future__ import annotations
 
+from collections.abc import Sized
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from mfgvision.inference.types import Detection
 
 OK = "OK"
 NG = "NG"
+#: What a rule that fires may yield besides NG: an alarm, which leaves the verdict as it is.
+ALARM = "alarm"
+
+
+def verdict_of(detections: Sized) -> str:
+    """The verdict when no rules are in force: NG when the model reported at least one detection
+    (each above ``prob_threshold``), else OK. Inferences stored before verdicts were recorded get
+    theirs the same way."""
+    return NG if len(detections) else OK
+
+
+@dataclass(frozen=True)
+class FiredRule:
+    """One rule that fired on an inference: which rule, what it yields (``NG`` or ``alarm``), in
+    which zone (None: the whole frame), for which class (a count rule: its classes joined with
+    ``,``), how many detections (a count rule: how many it counted), and why in a few words."""
+
+    rule: str
+    kind: str
+    yields: str
+    zone: str | None
+    label: str
+    count: int
+    detail: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """As messages and the database carry it (the class under ``class``)."""
+        return {
+            "rule": self.rule,
+            "kind": self.kind,
+            "yields": self.yields,
+            "zone": self.zone,
+            "class": self.label,
+            "count": self.count,
+            "detail": self.detail,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FiredRule:
+        """The inverse of :meth:`to_dict`."""
+        return cls(
+            rule=str(data["rule"]),
+            kind=str(data["kind"]),
+            yields=str(data["yields"]),
+            zone=None if data.get("zone") is None else str(data["zone"]),
+            label=str(data["class"]),
+            count=int(data["count"]),
+            detail=str(data.get("detail") or ""),
+        )
 
 
 def verdict_rule(prob_threshold: float | None) -> str:
@@ -64,4 +116,4 @@ class InferenceRecord:
     @property
     def verdict(self) -> str:
         """``NG`` when anything was detected (detections are only those above the threshold)."""
-        return NG if self.object_detected else OK
+        return verdict_of(self.detections)
