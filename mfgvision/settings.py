@@ -678,7 +678,7 @@ class CisSettings(CameraSettings):
     store_all_inferences: bool = Field(
         True,
         title="Store every inference",
-        description="off = only inferences with a detection are stored",
+        description="off = only inferences with a detection or an NG verdict are stored",
         json_schema_extra=form(STORAGE, 60),
     )
     retrain_interval_s: float = Field(

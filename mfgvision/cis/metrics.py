@@ -32,9 +32,9 @@ class PipelineMetrics:
             self._stages.setdefault(stage, deque(maxlen=self._window)).append(ms)
         self.series.observe(stage, ms / 1000)
 
-    def detected(self, labels: list[str]) -> None:
-        """One inference's detections by class label (none: an OK verdict)."""
-        self.series.detected(labels)
+    def detected(self, labels: list[str], verdict: str) -> None:
+        """One inference's detections by class label, and its verdict."""
+        self.series.detected(labels, verdict)
 
     def relabel(self, camera_id: str) -> None:
         """Label the Prometheus series with another camera id from now on."""

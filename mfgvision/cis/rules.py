@@ -1,7 +1,7 @@
 """The camera's zones and rules, evaluated on every inference after NMS: the verdict, the alarms and
 the rules that fired (docs/configuration.md, "Zones and rules").
 
-The settings' zones and rules are compiled once (``RuleBook``), when they are applied; judging an
+The settings' zones and rules are compiled once (``RuleBook``), when they come in force; judging an
 inference is then a few array operations over every zone at once (``mfgvision.geometry``) and a
 short loop over the rules. Everything happens in frame-normalised coordinates (the detections'
 ``box_norm``), where a box centre and an overlap fraction are what they are in pixels.
@@ -80,6 +80,8 @@ class RuleBook:
     """A camera's zones and rules, compiled for judging inferences."""
 
     def __init__(self, settings: CisSettings) -> None:
+        #: The settings compiled.
+        self.settings = settings
         rules = settings.rules
         used = list(dict.fromkeys(zone for rule in rules.values() for zone in rule.zones))
         index = {zone: i for i, zone in enumerate(used)}

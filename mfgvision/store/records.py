@@ -63,17 +63,39 @@ class FiredRule:
         )
 
 
-def verdict_rule(prob_threshold: float | None) -> str:
-    """The OK/NG rule in one sentence, naming the probability threshold when it is known."""
+def verdict_rule(prob_threshold: float | None, fired_rules: tuple[FiredRule, ...] | None) -> str:
+    """How the verdict was reached, in a sentence or two: the rule without rules, naming the
+    probability threshold when it is known, or which of the camera's rules fired."""
     threshold = (
         f"{prob_threshold} (prob_threshold)"
         if prob_threshold is not None
         else "the camera's prob_threshold (not recorded for this inspection)"
     )
+    if fired_rules is None:
+        return (
+            "NG when the model reports at least one detection of any class with a probability "
+            f"above {threshold}; otherwise OK."
+        )
+    rules = "NG when one of the camera's rules that yields NG fires, on detections above "
+    rules += f"{threshold}; otherwise OK."
+    if not fired_rules:
+        return f"{rules} No rule fired."
     return (
-        "NG when the model reports at least one detection of any class with a probability above "
-        f"{threshold}; otherwise OK."
+        f"{rules} Fired: "
+        + "; ".join(f"{f.rule} ({f.kind}, {f.yields}): {f.detail}" for f in fired_rules)
+        + "."
     )
+
+
+def fired_json(fired: tuple[FiredRule, ...] | None) -> list[dict[str, Any]] | None:
+    """The rules that fired as messages, rows and the dashboard carry them: a list (empty: none
+    fired), or None when no rules were in force."""
+    return None if fired is None else [f.to_dict() for f in fired]
+
+
+def fired_from_json(items: list[dict[str, Any]] | None) -> tuple[FiredRule, ...] | None:
+    """The inverse of :func:`fired_json`."""
+    return None if items is None else tuple(FiredRule.from_dict(item) for item in items)
 
 
 @dataclass
@@ -108,6 +130,11 @@ class InferenceRecord:
     retrain_reason: str | None = None
     retrain_image_name: str | None = None
     retrain_image_path: str | None = None
+    #: The verdict given when the inference was made (OK or NG, by the camera's rules when it had
+    #: some); None for rows stored before verdicts were recorded (migration 0006).
+    given_verdict: str | None = None
+    #: The rules that fired (empty: none did); None when the camera had no rules.
+    fired_rules: tuple[FiredRule, ...] | None = None
 
     @property
     def object_detected(self) -> bool:
@@ -115,5 +142,6 @@ class InferenceRecord:
 
     @property
     def verdict(self) -> str:
-        """``NG`` when anything was detected (detections are only those above the threshold)."""
-        return verdict_of(self.detections)
+        """The verdict given (:attr:`given_verdict`); for a row stored before verdicts were
+        recorded, the verdict without rules."""
+        return self.given_verdict if self.given_verdict is not None else verdict_of(self.detections)

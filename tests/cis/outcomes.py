@@ -20,6 +20,7 @@ import numpy as np
 from mfgvision.capture.base import Frame
 from mfgvision.cis.metrics import PipelineMetrics
 from mfgvision.cis.outcome import Outcome
+from mfgvision.cis.rules import RuleBook
 from mfgvision.cis.writer import OutcomeWriter
 from mfgvision.inference.types import InferenceResult
 from mfgvision.settings import CisSettings
@@ -47,6 +48,7 @@ def make_outcome(seq: int, **settings: Any) -> Outcome:
         model_version="1",
         retrain=None,
         inferred_at=0.0,
+        judgement=RuleBook(s).judge(result.detections),
     )
 
 
