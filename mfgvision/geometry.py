@@ -3,9 +3,9 @@
 Coordinates are in any one unit (the rules use frame-normalised 0..1, y down). A polygon is closed:
 a point on its edge lies inside it. Boxes are ``x1, y1, x2, y2`` with ``x1 <= x2`` and ``y1 <= y2``.
 
-Many polygons are evaluated together (``PolygonSet``): their edges are stacked and every point or
-box is tested against every edge in one pass, then summed per polygon, so the cost is a handful of
-array operations whatever the number of zones.
+Many polygons are evaluated together (``PolygonSet``): the edges of every polygon whose bounding box
+meets a point or box are gathered and tested in one pass, then summed per pair, so the cost is a
+handful of array operations whatever the number of zones.
 """
 
 from __future__ import annotations
@@ -82,40 +82,69 @@ def _segments_meet(a: np.ndarray, b: np.ndarray, tol: float) -> np.ndarray:
 
 
 class PolygonSet:
-    """Polygons tested together against points and boxes."""
+    """Polygons tested together against points and boxes.
+
+    Only the (polygon, point or box) pairs whose bounding boxes meet are computed: their edges are
+    gathered into flat arrays, tested in one pass and summed per pair. Zones spread over a frame
+    then cost about the edges of the zones each box touches, not those of every zone.
+    """
 
     def __init__(self, polygons: Sequence[np.ndarray]) -> None:
         """``polygons``: each an ``(n, 2)`` array of its points in order (n >= 3)."""
         if not polygons:
             raise ValueError("a polygon set needs at least one polygon")
-        a = np.concatenate([np.asarray(p, dtype=float) for p in polygons])
-        b = np.concatenate([np.roll(np.asarray(p, dtype=float), -1, axis=0) for p in polygons])
-        self.count = len(polygons)
-        self._starts = np.cumsum([0, *(len(p) for p in polygons[:-1])])
-        self._ax, self._ay = a[:, :1], a[:, 1:]
-        self._bx, self._by = b[:, :1], b[:, 1:]
+        shapes = [np.asarray(p, dtype=float) for p in polygons]
+        a = np.concatenate(shapes)
+        b = np.concatenate([np.roll(p, -1, axis=0) for p in shapes])
+        self.count = len(shapes)
+        self._sizes = np.array([len(p) for p in shapes])
+        self._starts = np.cumsum(self._sizes) - self._sizes
+        self._low = np.array([p.min(axis=0) for p in shapes]) - EPS  # (polygons, 2)
+        self._high = np.array([p.max(axis=0) for p in shapes]) + EPS
+        self._ax, self._ay, self._bx, self._by = a[:, 0], a[:, 1], b[:, 0], b[:, 1]
         dx, dy = self._bx - self._ax, self._by - self._ay
         self._slope = dy / np.where(dx == 0, 1.0, dx)  # y per x; vertical edges carry no weight
         self._inverse = dx / np.where(dy == 0, 1.0, dy)  # x per y, for horizontal rays
-        self._length = np.hypot(dx, dy)
+        self._tolerance = EPS * np.maximum(np.hypot(dx, dy), 1.0)
+
+    def _pairs(self, low: np.ndarray, high: np.ndarray) -> tuple[np.ndarray, ...]:
+        """The pairs (polygon, item) whose bounding boxes meet (items spanning ``low``..``high``,
+        each ``(n, 2)``): their polygon and item indexes, each pair's edges (edge index, pair
+        index) and where each pair's edges start."""
+        meets = (
+            (low[None, :, 0] <= self._high[:, None, 0])
+            & (high[None, :, 0] >= self._low[:, None, 0])
+            & (low[None, :, 1] <= self._high[:, None, 1])
+            & (high[None, :, 1] >= self._low[:, None, 1])
+        )
+        polygon, item = np.nonzero(meets)
+        sizes = self._sizes[polygon]
+        first = np.cumsum(sizes) - sizes
+        pair = np.repeat(np.arange(len(polygon)), sizes)
+        edge = self._starts[polygon][pair] + np.arange(int(sizes.sum())) - first[pair]
+        return polygon, item, edge, pair, first
 
     def contains(self, points: np.ndarray) -> np.ndarray:
         """``[polygon, point]``: whether each ``(x, y)`` of ``points`` lies inside (or on the edge
         of) each polygon."""
-        px, py = points[None, :, 0], points[None, :, 1]
-        ax, ay, bx, by = self._ax, self._ay, self._bx, self._by
-        straddles = (ay > py) != (by > py)
-        crossings = straddles & (px < ax + (py - ay) * self._inverse)
-        inside = np.add.reduceat(crossings.astype(np.int32), self._starts, axis=0) % 2 == 1
+        found = np.zeros((self.count, len(points)), dtype=bool)
+        polygon, item, edge, pair, first = self._pairs(points, points)
+        if not len(polygon):
+            return found
+        px, py = points[item[pair], 0], points[item[pair], 1]
+        ax, ay, bx, by = self._ax[edge], self._ay[edge], self._bx[edge], self._by[edge]
+        crossings = ((ay > py) != (by > py)) & (px < ax + (py - ay) * self._inverse[edge])
+        inside = np.add.reduceat(crossings.astype(np.int32), first) % 2 == 1
         off_line = np.abs((bx - ax) * (py - ay) - (by - ay) * (px - ax))
         on_edge = (
-            (off_line <= EPS * np.maximum(self._length, 1.0))
+            (off_line <= self._tolerance[edge])
             & (px >= np.minimum(ax, bx) - EPS)
             & (px <= np.maximum(ax, bx) + EPS)
             & (py >= np.minimum(ay, by) - EPS)
             & (py <= np.maximum(ay, by) + EPS)
         )
-        return inside | np.logical_or.reduceat(on_edge, self._starts, axis=0)
+        found[polygon, item] = inside | np.logical_or.reduceat(on_edge, first)
+        return found
 
     def overlap(self, boxes: np.ndarray) -> np.ndarray:
         """``[polygon, box]``: the fraction (0..1) of each box's area inside each polygon; for a
@@ -126,16 +155,19 @@ class PolygonSet:
         edges' clamped heights add up, with their directions' signs, to the length of the line inside
         both. Each edge's clamped height is linear in pieces, so its integral is exact.
         """
-        x1, y1, x2, y2 = (boxes[None, :, k] for k in range(4))
-        u = np.clip(self._ax, x1, x2)
-        v = np.clip(self._bx, x1, x2)
-        yu = self._ay + (u - self._ax) * self._slope
-        yv = self._ay + (v - self._ax) * self._slope
-        mean_height = (
-            (yu + yv) / 2 - _mean_positive(yu - y2, yv - y2) + _mean_positive(y1 - yu, y1 - yv)
-        )
-        area = np.abs(np.add.reduceat((v - u) * mean_height, self._starts, axis=0))
-        box_area = (x2 - x1) * (y2 - y1)
+        area = np.zeros((self.count, len(boxes)))
+        polygon, item, edge, pair, first = self._pairs(boxes[:, :2], boxes[:, 2:])
+        if len(polygon):
+            x1, y1, x2, y2 = (boxes[item[pair], k] for k in range(4))
+            ax, ay, slope = self._ax[edge], self._ay[edge], self._slope[edge]
+            u = np.clip(ax, x1, x2)
+            v = np.clip(self._bx[edge], x1, x2)
+            yu, yv = ay + (u - ax) * slope, ay + (v - ax) * slope
+            mean_height = (
+                (yu + yv) / 2 - _mean_positive(yu - y2, yv - y2) + _mean_positive(y1 - yu, y1 - yv)
+            )
+            area[polygon, item] = np.abs(np.add.reduceat((v - u) * mean_height, first))
+        box_area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
         fraction = np.clip(area / np.where(box_area > 0, box_area, 1.0), 0.0, 1.0)
         if (box_area > 0).all():
             return fraction

@@ -13,7 +13,6 @@ detected; a rule yielding ``alarm`` leaves the verdict as it is.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -43,7 +42,8 @@ class _Detections:
     """One inference's detections as arrays, and which of them lie in which zone."""
 
     items: Sequence[Detection]
-    classes: np.ndarray  # (n,): each detection's index among the classes the rules name, else -1
+    names: tuple[str, ...]  # the classes the rules name, in name order
+    classes: np.ndarray  # (n,): each detection's index in ``names``, else -1
     boxes: np.ndarray  # (n, 4), normalised
     probabilities: np.ndarray  # (n,)
     centre_in: np.ndarray | None  # (zones, n): the box's centre lies in the zone
@@ -86,7 +86,8 @@ class RuleBook:
         used = list(dict.fromkeys(zone for rule in rules.values() for zone in rule.zones))
         index = {zone: i for i, zone in enumerate(used)}
         named = {c for rule in rules.values() for c in (*rule.classes, *rule.with_classes)}
-        self._class_index = {label: i for i, label in enumerate(sorted(named))}
+        self._names = tuple(sorted(named))
+        self._class_index = {label: i for i, label in enumerate(self._names)}
         self.rules = tuple(
             _Rule(
                 name,
@@ -129,7 +130,9 @@ class RuleBook:
                 centre_in = self._zones.contains(centres)
             if self._needs_overlap:
                 overlap = self._zones.overlap(boxes)
-        return _Detections(detections, classes, boxes, probabilities, centre_in, overlap)
+        return _Detections(
+            detections, self._names, classes, boxes, probabilities, centre_in, overlap
+        )
 
 
 def _fire(compiled: _Rule, found: _Detections) -> Iterator[FiredRule]:
@@ -164,9 +167,11 @@ def _findings(
 
 
 def _by_label(found: _Detections, selected: np.ndarray) -> list[tuple[str, int]]:
-    """The selected detections counted by class, classes in name order."""
-    counts = Counter(found.items[i].label for i in np.flatnonzero(selected))
-    return sorted(counts.items())
+    """The selected detections (all of classes the rules name) counted by class, in name order."""
+    if not selected.any():
+        return []
+    counts = np.bincount(found.classes[selected], minlength=len(found.names))
+    return [(found.names[i], int(counts[i])) for i in np.flatnonzero(counts)]
 
 
 def _covered(compiled: _Rule, found: _Detections, selected: np.ndarray) -> np.ndarray:

@@ -3,12 +3,17 @@ normalised zones, and no rules at all (the verdict as it always was)."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from typing import Any
 
 from mfgvision.cis.rules import RuleBook
 from mfgvision.inference.types import Box, Detection
 from mfgvision.settings import CisSettings, parse_settings
 from mfgvision.store.records import NG, OK, FiredRule
+from tests.services import REPO
 
 W, H = 1000, 1000
 #: Zones in pixels of a 1000 x 1000 frame: a sealing face (left half, top), and an L-shaped cell.
@@ -190,3 +195,19 @@ def test_normalised_zones_and_pixel_zones_judge_alike() -> None:
     detections = [det("s", 400, 400, 600, 600), det("s", 300, 300, 550, 450)]
     assert normalised.judge(detections) == pixels.judge(detections)
     assert fired(pixels, detections) == [("r", "seal", "s", 1)]
+
+
+def test_the_rules_benchmark_runs_and_reports_one_json_line() -> None:
+    result = subprocess.run(
+        [sys.executable, "benchmarks/rules_cost.py", "--frames", "20", "--repeats", "1"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    [line] = result.stdout.splitlines()
+    report = json.loads(line)
+    assert (report["zones"], report["detections"], report["frames"]) == (20, 50, 20)
+    assert report["fired_per_frame"] > 0 and report["p50_ms"] > 0
