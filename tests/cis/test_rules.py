@@ -211,3 +211,44 @@ def test_the_rules_benchmark_runs_and_reports_one_json_line() -> None:
     report = json.loads(line)
     assert (report["zones"], report["detections"], report["frames"]) == (20, 50, 20)
     assert report["fired_per_frame"] > 0 and report["p50_ms"] > 0
+
+
+def documented_example() -> dict[str, Any]:
+    """The example twin of docs/configuration.md, "Zones and rules"."""
+    text = (REPO / "docs" / "configuration.md").read_text(encoding="utf-8")
+    section = text[text.index("### Zones and rules") :]
+    example = section[section.index("**Example**") :]
+    block = example[example.index("```json") + len("```json") : example.index("```\n", 10)]
+    return json.loads(block)
+
+
+def test_the_documented_example_gives_the_documented_verdicts() -> None:
+    settings = parse_settings(CisSettings, documented_example())
+    rules = RuleBook(settings)  # type: ignore[arg-type]
+    W_, H_ = settings.zones_frame  # type: ignore[misc]
+
+    def found(label: str, x1: float, y1: float, x2: float, y2: float, p: float = 0.9) -> Detection:
+        box = Box(x1, y1, x2, y2)
+        return Detection(0, label, p, box, box.normalised(W_, H_))
+
+    screws = [found("screw", 320 + 55 * i, 140, 340 + 55 * i, 160) for i in range(12)]
+    person = found("person", 50, 200, 200, 600)  # in the cell's left arm
+    frames = {
+        "scratch off the seal": [*screws, found("scratch", 320, 400, 420, 450, 0.8)],
+        "scratch 40 % on the seal": [*screws, found("scratch", 420, 300, 520, 340, 0.7)],
+        "11 screws": screws[:11],
+        "person without helmet": [*screws, person],
+        "person outside the cell": [*screws, found("person", 1000, 300, 1200, 700)],
+    }
+    judged = {
+        name: (j.verdict, [(f.rule, f.yields, f.zone, f.label, f.count) for f in j.fired or ()])
+        for name, j in ((name, rules.judge(d)) for name, d in frames.items())
+    }
+    assert judged == {
+        "scratch off the seal": (OK, []),
+        "scratch 40 % on the seal": (NG, [("scratch_on_seal", NG, "sealing_face", "scratch", 1)]),
+        "11 screws": (NG, [("twelve_screws", NG, "board", "screw", 11)]),
+        "person without helmet": (OK, [("helmet_in_cell", "alarm", "cell", "person", 1)]),
+        "person outside the cell": (OK, []),
+    }
+    assert rules.judge(screws[:11]).fired[0].detail == "11 screw in board, expected 12"  # type: ignore[index]
