@@ -152,3 +152,15 @@ def test_a_missing_part_is_stored_even_when_only_detections_are(running) -> None
     skipped = cis.pipeline.metrics.counters["not_stored"]
     assert wait_for(lambda: cis.pipeline.metrics.counters["not_stored"] >= skipped + 3)
     assert all(r.settings_version != version for r in recent(db, 1000))
+
+
+def test_capture_now_answers_with_the_verdict_and_the_rules_that_fired(running) -> None:
+    broker, db, cis = running
+    hub = broker.hub("cam")
+    assert cis.pipeline.models.wait_ready(20)
+    status, result = hub.call_method("capture_now", {"timeout_s": 10})
+    assert status == 200 and (result["verdict"], result["rules"]) == (NG, None)
+    judged_with(broker, db, {"rules": {"no_spot": {"kind": "defect", "classes": ["spot"]}}})
+    status, result = hub.call_method("capture_now", {"timeout_s": 10})
+    assert status == 200 and (result["verdict"], result["rules"]) == (OK, [])
+    assert {d["label"] for d in result["detections"]} == {"scratch", "hole"}
