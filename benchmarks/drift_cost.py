@@ -31,6 +31,7 @@ from mfgvision.capture.base import Frame
 from mfgvision.cis.drift.monitor import DriftMonitor
 from mfgvision.cis.metrics import PipelineMetrics
 from mfgvision.cis.outcome import Outcome
+from mfgvision.cis.rules import RuleBook
 from mfgvision.inference import Model, RuntimeOptions, load_model
 from mfgvision.settings import CisSettings
 from mfgvision.synthetic import generate_sample
@@ -55,8 +56,19 @@ def infer(model: Model, image: np.ndarray, s: CisSettings) -> Outcome:
     """One frame through the model, as the inference thread hands it on."""
     result = model.detect(image, s.prob_threshold, s.iou_threshold)
     frame = Frame(0, datetime.now(timezone.utc), "bench.png", W, H, image=image)
+    judgement = RuleBook(s).judge(result.detections)
     return Outcome(
-        str(uuid.uuid4()), frame, image, result, result, s, model.name, model.version, None, 0.0
+        str(uuid.uuid4()),
+        frame,
+        image,
+        result,
+        result,
+        s,
+        model.name,
+        model.version,
+        None,
+        0.0,
+        judgement,
     )
 
 

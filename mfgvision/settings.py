@@ -37,7 +37,9 @@ CameraType = Literal["folder", "video", "rtsp", "http", "usb", "basler", "allied
 MAX_TEXT = 1024
 MAX_KEY = 100
 MAX_ITEMS = 64
-MAX_DEPTH = 4
+#: Deepest nesting of a desired value: a zone point in a camera entry,
+#: ``cameras[i].zones.<name>[j][x]``, is six levels down.
+MAX_DEPTH = 6
 MAX_INT = 2**63 - 1
 #: Most cameras one CIS module runs.
 MAX_CAMERAS = MAX_ITEMS
@@ -320,6 +322,7 @@ INSPECTION = "Inspection"
 STORAGE = "Storage and retraining"
 ALERTS = "Alerts"
 DRIFT = "Drift"
+RULES = "Zones and rules"
 
 
 class CameraSettings(ModuleSettings):
@@ -528,6 +531,93 @@ class CameraSettings(ModuleSettings):
         return self.camera_trigger or self.camera_trigger_mode != "off"
 
 
+#: A zone's or rule's name: letters, digits, ``_ . -``, starting with a letter or digit.
+RULE_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,39}$"
+MAX_ZONES = 32
+MAX_ZONE_POINTS = 64
+MAX_RULES = 32
+#: Classes (and zones) one rule names, at most.
+MAX_RULE_ITEMS = 16
+RuleKind = Literal["defect", "count", "absent", "required_with"]
+#: What a rule that fires gives, unless it says otherwise: NG for the part, or an alarm (the
+#: verdict stays as the other rules make it).
+DEFAULT_YIELDS: dict[str, str] = {
+    "defect": "NG",
+    "count": "NG",
+    "absent": "NG",
+    "required_with": "alarm",
+}
+RuleName = Annotated[str, StringConstraints(pattern=RULE_NAME)]
+ClassName = Annotated[str, StringConstraints(min_length=1, max_length=100)]
+ZonePoint = Annotated[list[Annotated[float, Field(ge=0)]], Field(min_length=2, max_length=2)]
+
+
+class Rule(BaseModel):
+    """One inspection rule (docs/configuration.md, "Zones and rules"): which detections it looks at
+    (classes, probability, zones and how a detection belongs to a zone) and when it fires."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    kind: RuleKind = Field(
+        description="defect: any of these classes fires it; count: their number must be within "
+        "min..max; absent: any of them fires it; required_with: each of them needs one of "
+        "with_classes overlapping it"
+    )
+    classes: list[ClassName] = Field(
+        min_length=1, max_length=MAX_RULE_ITEMS, description="the classes the rule looks at"
+    )
+    zones: list[RuleName] = Field(
+        default_factory=list,
+        max_length=MAX_RULE_ITEMS,
+        description="zones it looks in, each on its own; empty = the whole frame",
+    )
+    min_probability: float = Field(
+        0.0, ge=0, le=1, description="only detections at or above this probability count"
+    )
+    min: int | None = Field(None, ge=0, le=10000, description="count: fewest allowed")
+    max: int | None = Field(None, ge=0, le=10000, description="count: most allowed")
+    with_classes: list[ClassName] = Field(
+        default_factory=list,
+        max_length=MAX_RULE_ITEMS,
+        description="required_with: the classes one of which must overlap each detection",
+    )
+    membership: Literal["centre", "overlap"] = Field(
+        "centre",
+        description="a detection is in a zone when its box's centre is (centre) or when at least "
+        "overlap_fraction of its box's area is (overlap)",
+    )
+    overlap_fraction: float = Field(
+        0.5, gt=0, le=1, description="share of a box's area that makes it belong (overlap)"
+    )
+    yields: Literal["NG", "alarm"] = Field(
+        "NG",
+        description="NG: the part is NG when the rule fires; alarm: an alarm, the verdict unchanged "
+        "(default: NG, for required_with alarm)",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_yields(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "yields" not in data and data.get("kind") in DEFAULT_YIELDS:
+            return {**data, "yields": DEFAULT_YIELDS[data["kind"]]}
+        return data
+
+    @model_validator(mode="after")
+    def _fits_its_kind(self) -> Rule:
+        if self.kind == "count":
+            if self.min is None and self.max is None:
+                raise ValueError("a count rule needs min, max or both")
+            if self.min is not None and self.max is not None and self.min > self.max:
+                raise ValueError("min must not be above max")
+        elif self.min is not None or self.max is not None:
+            raise ValueError("min and max belong to count rules only")
+        if self.kind == "required_with" and not self.with_classes:
+            raise ValueError("a required_with rule needs with_classes")
+        if self.kind != "required_with" and self.with_classes:
+            raise ValueError("with_classes belongs to required_with rules only")
+        return self
+
+
 class CisSettings(CameraSettings):
     """Capture, inference and store settings of one camera's CIS module; the camera's own keys come
     first and stay flat in the twin."""
@@ -594,7 +684,7 @@ class CisSettings(CameraSettings):
     store_all_inferences: bool = Field(
         True,
         title="Store every inference",
-        description="off = only inferences with a detection are stored",
+        description="off = only inferences with a detection or an NG verdict are stored",
         json_schema_extra=form(STORAGE, 60),
     )
     retrain_interval_s: float = Field(
@@ -764,6 +854,35 @@ class CisSettings(CameraSettings):
         json_schema_extra=form(DRIFT, 94, advanced=True),
     )
 
+    zones: dict[
+        RuleName, Annotated[list[ZonePoint], Field(min_length=3, max_length=MAX_ZONE_POINTS)]
+    ] = Field(
+        default_factory=dict,
+        max_length=MAX_ZONES,
+        title="Zones",
+        description="named polygons the rules look in, as a JSON object: name -> [[x, y], ...] "
+        "(3 to 64 points in drawing order, a simple polygon), normalised 0..1 of the frame, or in "
+        "pixels of zones_frame when that is set",
+        json_schema_extra=form(RULES, 100),
+    )
+    zones_frame: list[Annotated[int, Field(ge=1, le=65535)]] | None = Field(
+        None,
+        min_length=2,
+        max_length=2,
+        title="Zones drawn on a frame of",
+        description="width, height: the zones' points are pixels of a frame this size (each "
+        "inside it); empty = the points are normalised 0..1",
+        json_schema_extra=form(RULES, 101, unit="px"),
+    )
+    rules: dict[RuleName, Rule] = Field(
+        default_factory=dict,
+        max_length=MAX_RULES,
+        title="Rules",
+        description="what makes a part NG or raises an alarm, as a JSON object: name -> rule "
+        "(kind, classes, zones, ...); empty = NG when anything is detected",
+        json_schema_extra=form(RULES, 102),
+    )
+
     cameras: list[dict[str, Any]] | None = Field(
         None,
         max_length=MAX_CAMERAS,
@@ -821,6 +940,30 @@ class CisSettings(CameraSettings):
         if unknown:
             raise ValueError(f"unknown ONNX Runtime providers {unknown}")
         return providers
+
+    @model_validator(mode="after")
+    def _zones_and_rules(self) -> CisSettings:
+        problems: list[Problem] = []
+        width, height = self.zones_frame or (1, 1)
+        where = "the zones_frame" if self.zones_frame else "0..1"
+        for name, points in self.zones.items():
+            outside = [i for i, (x, y) in enumerate(points) if x > width or y > height]
+            problems += [(("zones", name, i), f"outside {where}") for i in outside]
+            if not outside:
+                from mfgvision.geometry import polygon_problem  # numpy, only where zones are set
+
+                problem = polygon_problem(points)
+                if problem:
+                    problems.append((("zones", name), problem))
+        for name, rule in self.rules.items():
+            problems += [
+                (("rules", name, "zones", i), f"unknown zone {zone!r}")
+                for i, zone in enumerate(rule.zones)
+                if zone not in self.zones
+            ]
+        if problems:
+            raise _refuse(type(self).__name__, problems)
+        return self
 
     @property
     def camera(self) -> CameraSettings:

@@ -43,6 +43,7 @@ FLOORS = {
         "datasets",
         "evaluation",
         "synthetic",
+        "geometry",
     ),
     2: ("edge", "manifest"),
     3: (*MODULE_ROOMS, "web", "metrics"),

@@ -321,3 +321,136 @@ def test_secrets_are_refused_in_a_camera_entry(entry):
     with pytest.raises(SettingsError, match=r"cameras\[1\]\.\w+.*(secret|password)") as refused:
         parse_settings(CisSettings, {"cameras": [{"camera_id": "a"}, {"camera_id": "b", **entry}]})
     assert "hunter2" not in str(refused.value)
+
+
+SQUARE = [[0.1, 0.1], [0.5, 0.1], [0.5, 0.5], [0.1, 0.5]]
+
+
+def test_zones_and_rules_are_accepted_with_each_kind_yielding_its_default():
+    s = parse_settings(
+        CisSettings,
+        {
+            "zones": {"seal": SQUARE, "cell": [[0, 0], [1, 0], [1, 1], [0, 1]]},
+            "rules": {
+                "scratch_on_seal": {"kind": "defect", "classes": ["scratch"], "zones": ["seal"]},
+                "screws": {"kind": "count", "classes": ["screw"], "min": 12, "max": 12},
+                "no_hand": {"kind": "absent", "classes": ["hand"], "zones": ["cell"]},
+                "helmet": {
+                    "kind": "required_with",
+                    "classes": ["person"],
+                    "with_classes": ["helmet"],
+                    "zones": ["cell"],
+                    "membership": "overlap",
+                    "overlap_fraction": 0.3,
+                },
+                "helmet_stops_the_line": {
+                    "kind": "required_with",
+                    "classes": ["person"],
+                    "with_classes": ["helmet"],
+                    "yields": "NG",
+                },
+            },
+        },
+    )
+    assert {name: rule.yields for name, rule in s.rules.items()} == {
+        "scratch_on_seal": "NG",
+        "screws": "NG",
+        "no_hand": "NG",
+        "helmet": "alarm",
+        "helmet_stops_the_line": "NG",
+    }
+    assert s.rules["scratch_on_seal"].membership == "centre" and s.rules["screws"].zones == []
+    assert parse_settings(CisSettings, s.model_dump()) == s  # what the module reports reads back
+
+
+def test_zones_in_pixels_are_checked_against_their_frame():
+    frame = {"zones_frame": [1280, 720]}
+    inside = {**frame, "zones": {"a": [[0, 0], [1280, 0], [1280, 720]]}}
+    assert parse_settings(CisSettings, inside).zones["a"][1] == [1280.0, 0.0]
+    with pytest.raises(SettingsError, match=re.escape("zones.a[1]: outside the zones_frame")):
+        parse_settings(CisSettings, {**frame, "zones": {"a": [[0, 0], [1281, 0], [0, 700]]}})
+    with pytest.raises(SettingsError, match=re.escape("zones.a[1]: outside 0..1")):
+        parse_settings(CisSettings, {"zones": {"a": [[0, 0], [1280, 0], [0, 0.7]]}})
+
+
+@pytest.mark.parametrize(
+    "desired, problem",
+    [
+        ({"zones": {"a": [[0, 0], [1, 1]]}}, "zones.a: List should have at least 3 items"),
+        ({"zones": {"a": [[-0.1, 0], [1, 0], [1, 1]]}}, "zones.a[0][0]"),
+        ({"zones": {"a": [[0, 0, 0], [1, 0], [1, 1]]}}, "zones.a[0]"),
+        ({"zones": {"bow": [[0, 0], [1, 1], [1, 0], [0, 1]]}}, "zones.bow: edges cross"),
+        ({"zones": {"flat": [[0, 0], [0.5, 0.5], [1, 1]]}}, "zones.flat: folds back"),
+        ({"zones": {"dup": [[0, 0], [1, 0], [1, 0], [0, 1]]}}, "zones.dup: repeats a point"),
+        ({"zones": {"a b": SQUARE}}, "zones.a b"),
+        ({"zones": {f"z{i}": SQUARE for i in range(33)}}, "zones: Dictionary should have at most"),
+        ({"zones": {"many": [[0.5, 0.5]] * 65}}, "zones.many: more than 64 entries"),
+        ({"zones_frame": [1280]}, "zones_frame"),
+        (
+            {
+                "zones": {"seal": SQUARE},
+                "rules": {"r": {"kind": "defect", "classes": ["x"], "zones": ["seal", "lid"]}},
+            },
+            "rules.r.zones[1]: unknown zone 'lid'",
+        ),
+        ({"rules": {"r": {"kind": "defect", "classes": []}}}, "rules.r.classes"),
+        (
+            {"rules": {"r": {"kind": "count", "classes": ["screw"]}}},
+            "rules.r: a count rule needs min",
+        ),
+        (
+            {"rules": {"r": {"kind": "count", "classes": ["s"], "min": 3, "max": 2}}},
+            "min must not be",
+        ),
+        ({"rules": {"r": {"kind": "defect", "classes": ["s"], "max": 2}}}, "count rules only"),
+        ({"rules": {"r": {"kind": "required_with", "classes": ["person"]}}}, "needs with_classes"),
+        (
+            {"rules": {"r": {"kind": "defect", "classes": ["s"], "with_classes": ["h"]}}},
+            "required_with rules only",
+        ),
+        ({"rules": {"r": {"kind": "colour", "classes": ["s"]}}}, "rules.r.kind"),
+        (
+            {"rules": {"r": {"kind": "defect", "classes": ["s"], "membership": "touch"}}},
+            "rules.r.membership",
+        ),
+        (
+            {"rules": {"r": {"kind": "defect", "classes": ["s"], "overlap_fraction": 0}}},
+            "rules.r.overlap_fraction",
+        ),
+        (
+            {"rules": {"r": {"kind": "defect", "classes": ["s"], "min_probability": 2}}},
+            "rules.r.min_probability",
+        ),
+        ({"rules": {"r": {"kind": "defect", "classes": ["s"], "colour": "red"}}}, "rules.r.colour"),
+    ],
+)
+def test_bad_zones_and_rules_are_refused_naming_the_key_path(desired, problem):
+    with pytest.raises(SettingsError, match=re.escape(problem)):
+        parse_settings(CisSettings, desired)
+
+
+def test_each_camera_may_have_zones_and_rules_of_its_own():
+    s = parse_settings(
+        CisSettings,
+        {
+            "rules": {"any_scratch": {"kind": "defect", "classes": ["scratch"]}},
+            "cameras": [
+                {"camera_id": "a"},
+                {
+                    "camera_id": "b",
+                    "zones": {"seal": SQUARE},
+                    "rules": {
+                        "seal": {"kind": "defect", "classes": ["scratch"], "zones": ["seal"]}
+                    },
+                },
+            ],
+        },
+    )
+    a, b = s.each_camera()
+    assert list(a.rules) == ["any_scratch"] and a.zones == {}
+    assert list(b.rules) == ["seal"] and b.zones["seal"][2] == [0.5, 0.5]
+    with pytest.raises(SettingsError, match=re.escape("cameras[0].rules.r.zones[0]: unknown zone")):
+        parse_settings(
+            CisSettings,
+            {"cameras": [{"rules": {"r": {"kind": "absent", "classes": ["x"], "zones": ["lid"]}}}]},
+        )

@@ -5,10 +5,11 @@ Field names keep the original system's contract where it had one (``model_name``
 ``camera_id``, ``camera_name``, ``raw_image_name``, ``annotated_image_name``, ``inferencing_time``,
 ``created``, ``unique_id``, ``detected_objects``), with fixed semantics: ``created`` is ISO-8601 UTC,
 probabilities are 0..1 and every box is x1, y1, x2, y2 in original-frame pixels plus normalised.
-The ``inference`` message adds what the verdict was made with: ``prob_threshold`` and
-``settings_version`` (the desired-twin ``$version`` applied; null when unknown), beside
-``model_name`` and ``model_version``; an inference made for a ``trigger`` message (from LineBridge)
-carries that message's ``trigger_id``.
+The ``inference`` message adds the ``verdict`` (``OK`` or ``NG``, by the camera's rules when it has
+some) and the ``rules`` that fired (null when the camera has no rules), what the verdict was made
+with: ``prob_threshold`` and ``settings_version`` (the desired-twin ``$version`` applied; null when
+unknown), beside ``model_name`` and ``model_version``; an inference made for a ``trigger`` message
+(from LineBridge) carries that message's ``trigger_id``.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from mfgvision.store.images import blob_name, name_parts
-from mfgvision.store.records import InferenceRecord
+from mfgvision.store.records import InferenceRecord, fired_json
 
 #: Input whose messages make the camera inspect its next frame (from LineBridge):
 #: ``{"trigger_id": ..., "camera_id": ...}``; the software trigger fires too.
@@ -58,6 +59,8 @@ def inference_message(
         **_about(record, location, position),
         "object_detected": record.object_detected,
         "detected_objects": [d.to_dict() for d in record.detections],
+        "verdict": record.verdict,
+        "rules": fired_json(record.fired_rules),
         "inferencing_time": round(record.inferencing_time_ms, 3),
         "timings_ms": {k: round(v, 3) for k, v in timings.items()},
         "frame": {"width": record.frame_width, "height": record.frame_height},

@@ -34,10 +34,10 @@ class PipelineMetrics:
         if self.series is not None:
             self.series.observe(stage, ms / 1000)
 
-    def detected(self, labels: list[str]) -> None:
-        """One inference's detections by class label (none: an OK verdict)."""
+    def detected(self, labels: list[str], verdict: str) -> None:
+        """One inference's detections by class label, and its verdict."""
         if self.series is not None:
-            self.series.detected(labels)
+            self.series.detected(labels, verdict)
 
     def count(self, name: str, n: int = 1) -> None:
         with self._lock:

@@ -29,10 +29,12 @@ from mfgvision.cis.drift.monitor import DriftMonitor
 from mfgvision.cis.metrics import PipelineMetrics
 from mfgvision.cis.models import ModelLoader, ModelManager, ModelRequest
 from mfgvision.cis.outcome import Outcome
+from mfgvision.cis.rules import RuleBook
 from mfgvision.cis.sampler import RetrainSampler, Sampler
 from mfgvision.cis.writer import OutcomeWriter
 from mfgvision.inference import Model
 from mfgvision.settings import CisSettings
+from mfgvision.store.records import fired_json
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +125,7 @@ class CisPipeline:
         self._retrain = RetrainSampler(
             settings.retrain_interval_s, settings.retrain_below_probability
         )
+        self._rules = RuleBook(settings)
         self._capture_requests: list[Future[dict[str, Any]]] = []
         self._trigger_ids: deque[str] = deque(maxlen=TRIGGERS_WAITING)
         self._lock = threading.Lock()
@@ -371,6 +374,13 @@ class CisPipeline:
             for f in forced:
                 f.set_result(_summary(outcome))
 
+    def _rules_of(self, s: CisSettings) -> RuleBook:
+        """The zones and rules of the settings ``s``, compiled when they are new (on the inference
+        thread, so a frame is judged by the rules of the settings it was inferred with)."""
+        if self._rules.settings is not s:
+            self._rules = RuleBook(s)
+        return self._rules
+
     def _infer(
         self,
         frame: Frame,
@@ -394,10 +404,13 @@ class CisPipeline:
         result = (
             image_result if scale == 1 else image_result.scaled(scale, frame.width, frame.height)
         )
+        t0 = time.perf_counter()
+        judgement = self._rules_of(s).judge(result.detections)
+        self.metrics.time("rules", (time.perf_counter() - t0) * 1000)
         for stage, ms in result.timings_ms.items():
             self.metrics.time(stage, ms)
         self.metrics.count("inferences")
-        self.metrics.detected([d.label for d in result.detections])
+        self.metrics.detected([d.label for d in result.detections], judgement.verdict)
         best = max((d.probability for d in result.detections), default=None)
         now = time.monotonic()
         return Outcome(
@@ -411,6 +424,7 @@ class CisPipeline:
             model_version=model.version,
             retrain=self._retrain.pick(now, best),
             inferred_at=now,
+            judgement=judgement,
             settings_version=version,
             trigger_id=trigger_id,
         )
@@ -422,5 +436,7 @@ def _summary(outcome: Outcome) -> dict[str, Any]:
         "frame": outcome.frame.name,
         "model": f"{outcome.model_name}/{outcome.model_version}",
         "detections": [d.to_dict() for d in outcome.result.detections],
+        "verdict": outcome.judgement.verdict,
+        "rules": fired_json(outcome.judgement.fired),
         "timings_ms": outcome.result.timings_ms,
     }

@@ -65,7 +65,7 @@ from mfgvision.store.database import Database
 from mfgvision.store.images import image_name, write_atomic
 from mfgvision.store.journal import Announcement, AnnouncementJournal, Message, journal_path
 from mfgvision.store.live import is_watched, write_live_frame
-from mfgvision.store.records import InferenceRecord
+from mfgvision.store.records import OK, InferenceRecord
 from mfgvision.store.spool import RowSpool, row_spool_path
 
 log = logging.getLogger(__name__)
@@ -277,7 +277,8 @@ class OutcomeWriter:
         s = outcome.settings
         metrics = self._metrics(s.camera_id)
         detections = outcome.result.detections
-        if not detections and not s.store_all_inferences and outcome.trigger_id is None:
+        passed = not detections and outcome.judgement.verdict == OK  # e.g. no part missing
+        if passed and not s.store_all_inferences and outcome.trigger_id is None:
             metrics.count("not_stored")
             if self._watched(outcome):
                 self._write_live(outcome, self._raw_jpeg(outcome, metrics), metrics)
@@ -295,6 +296,8 @@ class OutcomeWriter:
             detections=detections,
             prob_threshold=s.prob_threshold,
             settings_version=outcome.settings_version,
+            given_verdict=outcome.judgement.verdict,
+            fired_rules=outcome.judgement.fired,
         )
         written, shown = self._write_images(outcome, record, metrics)
         if self._watched(outcome):

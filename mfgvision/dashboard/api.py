@@ -168,7 +168,7 @@ def inference(unique_id: str) -> ResponseReturnValue:
     if record is None:
         return jsonify(error="no such inference"), 404
     item = record_json(record, image_urls(record))
-    item["verdict_rule"] = verdict_rule(record.prob_threshold)
+    item["verdict_rule"] = verdict_rule(record.prob_threshold, record.fired_rules)
     item["detail_url"] = url_for("pages.detail", unique_id=record.unique_id)
     item["retrain_reason"] = record.retrain_reason
     stored = feedback_for(dashboard_context().db.engine, [unique_id]).get(unique_id)

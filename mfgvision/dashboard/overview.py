@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from mfgvision.dashboard.stats import WindowStats, counts_json, iso, window_json
-from mfgvision.store.records import InferenceRecord
+from mfgvision.store.records import InferenceRecord, fired_json
 from mfgvision.store.status import CameraStatus
 
 ImageUrls = Callable[[InferenceRecord], dict[str, str | None]]
@@ -45,6 +45,7 @@ def record_json(record: InferenceRecord, urls: dict[str, str | None]) -> dict[st
         "inferencing_time_ms": round(record.inferencing_time_ms, 1),
         "frame": {"width": record.frame_width, "height": record.frame_height},
         "detections": detections_json(record),
+        "rules": fired_json(record.fired_rules),
         "images": urls,
     }
 

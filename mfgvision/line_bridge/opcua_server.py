@@ -8,6 +8,7 @@ with a string node id::
     Objects/Cameras/<camera_id>      ns=<ns>;s=Cameras/<camera_id>         object
         Verdict       String         ns=<ns>;s=Cameras/<camera_id>/Verdict  OK, NG, "" before a result
         Defects       String[]       .../Defects       defect class names of the last result
+        Rules         String[]       .../Rules         names of the rules that fired on it
         Inspections   UInt64         .../Inspections   results since LineBridge started
         NgCount       UInt64         .../NgCount       NG results since LineBridge started
         State         String         .../State         the camera module's state
@@ -102,6 +103,7 @@ def camera_values(state: CameraState) -> dict[str, ua.Variant]:
     return {
         "Verdict": ua.Variant(state.verdict, ua.VariantType.String),
         "Defects": ua.Variant(list(state.defects), ua.VariantType.String),
+        "Rules": ua.Variant(list(state.rules), ua.VariantType.String),
         "Inspections": ua.Variant(state.inspections, ua.VariantType.UInt64),
         "NgCount": ua.Variant(state.ng_count, ua.VariantType.UInt64),
         "State": ua.Variant(state.state, ua.VariantType.String),
@@ -229,7 +231,7 @@ class _Space:
                 value.Value,
                 value.VariantType,
             )
-            if name == "Defects":
+            if name in ("Defects", "Rules"):
                 await variable.write_value_rank(ua.ValueRank.OneDimension)
                 await variable.write_array_dimensions([0])
 

@@ -8,8 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-OK = "OK"
-NG = "NG"
+from mfgvision.store.records import NG, OK, verdict_of
 
 
 class InspectionError(ValueError):
@@ -30,15 +29,21 @@ class Inspection:
     trigger_id: str | None = None
     #: True for the fail-safe verdict given when no result arrived before the deadline.
     fail_safe: bool = False
+    #: Names of the camera's rules that fired, in the order of its rules (each once).
+    rules: tuple[str, ...] = ()
 
     @classmethod
     def from_message(cls, body: Any) -> Inspection:
-        """An inspection from the CIS's ``inference`` message body; InspectionError if it is not one."""
+        """An inspection from the CIS's ``inference`` message body; InspectionError if it is not one.
+
+        The verdict is the message's; a message without one (from a CIS before verdicts were
+        sent) gets the verdict without rules, NG when anything was detected."""
         if not isinstance(body, dict):
             raise InspectionError("body is not a JSON object")
         try:
             objects = body.get("detected_objects") or []
             defects = tuple(sorted({str(d["label"]) for d in objects}))
+            rules = tuple(dict.fromkeys(str(f["rule"]) for f in body.get("rules") or []))
             created = datetime.fromisoformat(str(body["created"]).replace("Z", "+00:00"))
             camera_id, unique_id = body["camera_id"], body["unique_id"]
         except (KeyError, TypeError, ValueError) as exc:
@@ -46,15 +51,19 @@ class Inspection:
         if not isinstance(camera_id, str) or not isinstance(unique_id, str):
             raise InspectionError("camera_id and unique_id must be strings")
         trigger = body.get("trigger_id")
+        verdict = body.get("verdict")
+        if verdict not in (OK, NG, None):
+            raise InspectionError(f"verdict must be OK or NG, not {str(verdict)[:20]!r}")
         return cls(
             camera_id=camera_id,
             location=str(body.get("location") or ""),
             position=str(body.get("position") or ""),
             unique_id=unique_id,
-            verdict=NG if defects else OK,
+            verdict=verdict or verdict_of(defects),
             defects=defects,
             created=created,
             trigger_id=trigger if isinstance(trigger, str) else None,
+            rules=rules,
         )
 
 
@@ -66,6 +75,7 @@ class CameraState:
     verdict: str = ""  # "" before the first result
     inspection_id: str = ""
     defects: tuple[str, ...] = ()
+    rules: tuple[str, ...] = ()
     inspections: int = 0
     ng_count: int = 0
     state: str = "unknown"
@@ -79,6 +89,7 @@ class CameraState:
         self.verdict = inspection.verdict
         self.inspection_id = inspection.unique_id
         self.defects = inspection.defects
+        self.rules = inspection.rules
         self.inspections += 1
         self.ng_count += inspection.verdict == NG
         self.updated_at = inspection.created

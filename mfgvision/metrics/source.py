@@ -11,6 +11,8 @@ from collections.abc import Sequence
 
 from prometheus_client import Counter, Histogram, disable_created_metrics
 
+from mfgvision.store.records import NG
+
 # Counters without their ``_created`` twin: one series per counter keeps scrapes small.
 disable_created_metrics()
 
@@ -32,7 +34,7 @@ DETECTIONS = Counter(
 )
 VERDICTS = Counter(
     "mfgvision_verdicts_total",
-    "Inferences per verdict: NG when anything was detected, else OK",
+    "Inferences per verdict (OK or NG, by the camera's rules when it has some)",
     ("module", "camera_id", "verdict"),
     registry=None,
 )
@@ -57,11 +59,11 @@ class CameraSeries:
             child = self._stages[stage] = STAGE_SECONDS.labels(self.module, self.camera_id, stage)
         child.observe(seconds)
 
-    def detected(self, labels: Sequence[str]) -> None:
-        """One inference's detections, by class label, and its verdict."""
+    def detected(self, labels: Sequence[str], verdict: str) -> None:
+        """One inference's detections, by class label, and its verdict (``OK`` or ``NG``)."""
         for label in labels:
             child = self._classes.get(label)
             if child is None:
                 child = self._classes[label] = DETECTIONS.labels(self.module, self.camera_id, label)
             child.inc()
-        (self._ng if labels else self._ok).inc()
+        (self._ng if verdict == NG else self._ok).inc()

@@ -7,6 +7,7 @@ dashboard's reads are in ``mfgvision.store.queries``.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import socket
@@ -35,7 +36,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import IntegrityError
 
 from mfgvision.inference.types import Box, Detection
-from mfgvision.store.records import InferenceRecord
+from mfgvision.store.records import InferenceRecord, fired_from_json, fired_json
 from mfgvision.store.schema import detection_data, inference_data
 
 logger = logging.getLogger(__name__)
@@ -406,7 +407,14 @@ def _inference_row(record: InferenceRecord) -> dict[str, Any]:
         "retrain_reason": record.retrain_reason,
         "retrain_image_name": record.retrain_image_name,
         "retrain_image_path": record.retrain_image_path,
+        "verdict": record.given_verdict,
+        "fired_rules": _json(fired_json(record.fired_rules)),
     }
+
+
+def _json(value: Any) -> str | None:
+    """A value as compact JSON text; None stays NULL."""
+    return None if value is None else json.dumps(value, separators=(",", ":"))
 
 
 def _detection_rows(record: InferenceRecord) -> Iterable[dict[str, Any]]:
@@ -474,4 +482,8 @@ def _record(row: Row[Any], detections: list[Detection]) -> InferenceRecord:
         retrain_reason=row.retrain_reason,
         retrain_image_name=row.retrain_image_name,
         retrain_image_path=row.retrain_image_path,
+        given_verdict=row.verdict,
+        fired_rules=fired_from_json(
+            None if row.fired_rules is None else json.loads(row.fired_rules)
+        ),
     )

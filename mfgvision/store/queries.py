@@ -64,6 +64,14 @@ class HistoryPage:
     total_capped: bool
 
 
+def _verdict() -> ColumnElement[str]:
+    """Each row's verdict: the one stored with it; for a row stored before verdicts were recorded
+    (migration 0006) the verdict without rules (``records.verdict_of``: NG when anything was
+    detected)."""
+    t = inference_data
+    return func.coalesce(t.c.verdict, case((t.c.object_detected.is_(True), NG), else_=OK))
+
+
 class _epoch_bucket(FunctionElement[int]):
     """``floor(seconds since 1970-01-01 UTC of a naive-UTC column / n)`` on each backend."""
 
@@ -126,7 +134,7 @@ def camera_buckets(
     """Count, NG count and inference-time sum/max per camera and time bucket in ``[start, end)``."""
     t = inference_data
     bucket = _bucket(t.c.created, bucket_s).label("bucket")
-    ng = func.sum(case((t.c.object_detected, 1), else_=0), type_=Integer)
+    ng = func.sum(case((_verdict() == NG, 1), else_=0), type_=Integer)
     query = (
         select(
             t.c.camera_id,
@@ -246,7 +254,7 @@ def _history_conditions(flt: HistoryFilter) -> list[ColumnElement[bool]]:
     if flt.camera_id is not None:
         conditions.append(t.c.camera_id == flt.camera_id)
     if flt.verdict is not None:
-        conditions.append(t.c.object_detected.is_(flt.verdict == NG))
+        conditions.append(_verdict() == flt.verdict)
     if flt.label is not None:
         # coalesce() keeps the planner on the unique_id index: probing the detections of each
         # inference (newest first) is cheap, while starting from a class's index sorts them all.

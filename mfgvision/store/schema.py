@@ -39,6 +39,8 @@ NAMING_CONVENTION = {
 MYSQL_TABLE_OPTIONS = {"mysql_engine": "InnoDB", "mysql_charset": "utf8mb4"}
 ID_TYPE = BigInteger().with_variant(Integer(), "sqlite")
 NAME_LENGTH = 128
+#: The rules that fired, as JSON: beyond MySQL's 64 KiB ``TEXT`` when many rules fire at once.
+RULES_TYPE = Text().with_variant(mysql.MEDIUMTEXT(), "mysql", "mariadb")
 IMAGE_FIELD_LENGTH = 255
 
 
@@ -97,6 +99,8 @@ inference_data = Table(
     Column("retrain_reason", String(32), comment="why the frame was kept for retraining"),
     Column("retrain_image_name", String(IMAGE_FIELD_LENGTH)),
     Column("retrain_image_path", String(IMAGE_FIELD_LENGTH)),
+    Column("verdict", String(2), comment="OK or NG; NULL before 0006: NG when object_detected"),
+    Column("fired_rules", RULES_TYPE, comment="JSON list of the rules that fired; NULL: no rules"),
     Index("ix_inference_data_camera_id_created", "camera_id", "created"),
     Index("ix_inference_data_created", "created"),
     **MYSQL_TABLE_OPTIONS,

@@ -33,7 +33,7 @@ from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, StatementError
 
 from mfgvision.inference.types import Box, Detection
 from mfgvision.store.database import Database
-from mfgvision.store.records import InferenceRecord
+from mfgvision.store.records import InferenceRecord, fired_from_json, fired_json
 from mfgvision.store.sqlite_file import immediate_transaction, open_durable
 
 log = logging.getLogger(__name__)
@@ -104,6 +104,8 @@ def record_to_json(record: InferenceRecord) -> str:
             "retrain_reason": record.retrain_reason,
             "retrain_image_name": record.retrain_image_name,
             "retrain_image_path": record.retrain_image_path,
+            "given_verdict": record.given_verdict,
+            "fired_rules": fired_json(record.fired_rules),
         },
         separators=(",", ":"),
     )
@@ -118,6 +120,7 @@ def record_from_json(text: str) -> InferenceRecord:
         for i, label, p, box, norm in data.pop("detections")
     ]
     data["created"] = datetime.fromisoformat(data["created"])
+    data["fired_rules"] = fired_from_json(data.get("fired_rules"))
     return InferenceRecord(detections=detections, **data)
 
 

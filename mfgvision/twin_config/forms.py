@@ -26,6 +26,9 @@ SCHEMAS: dict[str, type[ModuleSettings]] = {"cis": CisSettings}
 """Settings model per module command; modules without one are shown read-only."""
 
 MAX_TEXT = 2000
+#: A setting edited as JSON (zones, rules, a connection) may be as long as IoT Hub lets the whole
+#: desired document be.
+MAX_JSON_TEXT = 32 * 1024
 DEFAULT_GROUP = "Settings"
 _UNPLACED = 10_000
 
@@ -218,7 +221,7 @@ def read_form(
     errors: dict[str, str] = {}
     for f in fields:
         raw = form.get(f.name, "")
-        if len(raw) > MAX_TEXT:
+        if len(raw) > (MAX_JSON_TEXT if f.kind == "json" else MAX_TEXT):
             errors[f.name] = "too long"
             continue
         raw = raw.strip()

@@ -15,6 +15,7 @@ import numpy as np
 
 from mfgvision.capture.base import Frame
 from mfgvision.cis.outcome import Outcome
+from mfgvision.cis.rules import RuleBook
 from mfgvision.inference.types import Detection, InferenceResult
 from mfgvision.settings import CisSettings
 from mfgvision.synthetic import generate_sample
@@ -76,4 +77,5 @@ def outcome(
         model_version="1",
         retrain=None,
         inferred_at=0.0,
+        judgement=RuleBook(settings).judge(result.detections),
     )

@@ -21,6 +21,7 @@ import numpy as np
 from mfgvision.capture.base import Frame
 from mfgvision.cis.metrics import PipelineMetrics
 from mfgvision.cis.outcome import Outcome
+from mfgvision.cis.rules import RuleBook
 from mfgvision.cis.writer import OutcomeWriter
 from mfgvision.inference.types import InferenceResult
 from mfgvision.settings import CisSettings
@@ -50,6 +51,7 @@ def make_outcome(seq: int, camera_id: str = OWNER, **settings: Any) -> Outcome:
         model_version="1",
         retrain=None,
         inferred_at=0.0,
+        judgement=RuleBook(s).judge(result.detections),
     )
 
 

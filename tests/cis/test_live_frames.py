@@ -13,6 +13,7 @@ from typing import Any
 from mfgvision.capture.jpeg import encode_jpeg
 from mfgvision.cis.metrics import PipelineMetrics
 from mfgvision.cis.outcome import Outcome
+from mfgvision.cis.rules import RuleBook
 from mfgvision.cis.writer import OutcomeWriter
 from mfgvision.inference.types import InferenceResult
 from mfgvision.store.database import Database
@@ -49,7 +50,8 @@ def without_detections(outcome: Outcome, jpeg: bytes) -> Outcome:
     """``outcome`` with nothing detected, from a camera that sent ``jpeg``."""
     empty = InferenceResult([], outcome.frame.width, outcome.frame.height, {"model": 1.0})
     frame = replace(outcome.frame, jpeg=jpeg)
-    return replace(outcome, frame=frame, image_result=empty, result=empty)
+    judgement = RuleBook(outcome.settings).judge([])
+    return replace(outcome, frame=frame, image_result=empty, result=empty, judgement=judgement)
 
 
 def test_the_annotated_image_stored_is_the_live_frame(tmp_path: Path) -> None:

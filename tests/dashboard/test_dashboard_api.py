@@ -12,7 +12,7 @@ from flask.testing import FlaskClient
 
 from mfgvision.dashboard.stats import MINUTE, Rollup, Window, parse_window
 from mfgvision.store.database import Database
-from mfgvision.store.records import InferenceRecord
+from mfgvision.store.records import FiredRule, InferenceRecord
 from mfgvision.store.status import read_statuses, write_status
 from tests.dashboard.conftest import detection, record
 
@@ -204,6 +204,33 @@ def test_detail_names_the_settings_in_force_and_the_verdict_rule(
     script = client.get("/static/detail.js").get_data(as_text=True)
     for field in ("verdict_rule", "prob_threshold", "settings_version"):
         assert f"item.{field}" in script
+
+
+def test_an_inspection_judged_by_rules_names_them_and_counts_by_its_verdict(
+    client: FlaskClient, db: Database
+) -> None:
+    now = datetime.now(timezone.utc)
+    short = FiredRule(
+        "screws", "count", "NG", "board", "screw", 11, "11 screw in board, expected 12"
+    )
+    passed = record("cam1", now - timedelta(seconds=2), detection(0, "scratch", 0.93))
+    passed.given_verdict, passed.fired_rules, passed.prob_threshold = "OK", (), 0.5
+    failed = record("cam1", now - timedelta(seconds=1))
+    failed.given_verdict, failed.fired_rules = "NG", (short,)
+    db.write([passed, failed])
+
+    data = client.get(f"/api/inferences/{passed.unique_id}").get_json()
+    assert (data["verdict"], data["rules"]) == ("OK", [])
+    assert "rules that yields NG fires" in data["verdict_rule"]
+    assert "above 0.5 (prob_threshold)" in data["verdict_rule"]
+    assert data["verdict_rule"].endswith("No rule fired.")
+    data = client.get(f"/api/inferences/{failed.unique_id}").get_json()
+    assert (data["verdict"], data["rules"]) == ("NG", [short.to_dict()])
+    assert "Fired: screws (count, NG): 11 screw in board, expected 12." in data["verdict_rule"]
+    ng_only = client.get("/api/inferences?verdict=NG").get_json()["items"]
+    assert [item["unique_id"] for item in ng_only] == [failed.unique_id]
+    stats = client.get("/api/stats?window=hour").get_json()
+    assert (stats["totals"]["ok"], stats["totals"]["ng"]) == (1, 1)
 
 
 def test_thumbnails_are_resized_and_sizes_checked(client: FlaskClient, images_dir: Path) -> None:

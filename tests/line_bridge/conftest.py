@@ -74,8 +74,9 @@ class Line:
         self.states: dict[str, CameraState] = {}
         self.parts = 0
 
-    def part(self, camera_id: str, *defects: str) -> Inspection:
-        """The next part of ``camera_id`` (NG with ``defects``, else OK), one second after the last."""
+    def part(self, camera_id: str, *defects: str, rules: tuple[str, ...] = ()) -> Inspection:
+        """The next part of ``camera_id`` (NG with ``defects``, else OK; ``rules`` the names of
+        the rules that fired), one second after the last."""
         self.parts += 1
         inspection = Inspection(
             camera_id=camera_id,
@@ -86,6 +87,7 @@ class Line:
             defects=tuple(sorted(defects)),
             created=datetime(2026, 3, 1, 8, 30, tzinfo=timezone.utc)
             + timedelta(seconds=self.parts),
+            rules=rules,
         )
         state = self.states.setdefault(camera_id, CameraState(camera_id))
         state.record(inspection)

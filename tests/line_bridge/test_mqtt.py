@@ -115,6 +115,7 @@ def inspection(i: int, camera_id: str = "cam-1", verdict: str = NG) -> Inspectio
         verdict=verdict,
         defects=("hole",) if verdict == NG else (),
         created=datetime.now(timezone.utc),
+        rules=("hole_on_seal",) if verdict == NG else (),
     )
 
 
@@ -163,6 +164,7 @@ def test_every_verdict_in_order_and_the_state_retained(shared_broker: int) -> No
         assert [b["unique_id"] for b in received] == [p.unique_id for p in parts]
         assert [b["verdict"] for b in received] == [p.verdict for p in parts]
         assert received[0]["created"].endswith("Z") and received[1]["defects"] == ["hole"]
+        assert (received[0]["rules"], received[1]["rules"]) == ([], ["hole_on_seal"])
         assert subscriber.messages[0][0] == f"{prefix}/line 1/top/cam-1/inspection"
     finally:
         sink.stop()
@@ -172,6 +174,7 @@ def test_every_verdict_in_order_and_the_state_retained(shared_broker: int) -> No
         assert wait_for(lambda: late.bodies("/state"), 10)
         [(_, retained, flag)] = late.messages
         assert flag and retained["inspections"] == 50 and retained["inspection_id"] == "u0049"
+        assert retained["rules"] == ["hole_on_seal"]  # u0049 is NG
     finally:
         late.stop()
     assert sink.status()["not_delivered"] == 0 and sink.status()["dropped"] == 0

@@ -36,7 +36,16 @@ from tests.line_bridge.test_service import ROUTES, deliver, start_bridge
 from tests.services import free_port
 
 T = TypeVar("T")
-VARIABLES = ["Verdict", "Defects", "Inspections", "NgCount", "State", "UpdatedAt", "InspectionId"]
+VARIABLES = [
+    "Verdict",
+    "Defects",
+    "Rules",
+    "Inspections",
+    "NgCount",
+    "State",
+    "UpdatedAt",
+    "InspectionId",
+]
 CLIENT_URI = "urn:mfgvision:test-client"
 SERVER_URI = "urn:mfgvision:test-server"
 PASSWORD = "s3cret-for-the-line"
@@ -122,7 +131,7 @@ def test_every_variable_of_a_camera_reads_back_under_its_documented_node_id(bg, 
     line = Line(sink)
     line.module_state("cam-1", "running")
     line.part("cam-1", "scratch", "dent")
-    last = line.part("cam-1", "scratch")
+    last = line.part("cam-1", "scratch", rules=("scratch_on_seal",))
     line.part("cam-2")
 
     async def check() -> None:
@@ -130,7 +139,7 @@ def test_every_variable_of_a_camera_reads_back_under_its_documented_node_id(bg, 
             await eventually(lambda: _inspections_are(client, "cam-1", 2))
             values = await read_camera(client, "cam-1")
             assert values["Verdict"] == NG and values["InspectionId"] == last.unique_id
-            assert values["Defects"] == ["scratch"]
+            assert values["Defects"] == ["scratch"] and values["Rules"] == ["scratch_on_seal"]
             assert (values["Inspections"], values["NgCount"], values["State"]) == (2, 2, "running")
             assert values["UpdatedAt"] == last.created
             ns, camera = await camera_node(client, "cam-1")
@@ -148,14 +157,16 @@ def test_every_variable_of_a_camera_reads_back_under_its_documented_node_id(bg, 
             assert types == {
                 "Verdict": ua.VariantType.String,
                 "Defects": ua.VariantType.String,
+                "Rules": ua.VariantType.String,
                 "Inspections": ua.VariantType.UInt64,
                 "NgCount": ua.VariantType.UInt64,
                 "State": ua.VariantType.String,
                 "UpdatedAt": ua.VariantType.DateTime,
                 "InspectionId": ua.VariantType.String,
             }
-            defects = client.get_node(f"ns={ns};s=Cameras/cam-1/Defects")
-            assert await defects.read_value_rank() == ua.ValueRank.OneDimension
+            for array in ("Defects", "Rules"):
+                node = client.get_node(f"ns={ns};s=Cameras/cam-1/{array}")
+                assert await node.read_value_rank() == ua.ValueRank.OneDimension
             cam2 = await read_camera(client, "cam-2")
             assert (cam2["Verdict"], cam2["Defects"], cam2["NgCount"]) == (OK, [], 0)
             folder = await client.nodes.objects.get_child(f"{ns}:Cameras")
@@ -184,6 +195,7 @@ def test_a_camera_seen_only_by_its_module_state_has_no_verdict_yet(bg, started) 
     assert bg.run(check()) == {
         "Verdict": "",
         "Defects": [],
+        "Rules": [],
         "Inspections": 0,
         "NgCount": 0,
         "State": "camera_error",

@@ -84,6 +84,33 @@ def test_results_reach_every_sink_bad_ones_are_counted_and_replays_dropped(bridg
     assert service.status()["status"]["last_rejected"]["error"]
 
 
+def test_the_verdict_and_the_rules_that_fired_come_from_the_message(bridge) -> None:
+    service, sink, broker = bridge
+    fired = [
+        {"rule": "seal", "kind": "defect", "yields": "NG", "zone": "seal", "class": "scratch"},
+        {"rule": "helmet", "kind": "required_with", "yields": "alarm", "zone": None},
+        {"rule": "seal", "kind": "defect", "yields": "NG", "zone": "lip", "class": "scratch"},
+    ]
+    bodies = [
+        inference_body("cam-1", ("scratch",), verdict=OK, rules=[]),  # on a flange: passes
+        inference_body("cam-1", (), verdict=NG, rules=fired[:1]),  # a count short: NG
+        inference_body("cam-1", ("scratch", "person"), verdict=NG, rules=fired),
+        inference_body("cam-1", ("hole",)),  # from a CIS before verdicts were sent
+        inference_body("cam-1", ("hole",), verdict="maybe"),
+    ]
+    for body in bodies:
+        deliver(broker, body)
+    assert wait_for(lambda: len(sink.inspections()) == 4, 10)
+    assert [(i.verdict, i.defects, i.rules) for i in sink.inspections()] == [
+        (OK, ("scratch",), ()),
+        (NG, (), ("seal",)),
+        (NG, ("person", "scratch"), ("seal", "helmet")),
+        (NG, ("hole",), ()),
+    ]
+    assert service.status()["status"]["rejected"] == 1
+    assert "verdict" in service.status()["status"]["last_rejected"]["error"]
+
+
 def test_a_camera_module_state_change_is_passed_on(bridge, tmp_path: Path) -> None:
     _service, sink, _broker = bridge
     folder = tmp_path / "data" / STATUS_FOLDER

@@ -139,5 +139,5 @@ def test_module_starts_with_the_database_down_and_creates_the_schema_when_it_is_
     assert len(stored) == pipeline.metrics.counters["inferences"]
     assert len({uid for uid, _ in stored}) == len(stored)
     db = Database(mariadb.url)
-    assert db.schema_revision() == "0005"
+    assert db.schema_revision() == "0006"
     db.close()

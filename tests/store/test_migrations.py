@@ -22,13 +22,16 @@ from mfgvision.store.database import (
     _inference_row,
 )
 from mfgvision.store.feedback import Feedback, feedback_for, save_feedback
-from mfgvision.store.records import InferenceRecord
+from mfgvision.store.records import FiredRule, InferenceRecord
 from mfgvision.store.schema import detection_data, inference_data, metadata
 from tests.factories import make_detection, make_record, recent
 
 T0 = datetime(2026, 3, 1, 8, 30, tzinfo=timezone.utc)
 #: The ``inference_data`` columns revision 0005 adds.
 RETRAIN_COLUMNS = {"retrain_reason", "retrain_image_name", "retrain_image_path"}
+#: The ``inference_data`` columns revision 0006 adds.
+VERDICT_COLUMNS = {"verdict", "fired_rules"}
+HEAD = "0006"
 
 
 def record(i: int, detections: int = 1) -> InferenceRecord:
@@ -42,6 +45,7 @@ def record(i: int, detections: int = 1) -> InferenceRecord:
 def write_initial(db: Database, records: list[InferenceRecord]) -> None:
     """Store records as the first release did: only the columns of revision 0001."""
     added = {"image_error", "prob_threshold", "settings_version", *RETRAIN_COLUMNS}  # later
+    added |= VERDICT_COLUMNS
     rows = [{k: v for k, v in _inference_row(r).items() if k not in added} for r in records]
     with db.engine.begin() as conn:
         conn.execute(insert(inference_data), rows)
@@ -60,7 +64,7 @@ def counts(db: Database) -> tuple[int, int]:
 
 def test_migrated_schema_equals_schema_py(empty_db: Database) -> None:
     empty_db.create_schema()
-    assert empty_db.schema_revision() == "0005"
+    assert empty_db.schema_revision() == HEAD
     with empty_db.engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), metadata)
     assert diff == []
@@ -77,7 +81,7 @@ def test_upgrade_from_the_initial_revision_keeps_rows(empty_db: Database) -> Non
 
     empty_db.create_schema()  # what every module does at start
 
-    assert empty_db.schema_revision() == "0005"
+    assert empty_db.schema_revision() == HEAD
     indexes = {ix["name"] for ix in inspect(empty_db.engine).get_indexes("detection_data")}
     assert "ix_detection_data_tag_name" in indexes
     assert counts(empty_db) == before == (20, 19)
@@ -91,7 +95,11 @@ def test_upgrade_to_0004_keeps_rows_and_stores_the_settings_in_force(empty_db: D
     in_force = {"prob_threshold", "settings_version"}  # the columns revision 0004 adds
     with empty_db.engine.begin() as conn:  # as revision 0003 stored them
         rows = [
-            {k: v for k, v in _inference_row(r).items() if k not in in_force | RETRAIN_COLUMNS}
+            {
+                k: v
+                for k, v in _inference_row(r).items()
+                if k not in in_force | RETRAIN_COLUMNS | VERDICT_COLUMNS
+            }
             for r in older
         ]
         conn.execute(insert(inference_data), rows)
@@ -99,7 +107,7 @@ def test_upgrade_to_0004_keeps_rows_and_stores_the_settings_in_force(empty_db: D
 
     empty_db.create_schema()
 
-    assert empty_db.schema_revision() == "0005"
+    assert empty_db.schema_revision() == HEAD
     newer = make_record(
         created=T0 + timedelta(seconds=9), prob_threshold=0.9, settings_version=2**40
     )
@@ -123,14 +131,19 @@ def test_upgrade_to_0005_keeps_rows_and_adds_feedback_and_the_retraining_copy(
     older = [record(i) for i in range(3)]
     with empty_db.engine.begin() as conn:  # as revision 0004 stored them
         rows = [
-            {k: v for k, v in _inference_row(r).items() if k not in RETRAIN_COLUMNS} for r in older
+            {
+                k: v
+                for k, v in _inference_row(r).items()
+                if k not in RETRAIN_COLUMNS | VERDICT_COLUMNS
+            }
+            for r in older
         ]
         conn.execute(insert(inference_data), rows)
         conn.execute(insert(detection_data), [d for r in older for d in _detection_rows(r)])
 
     empty_db.create_schema()
 
-    assert empty_db.schema_revision() == "0005"
+    assert empty_db.schema_revision() == HEAD
     kept = make_record(
         created=T0 + timedelta(seconds=9),
         retrain_reason="uncertain",
@@ -153,6 +166,50 @@ def test_upgrade_to_0005_keeps_rows_and_adds_feedback_and_the_retraining_copy(
     assert counts(empty_db) == (4, 3)
 
 
+def test_upgrade_to_0006_keeps_rows_whose_verdict_is_derived_and_stores_rules(
+    empty_db: Database,
+) -> None:
+    empty_db.migrate("0005")
+    older = [record(0, detections=0), record(1, detections=2)]
+    with empty_db.engine.begin() as conn:  # as revision 0005 stored them
+        rows = [
+            {k: v for k, v in _inference_row(r).items() if k not in VERDICT_COLUMNS} for r in older
+        ]
+        conn.execute(insert(inference_data), rows)
+        conn.execute(insert(detection_data), [d for r in older for d in _detection_rows(r)])
+
+    empty_db.create_schema()
+
+    assert empty_db.schema_revision() == HEAD
+    fired = (FiredRule("seal", "defect", "NG", "sealing_face", "scratch", 2, "2 scratch in x"),)
+    judged = make_record(
+        created=T0 + timedelta(seconds=9),
+        detections=[make_detection(0, "scratch", 0.9)] * 3,
+        given_verdict="NG",
+        fired_rules=fired,
+    )
+    passed = make_record(
+        created=T0 + timedelta(seconds=10),
+        detections=[make_detection(0, "scratch", 0.9)],
+        given_verdict="OK",
+        fired_rules=(),
+    )
+    empty_db.write([judged, passed])
+    back = {r.unique_id: r for r in recent(empty_db, 100)}
+    assert [(back[r.unique_id].given_verdict, back[r.unique_id].verdict) for r in older] == [
+        (None, "OK"),
+        (None, "NG"),
+    ]  # not recorded before 0006: derived from the detections
+    assert back[judged.unique_id] == judged and back[passed.unique_id] == passed
+    assert (passed.verdict, passed.fired_rules) == ("OK", ())
+
+    with empty_db.engine.begin() as conn:  # and back: the rows stay, the two columns go
+        command.downgrade(_alembic_config(conn), "0005")
+    columns = {c["name"] for c in inspect(empty_db.engine).get_columns("inference_data")}
+    assert not columns & VERDICT_COLUMNS
+    assert counts(empty_db) == (4, 6)
+
+
 def test_database_created_before_migrations_is_adopted(empty_db: Database) -> None:
     empty_db.migrate("0001")
     write_initial(empty_db, [record(0), record(1)])
@@ -160,7 +217,7 @@ def test_database_created_before_migrations_is_adopted(empty_db: Database) -> No
         conn.execute(text("DROP TABLE alembic_version"))
     assert empty_db.schema_revision() is None
     empty_db.create_schema()
-    assert empty_db.schema_revision() == "0005"
+    assert empty_db.schema_revision() == HEAD
     assert counts(empty_db) == (2, 2)
 
 
@@ -206,7 +263,7 @@ def test_concurrent_starts_migrate_once(empty_db: Database) -> None:
     for db in others:
         db.close()
     assert errors == []
-    assert empty_db.schema_revision() == "0005"
+    assert empty_db.schema_revision() == HEAD
 
 
 def test_writes_are_idempotent_by_unique_id(empty_db: Database) -> None:

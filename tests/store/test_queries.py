@@ -4,6 +4,7 @@ checked against the same numbers worked out in Python from the rows written."""
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -11,7 +12,7 @@ import pytest
 from mfgvision.store import queries
 from mfgvision.store.database import Database
 from mfgvision.store.queries import HistoryFilter
-from mfgvision.store.records import InferenceRecord
+from mfgvision.store.records import NG, OK, FiredRule, InferenceRecord
 from tests.store.test_store_database import T0, detection, record
 
 LABELS = ["scratch", "hole", "spot"]
@@ -106,3 +107,38 @@ def test_history_filters_and_pages_newest_first(db: Database) -> None:
     ]
     ok_only = queries.history(db.engine, HistoryFilter(verdict="OK"), limit=200)
     assert ok_only.total == sum(not r.object_detected for r in rows)
+
+
+def test_counts_and_filters_follow_the_stored_verdict_and_derive_it_for_old_rows(
+    db: Database,
+) -> None:
+    scratch = detection(0, "scratch", 0.9)
+    flange = FiredRule("seal", "defect", NG, "seal", "scratch", 1, "1 scratch in seal")
+    missing = FiredRule("screws", "count", NG, None, "screw", 11, "11 screw in the frame")
+    rows = [
+        record("cam0", T0, scratch),  # stored before verdicts were: NG, it has a detection
+        record("cam0", T0 + timedelta(seconds=1)),  # likewise OK
+        replace(
+            record("cam0", T0 + timedelta(seconds=2), scratch), given_verdict=OK, fired_rules=()
+        ),
+        replace(
+            record("cam0", T0 + timedelta(seconds=3)), given_verdict=NG, fired_rules=(missing,)
+        ),
+        replace(
+            record("cam0", T0 + timedelta(seconds=4), scratch),
+            given_verdict=NG,
+            fired_rules=(flange,),
+        ),
+    ]
+    db.write(rows)
+    [bucket] = queries.camera_buckets(db.engine, T0, T0 + timedelta(seconds=5), 3600)
+    assert (bucket.total, bucket.ng) == (5, 3)
+    by_verdict = {
+        v: [r.unique_id for r in queries.history(db.engine, HistoryFilter(verdict=v)).records]
+        for v in (OK, NG)
+    }
+    assert by_verdict == {
+        OK: [rows[2].unique_id, rows[1].unique_id],
+        NG: [rows[4].unique_id, rows[3].unique_id, rows[0].unique_id],
+    }
+    assert queries.inference(db.engine, rows[3].unique_id).fired_rules == (missing,)  # type: ignore[union-attr]

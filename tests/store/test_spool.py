@@ -12,7 +12,7 @@ from sqlalchemy.exc import OperationalError
 
 from mfgvision.inference.types import Box
 from mfgvision.store.database import Database
-from mfgvision.store.records import InferenceRecord
+from mfgvision.store.records import FiredRule, InferenceRecord
 from mfgvision.store.spool import RowSpool, record_from_json, record_to_json, row_spool_path
 from tests.factories import make_detection, make_record, wait_for
 
@@ -64,6 +64,20 @@ def test_the_settings_in_force_round_trip_and_a_previous_release_s_rows_still_re
     back = record_from_json(json.dumps(older))
     assert back.unique_id == older["unique_id"] and back.detections == record(6).detections
     assert (back.prob_threshold, back.settings_version) == (None, None)
+
+
+def test_the_verdict_and_the_fired_rules_round_trip_and_older_rows_read_without() -> None:
+    judged = record(5)
+    judged.given_verdict = "NG"
+    judged.fired_rules = (FiredRule("seal", "defect", "NG", "seal", "scratch", 1, "1 scratch"),)
+    assert record_from_json(record_to_json(judged)) == judged
+    passed = record(6)
+    passed.given_verdict, passed.fired_rules = "OK", ()
+    assert record_from_json(record_to_json(passed)) == passed
+    older = json.loads(record_to_json(record(7)))
+    del older["given_verdict"], older["fired_rules"]  # as the previous release spooled it
+    back = record_from_json(json.dumps(older))
+    assert (back.given_verdict, back.fired_rules, back.verdict) == (None, None, "NG")
 
 
 def test_rows_wait_while_the_database_is_away_then_go_in_order(

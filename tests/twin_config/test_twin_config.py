@@ -328,6 +328,28 @@ def test_clone_checks() -> None:
     assert redact(MANIFEST)["modulesContent"]["CIS1"] == MANIFEST["modulesContent"]["CIS1"]
 
 
+def test_zones_and_rules_are_edited_as_json_longer_than_a_text_setting() -> None:
+    fields = form_fields(CisSettings)
+    kinds = {f.name: f.kind for f in fields}
+    assert (kinds["zones"], kinds["rules"], kinds["zones_frame"]) == ("json", "json", "list")
+    zones = {f"zone{i}": [[0.1, 0.1], [0.2, 0.1], [0.2, 0.2], [0.1, 0.2]] for i in range(30)}
+    rule = {"kind": "defect", "classes": ["scratch"], "min_probability": 0.6}
+    rules = {f"scratch_in_zone{i}": {**rule, "zones": [f"zone{i}"]} for i in range(30)}
+    data = form_data("t")
+    data.update(zones=json.dumps(zones), rules=json.dumps(rules), zones_frame="")
+    assert len(data["rules"]) > 2000
+    values, errors = read_form(fields, data)
+    assert not errors
+    proposal = propose(CisSettings, {}, values)
+    assert proposal.patch["zones"] == zones and proposal.settings["rules"]["scratch_in_zone7"][
+        "zones"
+    ] == ["zone7"]
+    data["rules"] = json.dumps({"r": {"kind": "defect", "classes": ["s"], "zones": ["lid"]}})
+    values, errors = read_form(fields, data)
+    with pytest.raises(SettingsError, match=r"rules\.r\.zones\[0\]: unknown zone 'lid'"):
+        propose(CisSettings, {}, values)
+
+
 def test_propose_rewrites_legacy_keys() -> None:
     fields = form_fields(CisSettings)
     legacy = {"CAMERA_ID": "cam", "PROB_THRES": 0.4, "$version": 3}
