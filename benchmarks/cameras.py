@@ -2,7 +2,9 @@
 
 For each count of ``--cameras``, a process of its own runs one CIS module (over the in-process hub, as
 ``mfgvision demo`` runs it) with that many folder cameras of 1920x1080 JPEGs, each camera delivering
-``--rate`` frames per second, every frame inferred and stored (``store_all_inferences``); a second
+``--rate`` frames per second (the cameras started 1 / (rate x cameras) s apart, as free-running
+cameras deliver at their own phases; ``--aligned`` starts them at once, a burst of frames from every
+camera at the same instant), every frame inferred and stored (``store_all_inferences``); a second
 module on the same hub takes the ``inference`` messages, as LineBridge does. After the models serve
 and a warm-up, it measures for ``--seconds``:
 
@@ -60,6 +62,15 @@ def make_frames(folder: Path, count: int) -> None:
         cv2.imwrite(str(folder / f"frame_{i:03d}.jpg"), image, [cv2.IMWRITE_JPEG_QUALITY, 90])
 
 
+def wait_for_cameras(cis: CisService, count: int, timeout: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while len(cis.pipelines) < count:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
 def memory_mib() -> tuple[float, float]:
     """This process's resident and private memory (Linux ``/proc/self/smaps_rollup``)."""
     fields: dict[str, int] = {}
@@ -91,7 +102,9 @@ class Verdicts:
                 self.ms.append(delay)
 
 
-def one_row(cameras: int, rate: float, seconds: float, warmup: float, db_url: str | None) -> None:
+def one_row(
+    cameras: int, rate: float, seconds: float, warmup: float, db_url: str | None, aligned: bool
+) -> None:
     """Measure ``cameras`` cameras in this process; print the row."""
     with tempfile.TemporaryDirectory(prefix="mfgvision-cameras-") as tmp:
         data = Path(tmp) / "data"
@@ -106,11 +119,11 @@ def one_row(cameras: int, rate: float, seconds: float, warmup: float, db_url: st
             "store_all_inferences": True,
             "model_name": "demo-defects",
             "model_version": "1",
-            "cameras": [
-                {"camera_id": f"cam-{i:02d}", "camera_position": f"p{i:02d}"}
-                for i in range(cameras)
-            ],
         }
+        entries = [
+            {"camera_id": f"cam-{i:02d}", "camera_position": f"p{i:02d}"} for i in range(cameras)
+        ]
+        desired["cameras"] = entries if aligned else entries[:1]
         broker = InProcessBroker([parse_route("verdicts", ROUTE)])
         verdicts = Verdicts()
         line = broker.hub("Line", {})
@@ -122,6 +135,11 @@ def one_row(cameras: int, rate: float, seconds: float, warmup: float, db_url: st
         )
         cis.start()
         try:
+            if not aligned:  # free-running cameras: each camera's frames at its own phase
+                for count in range(2, cameras + 1):
+                    time.sleep(1 / rate / cameras)
+                    broker.patch_desired("CIS1", {"cameras": entries[:count]})
+                assert wait_for_cameras(cis, cameras), "not every camera runs"
             pipelines = list(cis.pipelines.values())
             assert len(pipelines) == cameras, "not every camera runs"
             assert all(p.models.wait_ready(120) for p in pipelines), "the model did not load"
@@ -155,6 +173,7 @@ def one_row(cameras: int, rate: float, seconds: float, warmup: float, db_url: st
         row = {
             "cameras": cameras,
             "rate_per_camera": rate,
+            "phases": "aligned" if aligned else "spread",
             "seconds": round(elapsed, 1),
             "rss_mib": rss,
             "unique_mib": unique,
@@ -190,12 +209,18 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=1.0, help="frames per second per camera")
     parser.add_argument("--seconds", type=float, default=60.0, help="measured time per row")
     parser.add_argument("--warmup", type=float, default=10.0, help="seconds before measuring")
+    parser.add_argument(
+        "--aligned",
+        action="store_true",
+        help="every camera delivers at the same instant (default: cameras at spread phases, "
+        "as free-running cameras are)",
+    )
     parser.add_argument("--mariadb", metavar="SERVER_URL", help="store in MariaDB, not SQLite")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--db-url", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one is not None:
-        one_row(args.one, args.rate, args.seconds, args.warmup, args.db_url)
+        one_row(args.one, args.rate, args.seconds, args.warmup, args.db_url, args.aligned)
         return
     rows = []
     for count in (int(n) for n in args.cameras.split(",")):
@@ -203,6 +228,7 @@ def main() -> None:
         command = [sys.executable, __file__, "--one", str(count), "--rate", str(args.rate)]
         command += ["--seconds", str(args.seconds), "--warmup", str(args.warmup)]
         command += ["--db-url", db_url] if db_url else []
+        command += ["--aligned"] if args.aligned else []
         try:
             out = subprocess.run(command, capture_output=True, text=True, check=True)
         except subprocess.CalledProcessError as exc:
