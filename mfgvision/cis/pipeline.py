@@ -23,7 +23,6 @@ from mfgvision.capture.grabber import FrameGrabber
 from mfgvision.capture.jpeg import decode, reduction_for
 from mfgvision.cis.delivery import Send
 from mfgvision.cis.drift.monitor import DriftMonitor
-from mfgvision.cis.drift.store import DRIFT_FOLDER
 from mfgvision.cis.metrics import PipelineMetrics
 from mfgvision.cis.models import ModelManager, ModelRequest
 from mfgvision.cis.outcome import Outcome
@@ -32,6 +31,7 @@ from mfgvision.cis.writer import OutcomeWriter
 from mfgvision.inference import Model
 from mfgvision.settings import CisSettings
 from mfgvision.store.database import Database
+from mfgvision.store.drift import DRIFT_FOLDER
 from mfgvision.store.spool import RowSpool, row_spool_path
 
 log = logging.getLogger(__name__)
