@@ -81,9 +81,7 @@ class DriftMonitor:
         self.behaviour = BehaviourWindow(settings.drift_baseline, settings.drift_window)
         self._send = send
         self._settings = settings
-        #: Monotonic time of the latest alert raised while any is raised, None while none is; the
-        #: inference thread reads it to keep frames for retraining.
-        self.raised_since: float | None = None
+        self._raised_since: float | None = None
         self._lock = threading.Lock()
         self._job: _Job | None = None
         self._requests: list[Future[dict[str, Any]]] = []
@@ -175,6 +173,11 @@ class DriftMonitor:
                 raise TimeoutError("no frame was inferred in time") from None
         return future.result()  # the drift thread took it just now
 
+    def raised_since(self) -> float | None:
+        """Monotonic time of the latest alert raised while any is raised; None while none is, or
+        while drift checks are off. The inference thread asks, to keep frames for retraining."""
+        return self._raised_since if self._settings.drift_every_s > 0 else None
+
     def status(self) -> dict[str, Any]:
         """``status.drift``: the reference, the latest figures, the raised alerts."""
         done, size = self.behaviour.progress()
@@ -232,7 +235,7 @@ class DriftMonitor:
         known = {rule.alert for rule in RULES}
         self._raised = {k: v for k, v in (state.get("alerts") or {}).items() if k in known}
         self._alerts = {rule.alert: Hysteresis(rule.alert in self._raised) for rule in RULES}
-        self.raised_since = time.monotonic() if self._raised else None
+        self._raised_since = time.monotonic() if self._raised else None
         self._current = None
         self._unsent = {str(m["unique_id"]): m for m in state.get("unsent") or []}
         self._refused = set()
@@ -366,12 +369,12 @@ class DriftMonitor:
         now = datetime.now(timezone.utc)
         if change == "raised":
             self._raised[rule.alert] = _raised(rule, verdict, now)
-            self.raised_since = time.monotonic()
+            self._raised_since = time.monotonic()
             raised_at = now
         else:
             raised_at = _parse_time(self._raised.pop(rule.alert, {}).get("raised_at")) or now
             if not self._raised:
-                self.raised_since = None
+                self._raised_since = None
         ref = self._reference
         body = drift_message(
             s, rule, change, verdict, figures, raised_at, now, ref.taken_at if ref else None, detail
