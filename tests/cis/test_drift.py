@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -18,30 +17,12 @@ import pytest
 from mfgvision.cis.drift.alerts import RULES
 from mfgvision.cis.drift.monitor import DriftMonitor
 from mfgvision.cis.metrics import PipelineMetrics
-from mfgvision.cis.outcome import Outcome
 from mfgvision.settings import CisSettings
 from mfgvision.store.drift import frame_path, read_history, read_view
-from tests.cis.drift_scenes import LineCamera, outcome
+from tests.cis.drift_scenes import Hub, LineCamera, check, outcome, take_reference
 from tests.factories import make_detection
 
 CAMERA = "cam-d"
-
-
-class Hub:
-    """The send function's other side: keeps what it takes, refuses everything while away."""
-
-    def __init__(self) -> None:
-        self.taken: list[tuple[str, dict[str, Any]]] = []
-        self.away = False
-
-    def __call__(self, output: str, body: dict[str, Any], on_sent: Callable[[], None]) -> None:
-        if self.away:
-            raise ConnectionError("edgeHub unreachable")
-        self.taken.append((output, body))
-        on_sent()
-
-    def changes(self) -> list[tuple[str, str]]:
-        return [(b["alert"], b["state"]) for _, b in self.taken]
 
 
 def settings(**extra: Any) -> CisSettings:
@@ -62,26 +43,6 @@ def monitor(tmp_path: Path) -> Iterator[Callable[..., DriftMonitor]]:
     yield start
     for m in started:
         m.stop()
-
-
-def check(m: DriftMonitor, inferred: Outcome) -> dict[str, Any]:
-    """Hand one inferred frame over and wait until it was checked; the status after it."""
-    done, deadline = m.status()["checks"], time.monotonic() + 10
-    m.observe(inferred)
-    while m.status()["checks"] == done:
-        assert time.monotonic() < deadline, "the frame was not checked"
-        time.sleep(0.002)
-    return m.status()
-
-
-def take_reference(m: DriftMonitor, inferred: Outcome) -> dict[str, Any]:
-    """Call ``set_reference`` and hand frames over until it answers."""
-    with ThreadPoolExecutor(1) as pool:
-        answer = pool.submit(m.set_reference, 10)
-        while not answer.done():
-            m.observe(inferred)
-            time.sleep(0.01)
-        return answer.result()
 
 
 @pytest.fixture

@@ -55,9 +55,10 @@ class _Job:
 
 @dataclass(frozen=True)
 class _Checked:
-    """What a check adds to the dashboard's record: the frame it looked at (analysis size), the
-    model's rates and the alert messages it made."""
+    """What a check adds to the dashboard's record: when it ran (UTC), the frame it looked at
+    (analysis size), the model's rates and the alert messages it made."""
 
+    at: datetime
     image: np.ndarray
     model: dict[str, Any] | None
     messages: list[dict[str, Any]]
@@ -180,10 +181,14 @@ class DriftMonitor:
 
     def status(self) -> dict[str, Any]:
         """``status.drift``: the reference, the latest figures, the raised alerts."""
+        return self._full(self._status)
+
+    def _full(self, status: dict[str, Any]) -> dict[str, Any]:
+        """``status`` with what the settings and the baseline say."""
         done, size = self.behaviour.progress()
         s = self._settings
         return {
-            **self._status,
+            **status,
             "enabled": s.drift_every_s > 0,
             "every_s": s.drift_every_s,
             "baseline": {"inferences": done, "of": size},
@@ -336,10 +341,11 @@ class DriftMonitor:
         if reading is not None:
             figures.update(reading[0])
             details["model"] = reading[1]
+        now = datetime.now(timezone.utc)
         self._checks += 1
         self.metrics.count("drift_checks")
         changes = [
-            self._judge(rule, figures, details.get(rule.detector), s)
+            self._judge(rule, figures, details.get(rule.detector), s, now)
             for rule in RULES
             if all(limit.figure in figures for limit in rule.limits)
         ]
@@ -352,7 +358,7 @@ class DriftMonitor:
         self._resend(sorted(self._refused))
         for body in messages:
             self._deliver(body)
-        self._publish(figures, notes, _Checked(small, details.get("model"), messages))
+        self._publish(figures, notes, _Checked(now, small, details.get("model"), messages))
 
     def _judge(
         self,
@@ -360,13 +366,13 @@ class DriftMonitor:
         figures: dict[str, float | None],
         detail: dict[str, Any] | None,
         s: CisSettings,
+        now: datetime,
     ) -> dict[str, Any] | None:
-        """One alert's check; its message when it was raised or cleared."""
+        """One alert's check at ``now``; its message when it was raised or cleared."""
         verdict = judge(rule, figures, s)
         change = self._alerts[rule.alert].update(verdict.past, verdict.clear, s.drift_consecutive)
         if change is None:
             return None
-        now = datetime.now(timezone.utc)
         if change == "raised":
             self._raised[rule.alert] = _raised(rule, verdict, now)
             self._raised_since = time.monotonic()
@@ -450,10 +456,11 @@ class DriftMonitor:
     def _publish(
         self, figures: dict[str, float | None], notes: list[str], checked: _Checked | None = None
     ) -> None:
-        """The status after a check (``checked``) or a new reference; the dashboard's record."""
-        now = datetime.now(timezone.utc)
+        """The status after a check (``checked``) or a new reference, once the dashboard's record
+        is written."""
+        now = checked.at if checked else datetime.now(timezone.utc)
         ref = self._reference
-        self._status = {
+        status = {
             "camera_id": self._camera,
             "reference": ref.to_json() if ref else None,
             "checked_at": iso_utc(now) if checked else None,
@@ -462,21 +469,29 @@ class DriftMonitor:
             "alerts": dict(self._raised),
             "notes": notes,
         }
+        self._write_record(now, status, checked)
+        self._status = status
+
+    def _write_record(
+        self, now: datetime, status: dict[str, Any], checked: _Checked | None
+    ) -> None:
+        """The dashboard's record of ``status``: at once when something changed, else at most
+        every ``VIEW_EVERY_S``; a failure is logged once."""
         if self._store is None:
             return
         changes = (
             self._camera,
-            self._status["reference"],
+            status["reference"],
             sorted(self._raised),
-            notes,
-            sorted(figures),
+            status["notes"],
+            sorted(status["figures"]),
         )
         clock = time.monotonic()
         last = self._view_written
         if last is not None and last[1] == changes and clock - last[0] < VIEW_EVERY_S:
             return
         try:
-            self._record(now, checked)
+            self._record(now, status, checked)
         except (OSError, ValueError) as exc:
             if self._view_error is None:
                 log.warning("drift view not written", extra={"error": str(exc)[:300]})
@@ -485,7 +500,7 @@ class DriftMonitor:
         self._view_error = None
         self._view_written = (clock, changes)
 
-    def _record(self, now: datetime, checked: _Checked | None) -> None:
+    def _record(self, now: datetime, status: dict[str, Any], checked: _Checked | None) -> None:
         """Write the dashboard's view and, after a check, its frame and a line of history."""
         assert self._store is not None
         if checked is not None:
@@ -495,7 +510,7 @@ class DriftMonitor:
             }
         self._store.write_view(
             {
-                **self.status(),
+                **self._full(status),
                 "limits": limits_json(self._settings),
                 "current": self._current,
                 "updated": iso_utc(now),
@@ -507,7 +522,7 @@ class DriftMonitor:
         self._store.history.append(
             {
                 "at": iso_utc(now),
-                "figures": self._status["figures"],
+                "figures": status["figures"],
                 "model": checked.model,
                 "raised": sorted(self._raised),
                 "changes": [
