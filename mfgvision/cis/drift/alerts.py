@@ -70,20 +70,21 @@ RULES: tuple[Rule, ...] = (
 def limits_json(settings: CisSettings) -> list[dict[str, Any]]:
     """Every figure with its alert, threshold in ``settings``, clear threshold and the way that
     counts, for the dashboard."""
-    return [
-        {
-            "alert": rule.alert,
-            "detector": rule.detector,
-            "figure": limit.figure,
-            "direction": limit.direction,
-            "threshold": float(getattr(settings, limit.setting)),
-            "clear_below": round(
-                float(getattr(settings, limit.setting)) * settings.drift_clear_ratio, 6
-            ),
-        }
-        for rule in RULES
-        for limit in rule.limits
-    ]
+    limits = []
+    for rule in RULES:
+        for limit in rule.limits:
+            threshold = float(getattr(settings, limit.setting))
+            limits.append(
+                {
+                    "alert": rule.alert,
+                    "detector": rule.detector,
+                    "figure": limit.figure,
+                    "direction": limit.direction,
+                    "threshold": threshold,
+                    "clear_below": round(threshold * settings.drift_clear_ratio, 6),
+                }
+            )
+    return limits
 
 
 @dataclass(frozen=True)
