@@ -1,8 +1,8 @@
 """``mfgvision export-dataset``: the retraining set as a labelled dataset (YOLO and COCO JSON).
 
 The retraining set is every stored inspection whose frame was kept for retraining (reasons
-``interval`` and ``uncertain`` from the CIS's sampler) or that an operator gave feedback on (reason
-``operator``). Each frame is labelled with the model's detections as pre-labels, or with the
+``interval``, ``uncertain`` and ``drift`` from the CIS's sampler) or that an operator gave feedback
+on (reason ``operator``). Each frame is labelled with the model's detections as pre-labels, or with the
 operator's boxes where the operator drew them (a false NG: no boxes). Written under ``--out``:
 
 * ``images/<name>.jpg`` and ``labels/<name>.txt`` (``class cx cy w h``, normalised) with
@@ -44,7 +44,7 @@ from mfgvision.store.schema import inference_data, inspection_feedback
 
 log = logging.getLogger(__name__)
 
-REASONS = ("interval", "uncertain", "operator")
+REASONS = ("interval", "uncertain", "drift", "operator")
 CONTAINER = "images-retraining"
 FORMATS = ("yolo", "coco")
 

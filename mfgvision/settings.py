@@ -703,6 +703,15 @@ class CisSettings(CameraSettings):
         description="keep frames whose best detection is below this probability",
         json_schema_extra=form(STORAGE, 63),
     )
+    retrain_drift_gap_s: float = Field(
+        60.0,
+        ge=0,
+        le=86400,
+        title="Drift frames at most every",
+        description="while a drift alert is raised, keep one frame per this many seconds for "
+        "retraining, the first at once; 0 = off",
+        json_schema_extra=form(STORAGE, 63, unit="s"),
+    )
     jpeg_quality: int = Field(
         90,
         ge=30,

@@ -212,6 +212,31 @@ def test_filters_by_camera_reason_class_and_time(
     }
 
 
+def test_frames_a_drifting_camera_kept_are_selected_by_reason_drift(
+    tmp_path: Path, line: dict[str, InferenceRecord], capsys: pytest.CaptureFixture[str]
+) -> None:
+    drifting = stored(
+        tmp_path / "data" / "images",
+        7,
+        reason="drift",
+        dets=(detection(1, "hole", (0.3, 0.3, 0.4, 0.4)),),
+    )
+    db = Database(f"sqlite:///{tmp_path / 'data' / 'mfgvision.db'}")
+    db.write([drifting])
+    db.close()
+    out = export(tmp_path, "--reason", "drift")
+    assert read_result(capsys)["images"] == 1
+    assert [p.stem for p in (out / "images").iterdir()] == [drifting.unique_id]
+    about = json.loads((out / "inspections.jsonl").read_text().splitlines()[0])
+    assert about["reasons"] == ["drift"] and about["labels_from"] == "model"
+    out = export(tmp_path, "--reason", "drift", "--reason", "uncertain")
+    read_result(capsys)
+    assert {p.stem for p in (out / "images").iterdir()} == {
+        drifting.unique_id,
+        line["uncertain_two"].unique_id,
+    }
+
+
 def test_upload_puts_images_and_labels_side_by_side_in_the_retraining_container(
     tmp_path: Path,
     line: dict[str, InferenceRecord],

@@ -53,6 +53,7 @@ _CAMERA_KEYS = (
 _STALL_FACTOR = 3.0
 #: Triggers waiting for a frame, at most (a camera that delivers none gives the line its fail-safe).
 TRIGGERS_WAITING = 64
+_RETRAIN_KEYS = ("retrain_interval_s", "retrain_below_probability", "retrain_drift_gap_s")
 
 
 def decode_side(model: Model) -> int:
@@ -72,6 +73,11 @@ def infers_every_frame(s: CisSettings) -> bool:
         or s.inference_fps == 0
         or (s.camera_fps > 0 and s.inference_fps >= s.camera_fps)
     )
+
+
+def retrain_sampler(s: CisSettings) -> RetrainSampler:
+    """What keeps frames for retraining under settings ``s``."""
+    return RetrainSampler(s.retrain_interval_s, s.retrain_below_probability, s.retrain_drift_gap_s)
 
 
 def model_request(s: CisSettings, intra_op_threads: int | None) -> ModelRequest:
@@ -122,9 +128,7 @@ class CisPipeline:
         self.grabber: FrameGrabber | None = None
         self.camera_error: str | None = None
         self._sampler = Sampler(settings.inference_fps)
-        self._retrain = RetrainSampler(
-            settings.retrain_interval_s, settings.retrain_below_probability
-        )
+        self._retrain = retrain_sampler(settings)
         self._rules = RuleBook(settings)
         self._capture_requests: list[Future[dict[str, Any]]] = []
         self._trigger_ids: deque[str] = deque(maxlen=TRIGGERS_WAITING)
@@ -186,11 +190,8 @@ class CisPipeline:
         self.drift.apply(new)
         if old.inference_fps != new.inference_fps:
             self._sampler = Sampler(new.inference_fps)
-        if (old.retrain_interval_s, old.retrain_below_probability) != (
-            new.retrain_interval_s,
-            new.retrain_below_probability,
-        ):
-            self._retrain = RetrainSampler(new.retrain_interval_s, new.retrain_below_probability)
+        if any(getattr(old, k) != getattr(new, k) for k in _RETRAIN_KEYS):
+            self._retrain = retrain_sampler(new)
         threads = self.parts.intra_op_threads
         if model_request(old, threads) != model_request(new, threads):
             self._ask_model(model_request(new, threads))
@@ -422,7 +423,7 @@ class CisPipeline:
             settings=s,
             model_name=model.name,
             model_version=model.version,
-            retrain=self._retrain.pick(now, best),
+            retrain=self._retrain.pick(now, best, self.drift.raised_since()),
             inferred_at=now,
             judgement=judgement,
             settings_version=version,

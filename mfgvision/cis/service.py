@@ -23,7 +23,6 @@ from pydantic import Field
 
 from mfgvision import __version__
 from mfgvision.capture.base import SourceError
-from mfgvision.cis.drift.store import DRIFT_FOLDER
 from mfgvision.cis.messages import RECEIPTS_INPUT, TRIGGER_INPUT
 from mfgvision.cis.metrics import PipelineMetrics
 from mfgvision.cis.models import ModelManager
@@ -35,6 +34,7 @@ from mfgvision.edge.hub import START_WAIT_S, Hub, HubMessage, MethodArguments, M
 from mfgvision.runtime import Paths
 from mfgvision.settings import CisSettings
 from mfgvision.store.database import Database
+from mfgvision.store.drift import DRIFT_FOLDER
 from mfgvision.store.live import LIVE_FOLDER
 from mfgvision.store.spool import RowSpool, row_spool_path
 from mfgvision.store.status import STATUS_FOLDER, remove_status, write_status

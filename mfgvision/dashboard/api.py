@@ -15,12 +15,14 @@ from flask.typing import ResponseReturnValue
 from sqlalchemy.exc import SQLAlchemyError
 
 from mfgvision.dashboard.context import dashboard_context
+from mfgvision.dashboard.drift import drift_summary, panel_json
 from mfgvision.dashboard.files import resolve_image
 from mfgvision.dashboard.live import ENV_VARS, MIMETYPE
 from mfgvision.dashboard.overview import build_overview, record_json
 from mfgvision.dashboard.stats import WindowError, iso, parse_time, parse_window, stats_json
 from mfgvision.inference.palette import class_colour_hex
 from mfgvision.store import queries
+from mfgvision.store.drift import frame_path, read_history, read_view
 from mfgvision.store.feedback import FeedbackError, feedback_for, parse_feedback, save_feedback
 from mfgvision.store.records import InferenceRecord, verdict_rule
 from mfgvision.store.status import is_safe_id, read_statuses, status_path
@@ -100,6 +102,10 @@ def overview() -> ResponseReturnValue:
         if camera["latest"] is not None:
             uid = camera["latest"]["unique_id"]
             camera["latest"]["detail_url"] = url_for("pages.detail", unique_id=uid)
+        cam = camera["camera_id"]
+        safe = is_safe_id(cam)
+        camera["health_url"] = url_for("pages.camera", camera_id=cam) if safe else None
+        camera["drift"] = drift_summary(read_view(context.drift_dir, cam)) if safe else None
     return jsonify(payload)
 
 
@@ -215,6 +221,31 @@ def cameras() -> ResponseReturnValue:
             for cam in ids
         ]
     )
+
+
+@bp.get("/api/cameras/<camera_id>/drift")
+def drift(camera_id: str) -> ResponseReturnValue:
+    """The camera health panel: the camera's drift reference and latest checked frame, figures
+    with their limits, raised alerts, and the figures and alert changes over the window."""
+    args = _args("window", "from", "to")
+    now = datetime.now(timezone.utc)
+    window = parse_window(args.get("window"), args.get("from"), args.get("to"), now)
+    if not is_safe_id(camera_id):
+        raise BadRequest("'camera_id' is malformed")
+    context = dashboard_context()
+    view = read_view(context.drift_dir, camera_id)
+    status = read_statuses(context.status_dir, now).get(camera_id)
+    if view is None and status is None and camera_id not in queries.camera_ids(context.db.engine):
+        return jsonify(error="no such camera"), 404
+
+    def frame_url(name: str) -> str | None:
+        if frame_path(context.drift_dir, camera_id, name) is None:
+            return None
+        return url_for("images.drift_frame", camera_id=camera_id, name=name)
+
+    points = read_history(context.drift_dir, camera_id)
+    module_id = status.module_id if status else None
+    return jsonify(panel_json(camera_id, module_id, view, points, window, frame_url, now))
 
 
 @bp.get("/api/cameras/<camera_id>/live.mjpeg")

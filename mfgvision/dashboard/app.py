@@ -18,6 +18,7 @@ from mfgvision.dashboard.live import LiveConfig, LiveView
 from mfgvision.dashboard.stats import Rollup
 from mfgvision.dashboard.thumbnails import ThumbnailCache
 from mfgvision.store.database import Database
+from mfgvision.store.drift import DRIFT_FOLDER
 from mfgvision.store.live import LIVE_FOLDER
 from mfgvision.store.status import STATUS_FOLDER
 from mfgvision.web.auth import AuthConfig, install_auth
@@ -29,7 +30,9 @@ CONTENT_SECURITY_POLICY = (
     "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
 )
 VENDOR_MAX_AGE_S = 7 * 24 * 3600
-CACHEABLE_ENDPOINTS = frozenset({"images.image", "static", "vendor.plotly_js"})
+CACHEABLE_ENDPOINTS = frozenset(
+    {"images.image", "images.drift_frame", "static", "vendor.plotly_js"}
+)
 
 vendor = Blueprint("vendor", __name__)
 _plotly_lock = threading.Lock()
@@ -70,8 +73,8 @@ def create_app(
     live: LiveConfig | None = None,
 ) -> Flask:
     """A dashboard app reading ``db``, serving images from ``images_dir``, camera status from
-    ``status_dir`` (default: ``status/`` beside the image folder) and live frames from ``live/``
-    beside the image folder.
+    ``status_dir`` (default: ``status/`` beside the image folder), and live frames and drift
+    checks from ``live/`` and ``drift/`` beside the image folder.
 
     ``auth`` and ``live`` default to the environment (:class:`AuthConfig`, :class:`LiveConfig`);
     login is off when it is empty, the live view unless it is turned on.
@@ -87,6 +90,7 @@ def create_app(
         images_dir=images_dir,
         title=title,
         status_dir=Path(status_dir or images_dir.parent / STATUS_FOLDER).resolve(),
+        drift_dir=(images_dir.parent / DRIFT_FOLDER).resolve(),
         rollup=rollup or Rollup(db.engine),
         thumbnails=ThumbnailCache(),
         live=live_view,

@@ -20,13 +20,14 @@ EXTENSION_KEY = "mfgvision.dashboard"
 
 @dataclass(frozen=True)
 class DashboardContext:
-    """The database, the image and status folders (resolved), the page title, the statistics
-    rollup, the thumbnail cache and the live streams of one dashboard app."""
+    """The database, the image, status and drift folders (resolved), the page title, the
+    statistics rollup, the thumbnail cache and the live streams of one dashboard app."""
 
     db: Database
     images_dir: Path
     title: str
     status_dir: Path
+    drift_dir: Path
     rollup: Rollup
     thumbnails: ThumbnailCache
     live: LiveView

@@ -1,4 +1,5 @@
-"""Image file serving: only plain JPEG files directly inside the image folder."""
+"""Image file serving: only plain JPEG files directly inside the image folder, and a camera's
+drift frames (its reference and latest checked frame) directly inside its drift folder."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from flask.typing import ResponseReturnValue
 
 from mfgvision.dashboard.context import dashboard_context
 from mfgvision.dashboard.thumbnails import parse_width
+from mfgvision.store.drift import frame_path, is_frame_name
+from mfgvision.store.status import is_safe_id
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg"})
 IMAGE_MAX_AGE_S = 24 * 3600
@@ -75,3 +78,19 @@ def image(name: str) -> ResponseReturnValue:
     response.cache_control.public = True
     response.cache_control.max_age = IMAGE_MAX_AGE_S
     return response.make_conditional(request)
+
+
+@bp.get("/images/drift/<camera_id>/<name>")
+def drift_frame(camera_id: str, name: str) -> ResponseReturnValue:
+    """Serve a camera's drift reference (PNG) or its latest checked frame (JPEG).
+
+    400 for a malformed camera id or a name the CIS does not give these frames; 404 for anything
+    not servable.
+    """
+    if not is_safe_id(camera_id) or not is_frame_name(name) or request.args:
+        abort(400)
+    path = frame_path(dashboard_context().drift_dir, camera_id, name)
+    if path is None:
+        abort(404)
+    mimetype = "image/png" if path.suffix == ".png" else "image/jpeg"
+    return send_file(path, mimetype=mimetype, max_age=IMAGE_MAX_AGE_S, conditional=True)

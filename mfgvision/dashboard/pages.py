@@ -11,10 +11,12 @@ from flask.typing import ResponseReturnValue
 from mfgvision.dashboard.context import dashboard_context
 from mfgvision.dashboard.stats import WINDOW_LABELS
 from mfgvision.inference.palette import CLASS_COLOURS
+from mfgvision.store.status import is_safe_id
 
 POLL_INTERVAL_MS = 2000
 STATS_INTERVAL_MS = 15000
 HISTORY_INTERVAL_MS = 5000
+HEALTH_INTERVAL_MS = 10000
 _UNIQUE_ID = re.compile(r"[A-Za-z0-9\-]{1,64}")
 
 bp = Blueprint("pages", __name__)
@@ -70,4 +72,20 @@ def detail(unique_id: str) -> ResponseReturnValue:
         active="history",
         api_url=url_for("api.inference", unique_id=unique_id),
         history_url=url_for("pages.history"),
+    )
+
+
+@bp.get("/cameras/<camera_id>")
+def camera(camera_id: str) -> ResponseReturnValue:
+    """One camera's health: its drift figures over the window, the reference frame beside the
+    latest checked one, and the drift alerts."""
+    if not is_safe_id(camera_id):
+        abort(400)
+    return _page(
+        "camera.html",
+        active="overview",
+        camera_id=camera_id,
+        api_url=url_for("api.drift", camera_id=camera_id),
+        overview_url=url_for("pages.overview"),
+        poll_ms=HEALTH_INTERVAL_MS,
     )

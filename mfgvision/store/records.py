@@ -125,7 +125,7 @@ class InferenceRecord:
     image_error: str | None = None
     prob_threshold: float | None = None
     settings_version: int | None = None
-    #: Why the frame was kept for retraining (``interval``, ``uncertain``), and its copy; None
+    #: Why the frame was kept for retraining (``interval``, ``uncertain``, ``drift``), and its copy; None
     #: when it was not kept.
     retrain_reason: str | None = None
     retrain_image_name: str | None = None

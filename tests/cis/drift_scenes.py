@@ -1,4 +1,5 @@
-"""A fixed camera over a generated production line, and what knocks it, blurs it or darkens it.
+"""A fixed camera over a generated production line, and what knocks it, blurs it or darkens it;
+a stand-in for the hub's side of the send function, and a drift monitor driven frame by frame.
 
 Every frame has sensor noise, a sub-pixel jitter of the mount and a part passing by at a random
 place: what a steady camera sees. The scene is drawn larger than the frame, so a shifted or turned
@@ -7,13 +8,18 @@ camera still sees the line, not a border.
 
 from __future__ import annotations
 
+import time
 import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
+from typing import Any
 
 import cv2
 import numpy as np
 
 from mfgvision.capture.base import Frame
+from mfgvision.cis.drift.monitor import DriftMonitor
 from mfgvision.cis.outcome import Outcome
 from mfgvision.cis.rules import RuleBook
 from mfgvision.inference.types import Detection, InferenceResult
@@ -79,3 +85,40 @@ def outcome(
         inferred_at=0.0,
         judgement=RuleBook(settings).judge(result.detections),
     )
+
+
+class Hub:
+    """The send function's other side: keeps what it takes, refuses everything while away."""
+
+    def __init__(self) -> None:
+        self.taken: list[tuple[str, dict[str, Any]]] = []
+        self.away = False
+
+    def __call__(self, output: str, body: dict[str, Any], on_sent: Callable[[], None]) -> None:
+        if self.away:
+            raise ConnectionError("edgeHub unreachable")
+        self.taken.append((output, body))
+        on_sent()
+
+    def changes(self) -> list[tuple[str, str]]:
+        return [(b["alert"], b["state"]) for _, b in self.taken]
+
+
+def check(m: DriftMonitor, inferred: Outcome) -> dict[str, Any]:
+    """Hand one inferred frame over and wait until it was checked; the status after it."""
+    done, deadline = m.status()["checks"], time.monotonic() + 10
+    m.observe(inferred)
+    while m.status()["checks"] == done:
+        assert time.monotonic() < deadline, "the frame was not checked"
+        time.sleep(0.002)
+    return m.status()
+
+
+def take_reference(m: DriftMonitor, inferred: Outcome) -> dict[str, Any]:
+    """Call ``set_reference`` and hand frames over until it answers."""
+    with ThreadPoolExecutor(1) as pool:
+        answer = pool.submit(m.set_reference, 10)
+        while not answer.done():
+            m.observe(inferred)
+            time.sleep(0.01)
+        return answer.result()

@@ -1,43 +1,28 @@
 """Drift detection on generated sequences with known answers: a steady line, a knocked, turned,
-defocused or darkened camera, a model whose answers change; and what survives a restart."""
+defocused or darkened camera, a model whose answers change; what survives a restart, and what is
+recorded for the dashboard."""
 
 from __future__ import annotations
 
 import json
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import pytest
 
+from mfgvision.cis.drift.alerts import RULES
 from mfgvision.cis.drift.monitor import DriftMonitor
 from mfgvision.cis.metrics import PipelineMetrics
-from mfgvision.cis.outcome import Outcome
 from mfgvision.settings import CisSettings
-from tests.cis.drift_scenes import LineCamera, outcome
+from mfgvision.store.drift import frame_path, read_history, read_view
+from tests.cis.drift_scenes import Hub, LineCamera, check, outcome, take_reference
 from tests.factories import make_detection
 
 CAMERA = "cam-d"
-
-
-class Hub:
-    """The send function's other side: keeps what it takes, refuses everything while away."""
-
-    def __init__(self) -> None:
-        self.taken: list[tuple[str, dict[str, Any]]] = []
-        self.away = False
-
-    def __call__(self, output: str, body: dict[str, Any], on_sent: Callable[[], None]) -> None:
-        if self.away:
-            raise ConnectionError("edgeHub unreachable")
-        self.taken.append((output, body))
-        on_sent()
-
-    def changes(self) -> list[tuple[str, str]]:
-        return [(b["alert"], b["state"]) for _, b in self.taken]
 
 
 def settings(**extra: Any) -> CisSettings:
@@ -58,26 +43,6 @@ def monitor(tmp_path: Path) -> Iterator[Callable[..., DriftMonitor]]:
     yield start
     for m in started:
         m.stop()
-
-
-def check(m: DriftMonitor, inferred: Outcome) -> dict[str, Any]:
-    """Hand one inferred frame over and wait until it was checked; the status after it."""
-    done, deadline = m.status()["checks"], time.monotonic() + 10
-    m.observe(inferred)
-    while m.status()["checks"] == done:
-        assert time.monotonic() < deadline, "the frame was not checked"
-        time.sleep(0.002)
-    return m.status()
-
-
-def take_reference(m: DriftMonitor, inferred: Outcome) -> dict[str, Any]:
-    """Call ``set_reference`` and hand frames over until it answers."""
-    with ThreadPoolExecutor(1) as pool:
-        answer = pool.submit(m.set_reference, 10)
-        while not answer.done():
-            m.observe(inferred)
-            time.sleep(0.01)
-        return answer.result()
 
 
 @pytest.fixture
@@ -298,3 +263,67 @@ def test_a_plain_scene_has_no_camera_check_but_the_image_checks(monitor) -> None
         status = check(m, outcome((plain * 0.5).astype(np.uint8), s))
     assert "few for the camera check" in status["notes"][0] and "shift_px" not in status["figures"]
     assert ("brightness", "raised") in hub.changes()
+
+
+def test_checks_are_recorded_for_the_dashboard_at_once_when_something_changes(
+    monitor, camera, tmp_path
+) -> None:
+    s, hub = settings(), Hub()
+    m = monitor(s, hub)
+    answer = take_reference(m, outcome(camera.frame(), s))
+    for _ in range(3):  # the first check brings figures: recorded; the next two change nothing
+        check(m, outcome(camera.frame(), s))
+    for _ in range(4):
+        check(m, outcome(camera.frame(dx=40), s))
+    assert hub.changes() == [("camera_moved", "raised")]
+    points = read_history(tmp_path / "drift", CAMERA)
+    assert len(points) == 2, points
+    steady, raised = points
+    assert steady["figures"]["shift_px"] < 3 and steady["raised"] == [] and steady["changes"] == []
+    assert raised["raised"] == ["camera_moved"] and raised["at"].endswith("Z")
+    assert raised["changes"] == [
+        {
+            "alert": "camera_moved",
+            "state": "raised",
+            "figure": "shift_px",
+            "value": hub.taken[0][1]["value"],
+            "threshold": 20.0,
+        }
+    ]
+    view = read_view(tmp_path / "drift", CAMERA)
+    assert view is not None and view["reference"]["image"] == answer["image"]
+    assert view["current"]["checked_at"] == raised["at"]
+    limits = {limit["figure"]: limit for limit in view["limits"]}
+    assert limits["shift_px"] == {
+        "alert": "camera_moved",
+        "detector": "camera",
+        "figure": "shift_px",
+        "direction": "above",
+        "threshold": 20.0,
+        "clear_below": 14.0,
+    }
+    assert set(limits) == {limit.figure for rule in RULES for limit in rule.limits}
+    frames = sorted(p.name for p in (tmp_path / "drift" / CAMERA).glob("current-*.jpg"))
+    assert frames == [view["current"]["image"]]  # the older checked frame is gone
+    current = frame_path((tmp_path / "drift").resolve(), CAMERA, frames[0])
+    assert current is not None
+    image = cv2.imread(str(current))
+    assert image.shape == (180, 320, 3)
+
+
+def test_raised_since_tells_the_pipeline_while_an_alert_is_raised(monitor, camera) -> None:
+    s, hub = settings(), Hub()
+    m = monitor(s, hub)
+    take_reference(m, outcome(camera.frame(), s))
+    check(m, outcome(camera.frame(), s))
+    assert m.raised_since() is None
+    before = time.monotonic()
+    for _ in range(3):
+        check(m, outcome(camera.frame(dx=40), s))
+    assert (m.raised_since() or 0) >= before
+    m.apply(CisSettings(camera_id=CAMERA, drift_every_s=0))  # checks off: no drift frames
+    assert m.raised_since() is None
+    m.apply(s)
+    for _ in range(3):
+        check(m, outcome(camera.frame(), s))
+    assert hub.changes()[-1] == ("camera_moved", "cleared") and m.raised_since() is None

@@ -1,10 +1,13 @@
 """Drift detection in a running CIS: set the reference by direct method, knock the camera, get one
-``drift`` alert on the ``alerts`` output and the figures in the reported status."""
+``drift`` alert on the ``alerts`` output, the figures in the reported status, and the drifting
+camera's frames kept for retraining."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import cv2
@@ -14,8 +17,9 @@ from mfgvision.edge.inprocess import InProcessBroker
 from mfgvision.edge.routes import parse_route
 from mfgvision.runtime import Paths
 from mfgvision.store.database import Database
+from mfgvision.store.records import InferenceRecord
 from tests.cis.drift_scenes import LineCamera
-from tests.factories import wait_for
+from tests.factories import recent, wait_for
 
 ROUTES = [
     parse_route("alerts", "FROM /messages/modules/cam/outputs/alerts INTO $upstream"),
@@ -31,6 +35,10 @@ def write_frames(folder: Path, camera: LineCamera, **view: float) -> None:
         tmp = folder / f".f{i}.tmp"
         tmp.write_bytes(png.tobytes())
         os.replace(tmp, folder / f"f{i}.png")
+
+
+def kept_for_drift(db: Database) -> list[InferenceRecord]:
+    return [r for r in recent(db, 1000) if r.retrain_reason == "drift"]
 
 
 def drift_alerts(broker: InProcessBroker) -> list[dict]:
@@ -54,6 +62,8 @@ def test_a_knocked_camera_gives_exactly_one_drift_alert(tmp_path: Path, models_d
         "store_all_inferences": False,
         "drift_every_s": 0.2,
         "drift_consecutive": 2,
+        "retrain_interval_s": 0,
+        "retrain_drift_gap_s": 0.5,
     }
     db = Database(f"sqlite:///{tmp_path / 'data' / 'cis.db'}")
     cis = CisService(broker.hub("cam", desired), paths, db, report_every_s=0.2)
@@ -70,6 +80,7 @@ def test_a_knocked_camera_gives_exactly_one_drift_alert(tmp_path: Path, models_d
         assert wait_for(lambda: drift().get("checks", 0) >= 5)
         assert drift()["reference"]["taken_at"] == answer["taken_at"]
         assert drift()["figures"]["shift_px"] < 5 and drift_alerts(broker) == []
+        assert [r for r in recent(db, 1000) if r.retrain_reason] == []
 
         write_frames(frames, camera, dx=40, dy=30)  # the camera is knocked
         assert wait_for(lambda: drift_alerts(broker) != [])
@@ -93,5 +104,14 @@ def test_a_knocked_camera_gives_exactly_one_drift_alert(tmp_path: Path, models_d
         )
         view = json.loads((paths.data / "drift" / "cam-9.json").read_text())
         assert set(view["alerts"]) == {"camera_moved"} and view["figures"]["shift_px"] > 40
+
+        raised_at = datetime.fromisoformat(body["raised_at"].replace("Z", "+00:00"))
+        assert wait_for(lambda: len(kept_for_drift(db)) >= 3)
+        kept = kept_for_drift(db)
+        times = sorted(r.created for r in kept)
+        # none before the alert (a frame captured while the check ran at most), the first at once
+        assert timedelta(seconds=-1) < times[0] - raised_at < timedelta(seconds=2)
+        assert all(b - a >= timedelta(seconds=0.45) for a, b in itertools.pairwise(times))
+        assert all((paths.images / str(r.retrain_image_name)).is_file() for r in kept)
     finally:
         cis.stop()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from mfgvision.settings import CisSettings
 
@@ -65,6 +65,26 @@ RULES: tuple[Rule, ...] = (
     Rule("class_rate", "model", (Limit("class_rate_change", "drift_class_rate", "both"),)),
     Rule("ng_rate", "model", (Limit("ng_rate_change", "drift_ng_rate", "both"),)),
 )
+
+
+def limits_json(settings: CisSettings) -> list[dict[str, Any]]:
+    """Every figure with its alert, threshold in ``settings``, clear threshold and the way that
+    counts, for the dashboard."""
+    limits = []
+    for rule in RULES:
+        for limit in rule.limits:
+            threshold = float(getattr(settings, limit.setting))
+            limits.append(
+                {
+                    "alert": rule.alert,
+                    "detector": rule.detector,
+                    "figure": limit.figure,
+                    "direction": limit.direction,
+                    "threshold": threshold,
+                    "clear_below": round(threshold * settings.drift_clear_ratio, 6),
+                }
+            )
+    return limits
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,8 @@ The inference thread only hands frames over (:meth:`DriftMonitor.observe`: a few
 every image computation runs on the drift thread, on the latest frame handed over (an older one not
 looked at yet is dropped). Alert messages go out on the ``alerts`` output with the pipeline's send
 function; each is kept in the camera's state file until the hub has taken it, and sent again at the
-next start when it was not.
+next start when it was not. For the dashboard, a check is recorded (the view, a line of history and
+the checked frame) at once when something changed, otherwise at most every ``VIEW_EVERY_S``.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from mfgvision.cis.delivery import Send
-from mfgvision.cis.drift.alerts import RULES, Hysteresis, Rule, Verdict, judge
+from mfgvision.cis.drift.alerts import RULES, Hysteresis, Rule, Verdict, judge, limits_json
 from mfgvision.cis.drift.behaviour import BehaviourWindow, Counts
 from mfgvision.cis.drift.geometry import ReferenceFeatures, camera_figures
 from mfgvision.cis.drift.image import analysis_image, grey, image_stats, quality_figures
@@ -36,8 +37,8 @@ from mfgvision.settings import CisSettings
 
 log = logging.getLogger(__name__)
 
-#: The dashboard's view is written after a check at most this often, unless the reference, the
-#: raised alerts or the notes changed (then at once).
+#: A check is recorded for the dashboard at most this often, unless the reference, the raised
+#: alerts, the notes or the set of figures changed (then at once).
 VIEW_EVERY_S = 30.0
 
 
@@ -50,6 +51,17 @@ class _Job:
     frame_height: int
     settings: CisSettings
     waiting: list[Future[dict[str, Any]]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Checked:
+    """What a check adds to the dashboard's record: when it ran (UTC), the frame it looked at
+    (analysis size), the model's rates and the alert messages it made."""
+
+    at: datetime
+    image: np.ndarray
+    model: dict[str, Any] | None
+    messages: list[dict[str, Any]]
 
 
 def behaviour_key(outcome: Outcome) -> tuple[str, str, str, float]:
@@ -70,6 +82,7 @@ class DriftMonitor:
         self.behaviour = BehaviourWindow(settings.drift_baseline, settings.drift_window)
         self._send = send
         self._settings = settings
+        self._raised_since: float | None = None
         self._lock = threading.Lock()
         self._job: _Job | None = None
         self._requests: list[Future[dict[str, Any]]] = []
@@ -90,6 +103,7 @@ class DriftMonitor:
         self._state_error: str | None = None
         self._view_error: str | None = None
         self._view_written: tuple[float, Any] | None = None
+        self._current: dict[str, Any] | None = None
         self._dirty = False
         self._checks = 0
         self._status: dict[str, Any] = {}
@@ -160,12 +174,21 @@ class DriftMonitor:
                 raise TimeoutError("no frame was inferred in time") from None
         return future.result()  # the drift thread took it just now
 
+    def raised_since(self) -> float | None:
+        """Monotonic time of the latest alert raised while any is raised; None while none is, or
+        while drift checks are off. The inference thread asks, to keep frames for retraining."""
+        return self._raised_since if self._settings.drift_every_s > 0 else None
+
     def status(self) -> dict[str, Any]:
         """``status.drift``: the reference, the latest figures, the raised alerts."""
+        return self._full(self._status)
+
+    def _full(self, status: dict[str, Any]) -> dict[str, Any]:
+        """``status`` with what the settings and the baseline say."""
         done, size = self.behaviour.progress()
         s = self._settings
         return {
-            **self._status,
+            **status,
             "enabled": s.drift_every_s > 0,
             "every_s": s.drift_every_s,
             "baseline": {"inferences": done, "of": size},
@@ -217,6 +240,8 @@ class DriftMonitor:
         known = {rule.alert for rule in RULES}
         self._raised = {k: v for k, v in (state.get("alerts") or {}).items() if k in known}
         self._alerts = {rule.alert: Hysteresis(rule.alert in self._raised) for rule in RULES}
+        self._raised_since = time.monotonic() if self._raised else None
+        self._current = None
         self._unsent = {str(m["unique_id"]): m for m in state.get("unsent") or []}
         self._refused = set()
         self._baseline_saved = self._restore_baseline(state.get("baseline"))
@@ -305,8 +330,8 @@ class DriftMonitor:
         details: dict[str, dict[str, Any]] = {}
         why = self._comparable(job)
         notes = [why] if why else self._feature_notes()
+        small = analysis_image(job.image)
         if why is None and self._reference is not None and self._features is not None:
-            small = analysis_image(job.image)
             figures.update(quality_figures(self._reference.stats, image_stats(small)))
             if self._features.usable:
                 alignment = self._features.align(grey(small), job.frame_width)
@@ -316,10 +341,11 @@ class DriftMonitor:
         if reading is not None:
             figures.update(reading[0])
             details["model"] = reading[1]
+        now = datetime.now(timezone.utc)
         self._checks += 1
         self.metrics.count("drift_checks")
         changes = [
-            self._judge(rule, figures, details.get(rule.detector), s)
+            self._judge(rule, figures, details.get(rule.detector), s, now)
             for rule in RULES
             if all(limit.figure in figures for limit in rule.limits)
         ]
@@ -332,7 +358,7 @@ class DriftMonitor:
         self._resend(sorted(self._refused))
         for body in messages:
             self._deliver(body)
-        self._publish(figures, notes, checked=True)
+        self._publish(figures, notes, _Checked(now, small, details.get("model"), messages))
 
     def _judge(
         self,
@@ -340,18 +366,21 @@ class DriftMonitor:
         figures: dict[str, float | None],
         detail: dict[str, Any] | None,
         s: CisSettings,
+        now: datetime,
     ) -> dict[str, Any] | None:
-        """One alert's check; its message when it was raised or cleared."""
+        """One alert's check at ``now``; its message when it was raised or cleared."""
         verdict = judge(rule, figures, s)
         change = self._alerts[rule.alert].update(verdict.past, verdict.clear, s.drift_consecutive)
         if change is None:
             return None
-        now = datetime.now(timezone.utc)
         if change == "raised":
             self._raised[rule.alert] = _raised(rule, verdict, now)
+            self._raised_since = time.monotonic()
             raised_at = now
         else:
             raised_at = _parse_time(self._raised.pop(rule.alert, {}).get("raised_at")) or now
+            if not self._raised:
+                self._raised_since = None
         ref = self._reference
         body = drift_message(
             s, rule, change, verdict, figures, raised_at, now, ref.taken_at if ref else None, detail
@@ -425,12 +454,13 @@ class DriftMonitor:
         self._baseline_saved = state["baseline"] is not None
 
     def _publish(
-        self, figures: dict[str, float | None], notes: list[str], checked: bool = False
+        self, figures: dict[str, float | None], notes: list[str], checked: _Checked | None = None
     ) -> None:
-        """The status after a check (``checked``) or a new reference, and the dashboard's view."""
-        now = datetime.now(timezone.utc)
+        """The status after a check (``checked``) or a new reference, once the dashboard's record
+        is written."""
+        now = checked.at if checked else datetime.now(timezone.utc)
         ref = self._reference
-        self._status = {
+        status = {
             "camera_id": self._camera,
             "reference": ref.to_json() if ref else None,
             "checked_at": iso_utc(now) if checked else None,
@@ -439,15 +469,29 @@ class DriftMonitor:
             "alerts": dict(self._raised),
             "notes": notes,
         }
+        self._write_record(now, status, checked)
+        self._status = status
+
+    def _write_record(
+        self, now: datetime, status: dict[str, Any], checked: _Checked | None
+    ) -> None:
+        """The dashboard's record of ``status``: at once when something changed, else at most
+        every ``VIEW_EVERY_S``; a failure is logged once."""
         if self._store is None:
             return
-        changes = (self._camera, self._status["reference"], sorted(self._raised), notes)
+        changes = (
+            self._camera,
+            status["reference"],
+            sorted(self._raised),
+            status["notes"],
+            sorted(status["figures"]),
+        )
         clock = time.monotonic()
         last = self._view_written
         if last is not None and last[1] == changes and clock - last[0] < VIEW_EVERY_S:
             return
         try:
-            self._store.write_view({**self.status(), "updated": iso_utc(now)})
+            self._record(now, status, checked)
         except (OSError, ValueError) as exc:
             if self._view_error is None:
                 log.warning("drift view not written", extra={"error": str(exc)[:300]})
@@ -455,6 +499,38 @@ class DriftMonitor:
             return
         self._view_error = None
         self._view_written = (clock, changes)
+
+    def _record(self, now: datetime, status: dict[str, Any], checked: _Checked | None) -> None:
+        """Write the dashboard's view and, after a check, its frame and a line of history."""
+        assert self._store is not None
+        if checked is not None:
+            self._current = {
+                "image": self._store.save_current(checked.image, now),
+                "checked_at": iso_utc(now),
+            }
+        self._store.write_view(
+            {
+                **self._full(status),
+                "limits": limits_json(self._settings),
+                "current": self._current,
+                "updated": iso_utc(now),
+            }
+        )
+        if checked is None or self._current is None:
+            return
+        self._store.drop_current(keep=self._current["image"])
+        self._store.history.append(
+            {
+                "at": iso_utc(now),
+                "figures": status["figures"],
+                "model": checked.model,
+                "raised": sorted(self._raised),
+                "changes": [
+                    {k: body[k] for k in ("alert", "state", "figure", "value", "threshold")}
+                    for body in checked.messages
+                ],
+            }
+        )
 
 
 def _raised(rule: Rule, verdict: Verdict, now: datetime) -> dict[str, Any]:

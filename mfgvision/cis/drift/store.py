@@ -5,11 +5,12 @@
   names its PNG and is written last, so a crash between the two leaves the previous reference whole;
 * ``<camera_id>/state.json``: which alerts are raised, the alert messages not yet taken by the hub,
   and the model's baseline: what a restart must not forget;
-* ``<camera_id>.json``: the dashboard's view: the reference, the latest figures and the raised
-  alerts, replaced after every check.
+* ``<camera_id>.json``, ``<camera_id>/history.jsonl`` and ``<camera_id>/current-<time>.jpg``: what
+  the dashboard shows (the view, the history of checks and the latest checked frame; their layout
+  is in :mod:`mfgvision.store.drift`).
 
-Every file is replaced atomically (a reader sees the old or the new one, never half), and all but
-the view are flushed to disk first.
+Every file but the history is replaced atomically (a reader sees the old or the new one, never
+half); the reference and the state are flushed to disk first.
 """
 
 from __future__ import annotations
@@ -29,12 +30,11 @@ import numpy as np
 
 from mfgvision.cis.drift.image import ImageStats
 from mfgvision.cis.messages import iso_utc
+from mfgvision.store.drift import HISTORY_FILE, HistoryFile, camera_folder, json_bytes, view_path
 from mfgvision.store.images import FILE_MODE, write_atomic
-from mfgvision.store.status import status_path
 
 log = logging.getLogger(__name__)
 
-DRIFT_FOLDER = "drift"
 REFERENCE_JSON = "reference.json"
 STATE_JSON = "state.json"
 
@@ -71,8 +71,9 @@ class DriftStore:
 
     def __init__(self, folder: Path, camera_id: str) -> None:
         """``folder`` is ``<data>/drift``; raises ValueError for a camera id unfit for a file name."""
-        self.view_path = status_path(folder, camera_id)
-        self.folder = folder / camera_id
+        self.view_path = view_path(folder, camera_id)
+        self.folder = camera_folder(folder, camera_id)
+        self.history = HistoryFile(self.folder / HISTORY_FILE)
 
     def save_reference(self, reference: Reference) -> None:
         """Write the reference durably (PNG, then the JSON naming it), then drop older PNGs."""
@@ -81,7 +82,7 @@ class DriftStore:
             raise ValueError("the reference frame could not be encoded as PNG")
         self.folder.mkdir(parents=True, exist_ok=True)
         write_atomic(self.folder / reference.image_name, png.tobytes())
-        write_atomic(self.folder / REFERENCE_JSON, _json(reference.to_json()))
+        write_atomic(self.folder / REFERENCE_JSON, json_bytes(reference.to_json()))
         for old in self.folder.glob("reference-*.png"):
             if old.name != reference.image_name:
                 with contextlib.suppress(OSError):
@@ -113,7 +114,7 @@ class DriftStore:
     def save_state(self, state: dict[str, Any]) -> None:
         """Replace the state file; raises OSError when it cannot be written."""
         self.folder.mkdir(parents=True, exist_ok=True)
-        write_atomic(self.folder / STATE_JSON, _json(state))
+        write_atomic(self.folder / STATE_JSON, json_bytes(state))
 
     def load_state(self) -> dict[str, Any]:
         """The saved state; empty when there is none or it cannot be read (logged)."""
@@ -130,19 +131,37 @@ class DriftStore:
     def write_view(self, view: dict[str, Any]) -> None:
         """Replace the dashboard's view (atomically, not flushed to disk: the next check writes it
         again); raises OSError when it cannot be written."""
-        folder = self.view_path.parent
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{self.view_path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(_json(view))
-            os.chmod(tmp, FILE_MODE)
-            os.replace(tmp, self.view_path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        self.view_path.parent.mkdir(parents=True, exist_ok=True)
+        _replace(self.view_path, json_bytes(view))
+
+    def save_current(self, image: np.ndarray, when: datetime, quality: int = 85) -> str:
+        """Write the frame of a recorded check (the analysis image, as JPEG) like the view; its
+        file name. OSError or ValueError when it cannot be written."""
+        ok, jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+        if not ok:
+            raise ValueError("the checked frame could not be encoded as JPEG")
+        name = f"current-{when.strftime('%Y%m%dT%H%M%S%f')}.jpg"
+        self.folder.mkdir(parents=True, exist_ok=True)
+        _replace(self.folder / name, jpeg.tobytes())
+        return name
+
+    def drop_current(self, keep: str) -> None:
+        """Delete the checked frames other than ``keep``."""
+        for old in self.folder.glob("current-*.jpg"):
+            if old.name != keep:
+                with contextlib.suppress(OSError):
+                    old.unlink()
 
 
-def _json(data: dict[str, Any]) -> bytes:
-    return json.dumps(data, separators=(",", ":"), allow_nan=False).encode()
+def _replace(path: Path, data: bytes) -> None:
+    """Replace ``path`` atomically without flushing it to disk; OSError when it cannot be."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.chmod(tmp, FILE_MODE)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise

@@ -10,6 +10,16 @@
   const CAMERA_PALETTE = ["#38bdf8", "#a3e635", "#f472b6", "#fbbf24", "#c084fc", "#2dd4bf"];
 
   const pad = (n) => String(n).padStart(2, "0");
+  const DRIFT_ALERTS = {
+    camera_moved: "Camera moved",
+    blur: "Blur",
+    brightness: "Brightness",
+    contrast: "Contrast",
+    saturation: "Saturation",
+    confidence: "Confidence",
+    class_rate: "Class mix",
+    ng_rate: "NG rate",
+  };
 
   const mfg = {
     fmtInt(n) {
@@ -52,6 +62,10 @@
       if (!coloursMeta || (labelColours.size && labels.every((l) => labelColours.has(l)))) return;
       const colours = await mfg.getJSON(coloursMeta.dataset.url);
       for (const [label, colour] of Object.entries(colours)) labelColours.set(label, colour);
+    },
+    // A drift alert's name as the pages show it (docs/drift.md, "What is checked").
+    driftAlert(alert) {
+      return DRIFT_ALERTS[alert] || alert;
     },
     cameraColour(index) {
       return CAMERA_PALETTE[index % CAMERA_PALETTE.length];

@@ -131,6 +131,25 @@
     list.replaceChildren(...items);
   }
 
+  // The link to the camera's health page, saying when it drifts or has no reference frame.
+  function renderHealth(link, cam) {
+    const drift = cam.drift;
+    link.hidden = !cam.health_url;
+    if (!cam.health_url) return;
+    link.href = cam.health_url;
+    let text = "Health";
+    let level = "";
+    if (drift && drift.alerts.length) {
+      text = `Drift: ${drift.alerts.map(mfg.driftAlert).join(", ")}`;
+      level = "error";
+    } else if (drift && !drift.reference) {
+      text = "Health · no reference";
+      level = "warn";
+    }
+    link.textContent = text;
+    link.dataset.level = level;
+  }
+
   function updateCard(card, cam, generatedAt, windowLabel) {
     const { refs } = card;
     const latest = cam.latest;
@@ -178,6 +197,7 @@
       refs.frame.removeAttribute("href");
     }
     renderDetections(refs.detections, latest);
+    renderHealth(refs.health, cam);
     showImage(card, latest ? latest.image_url : null, latest ? latest.image_kind : null,
       `${refs.name.textContent}: latest frame`);
   }
