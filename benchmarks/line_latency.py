@@ -322,7 +322,7 @@ def main() -> None:
         action="store_true",
         help="Mosquitto and the MQTT client as they come (Nagle's algorithm on)",
     )
-    parser.add_argument("--poll-ms", type=int, default=10, help="the Modbus trigger coil poll")
+    parser.add_argument("--poll-ms", type=int, default=5, help="the Modbus trigger coil poll")
     parser.add_argument("--deadline", type=float, default=5.0, help="seconds before a part is lost")
     parser.add_argument("--size", default="1280x720", help="frame size WxH")
     args = parser.parse_args()
