@@ -31,8 +31,6 @@ import argparse
 import bisect
 import hashlib
 import json
-import os
-import platform
 import tempfile
 import time
 from collections.abc import Iterator
@@ -43,6 +41,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+from machine import describe
 from sqlalchemy import select
 
 from mfgvision.cis.drift.geometry import ReferenceFeatures
@@ -473,16 +472,6 @@ def report(
     }
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.machine()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -507,7 +496,7 @@ def main() -> None:
         spread = image_spread(
             work / "sequence", run.reference_frame, range(run.reference_frame, knock)
         )
-    machine = {"cpu": cpu_model(), "cores": os.cpu_count(), "python": platform.python_version()}
+    machine = describe()
     result = report(stretches, settings, run, spread)
     head = {"machine": machine, "part_px": args.part, "generate_seconds": generated}
     print(json.dumps({**head, **result}, indent=2))

@@ -61,17 +61,19 @@ def _utc(when: datetime) -> datetime:
     return when.astimezone(timezone.utc)
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see either the old file or the whole new one.
+def write_atomic(path: Path, data: bytes, durable: bool = True) -> None:
+    """Write ``data`` to ``path`` so readers see the old or the new file, never a partial one.
 
-    The bytes go to a hidden temporary file in the same folder, are flushed to disk, then the
-    temporary file is renamed over ``path``. On any failure the temporary file is removed.
+    With ``durable`` the data and the rename are flushed to disk before returning: a crash or power
+    loss after the call cannot leave the file missing or empty. Without it (frames replaced every
+    few seconds, views rebuilt at the next check) nothing is flushed.
     """
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         try:
             _write_all(fd, data)
-            os.fsync(fd)
+            if durable:
+                os.fsync(fd)
         finally:
             os.close(fd)
         os.chmod(tmp_name, FILE_MODE)
@@ -80,7 +82,8 @@ def write_atomic(path: Path, data: bytes) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp_name)
         raise
-    fsync_folder(path.parent)
+    if durable:
+        fsync_folder(path.parent)
 
 
 def _write_all(fd: int, data: bytes) -> None:

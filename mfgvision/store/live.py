@@ -12,13 +12,10 @@ This module has no web dependencies so the CIS can import it.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import tempfile
 import time
 from pathlib import Path
 
-from mfgvision.store.images import FILE_MODE
+from mfgvision.store.images import write_atomic
 from mfgvision.store.status import status_path
 
 LIVE_FOLDER = "live"
@@ -56,13 +53,4 @@ def write_live_frame(folder: Path, camera_id: str, jpeg: bytes) -> None:
     """Replace the camera's live frame atomically; OSError or ValueError when it cannot be."""
     path = live_frame_path(folder, camera_id)
     folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(jpeg)
-        os.chmod(tmp, FILE_MODE)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    write_atomic(path, jpeg, durable=False)

@@ -171,3 +171,15 @@ def stack(tmp_path_factory: pytest.TempPathFactory, browser: Any) -> Iterator[St
 
 
 SECRET_NAME = "secret.jpg"
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    """A fresh browser page; a script error on it fails the test."""
+    context = browser.new_context(viewport={"width": 1600, "height": 1000})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    yield page
+    context.close()
+    assert not errors, errors

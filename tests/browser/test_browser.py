@@ -19,17 +19,6 @@ from tests.browser.seed import write_running_status
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture
-def page(browser: Any) -> Any:
-    context = browser.new_context(viewport={"width": 1600, "height": 1000})
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    yield page
-    context.close()
-    assert not errors, errors
-
-
 def test_overview_shows_images_and_charts(page: Any, stack: Stack) -> None:
     page.goto(stack.dashboard_url + "?window=hour")
     card = page.locator('.card[data-camera="line1-top"]')

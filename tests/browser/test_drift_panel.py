@@ -3,7 +3,6 @@ the reference set by direct method, then the drift figures and both frames on th
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -14,17 +13,6 @@ from tests.browser.conftest import Stack, wait_for
 pytestmark = pytest.mark.slow
 
 IMAGE_SHOWN = "img => !img.hidden && img.complete && img.naturalWidth > 0"
-
-
-@pytest.fixture
-def page(browser: Any) -> Iterator[Any]:
-    context = browser.new_context(viewport={"width": 1600, "height": 1000})
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    yield page
-    context.close()
-    assert not errors, errors
 
 
 def test_the_health_panel_shows_the_drift_figures_and_both_frames(page: Any, stack: Stack) -> None:

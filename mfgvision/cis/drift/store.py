@@ -18,8 +18,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
-import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -31,7 +29,7 @@ import numpy as np
 from mfgvision.cis.drift.image import ImageStats
 from mfgvision.cis.messages import iso_utc
 from mfgvision.store.drift import HISTORY_FILE, HistoryFile, camera_folder, json_bytes, view_path
-from mfgvision.store.images import FILE_MODE, write_atomic
+from mfgvision.store.images import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +130,7 @@ class DriftStore:
         """Replace the dashboard's view (atomically, not flushed to disk: the next check writes it
         again); raises OSError when it cannot be written."""
         self.view_path.parent.mkdir(parents=True, exist_ok=True)
-        _replace(self.view_path, json_bytes(view))
+        write_atomic(self.view_path, json_bytes(view), durable=False)
 
     def save_current(self, image: np.ndarray, when: datetime, quality: int = 85) -> str:
         """Write the frame of a recorded check (the analysis image, as JPEG) like the view; its
@@ -142,7 +140,7 @@ class DriftStore:
             raise ValueError("the checked frame could not be encoded as JPEG")
         name = f"current-{when.strftime('%Y%m%dT%H%M%S%f')}.jpg"
         self.folder.mkdir(parents=True, exist_ok=True)
-        _replace(self.folder / name, jpeg.tobytes())
+        write_atomic(self.folder / name, jpeg.tobytes(), durable=False)
         return name
 
     def drop_current(self, keep: str) -> None:
@@ -151,17 +149,3 @@ class DriftStore:
             if old.name != keep:
                 with contextlib.suppress(OSError):
                     old.unlink()
-
-
-def _replace(path: Path, data: bytes) -> None:
-    """Replace ``path`` atomically without flushing it to disk; OSError when it cannot be."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.chmod(tmp, FILE_MODE)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
