@@ -9,6 +9,7 @@ whole: a merge patch replaces a list, so a change to any camera sends every entr
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -74,6 +75,8 @@ def display(value: Any, field: FormField) -> str:
         return ""
     if field.kind == "checkbox":
         return "on" if value else "off"
+    if field.kind == "json":
+        return json.dumps(value, separators=(", ", ": "))
     if isinstance(value, list):
         return ", ".join(str(v) for v in value)
     return str(value)

@@ -826,6 +826,25 @@ def test_a_camera_change_sends_the_whole_list_and_nothing_else(
     assert "line1-top is already the id of cameras[0]" in response.get_data(as_text=True)
 
 
+def test_a_cameras_own_zones_and_rules_survive_the_form_unchanged(
+    client: FlaskClient, broker: InProcessBroker
+) -> None:
+    zones = {"seal": [[0.1, 0.1], [0.5, 0.1], [0.5, 0.5]]}
+    rules = {"seal-scratch": {"kind": "defect", "classes": ["scratch"], "zones": ["seal"]}}
+    cameras = [TWO_CAMERAS[0], {**TWO_CAMERAS[1], "zones": zones, "rules": rules}]
+    broker.patch_desired("CIS1", {"cameras": cameras})
+    _, html = csrf(client, "/devices/local/modules/CIS1")
+    sent = browser_form(html)
+    # An entry's JSON settings show as JSON, which is what the form reads back.
+    assert json.loads(sent["cam1.zones"]) == zones
+    assert json.loads(sent["cam1.rules"]) == rules
+    assert review_patch(client, sent) == {}
+    moved = {"seal": [[0.1, 0.1], [0.6, 0.1], [0.5, 0.5]]}
+    assert review_patch(client, {**sent, "cam1.zones": json.dumps(moved)}) == {
+        "cameras": [TWO_CAMERAS[0], {**cameras[1], "zones": moved}]
+    }
+
+
 def test_a_camera_is_added_to_a_module_and_saved(
     client: FlaskClient, broker: InProcessBroker
 ) -> None:
