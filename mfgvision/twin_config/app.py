@@ -232,6 +232,7 @@ def _module_page(
         status,
         twin=twin,
         fields=fields,
+        field_names={f.name for f in fields},
         sections=form_sections(fields),
         values=values,
         errors=errors or {},

@@ -826,6 +826,19 @@ def test_a_camera_change_sends_the_whole_list_and_nothing_else(
     assert "line1-top is already the id of cameras[0]" in response.get_data(as_text=True)
 
 
+def test_the_modules_json_settings_survive_the_form_unchanged(
+    client: FlaskClient, broker: InProcessBroker
+) -> None:
+    zones = {"seal": [[0.1, 0.1], [0.5, 0.1], [0.5, 0.5]]}
+    rules = {"seal-scratch": {"kind": "defect", "classes": ["scratch"], "zones": ["seal"]}}
+    broker.patch_desired("CIS1", {"zones": zones, "rules": rules})
+    _, html = csrf(client, "/devices/local/modules/CIS1")
+    sent = browser_form(html)
+    assert json.loads(sent["zones"]) == zones
+    assert review_patch(client, sent) == {}
+    assert review_patch(client, {**sent, "prob_threshold": "0.6"}) == {"prob_threshold": 0.6}
+
+
 def test_a_cameras_own_zones_and_rules_survive_the_form_unchanged(
     client: FlaskClient, broker: InProcessBroker
 ) -> None:
