@@ -8,9 +8,6 @@
   const refs = {};
   for (const el of root.querySelectorAll("[data-ref]")) refs[el.dataset.ref] = el;
   const pollMs = Number(root.dataset.pollMs) || 10000;
-  let timer = null;
-  let inFlight = false;
-  let windowState = null;
 
   const signed = (text, v) => (v > 0 ? `+${text}` : text);
   const pct = (v) => signed(`${(v * 100).toFixed(1)} %`, v);
@@ -274,12 +271,13 @@
   }
 
   // Polling -----------------------------------------------------------------------------------
-  async function poll() {
-    timer = null;
-    if (inFlight) return;
-    inFlight = true;
-    try {
-      const data = await mfg.getJSON(`${root.dataset.api}?${mfg.windowQuery(windowState)}`, 15000);
+  const getWindow = mfg.bindWindowPicker(() => poller.now());
+  mfg.writeWindow(getWindow());
+  const poller = mfg.poll({
+    url: () => `${root.dataset.api}?${mfg.windowQuery(getWindow())}`,
+    everyMs: pollMs,
+    timeoutMs: 15000,
+    render(data) {
       renderState(data);
       renderSetup(data);
       renderFrames(data);
@@ -291,29 +289,6 @@
         root.dataset.chartsReady = "true";
       }
       root.dataset.loaded = "true";
-      mfg.setConnection("live", `Live · ${new Date().toLocaleTimeString()}`);
-    } catch (error) {
-      mfg.setConnection("lost", `Connection lost (${error.message}) · retrying`);
-    } finally {
-      inFlight = false;
-      schedule(pollMs);
-    }
-  }
-
-  function schedule(delay) {
-    if (timer !== null) clearTimeout(timer);
-    timer = setTimeout(poll, delay);
-  }
-
-  document.addEventListener("visibilitychange", () => {
-    if (document.visibilityState === "visible") schedule(0);
+    },
   });
-
-  const getWindow = mfg.bindWindowPicker((state) => {
-    windowState = state;
-    schedule(0);
-  });
-  windowState = getWindow();
-  mfg.writeWindow(windowState);
-  poll();
 })();
