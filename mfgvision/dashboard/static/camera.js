@@ -53,6 +53,19 @@
     return td;
   }
 
+  // Put ``rows`` in a table body; with none, one row across the table that says ``none``.
+  function fillTable(body, rows, none) {
+    if (rows.length) {
+      body.replaceChildren(...rows);
+      return;
+    }
+    const td = cell(none, "table-empty");
+    td.colSpan = body.parentElement.tHead.rows[0].cells.length;
+    const tr = document.createElement("tr");
+    tr.append(td);
+    body.replaceChildren(tr);
+  }
+
   function showFrame(img, none, url, alt) {
     if (!url) {
       img.hidden = true;
@@ -120,14 +133,7 @@
       );
       rows.push(tr);
     }
-    if (!rows.length) {
-      const tr = document.createElement("tr");
-      const td = cell("No figures yet", "table-empty");
-      td.colSpan = 4;
-      tr.append(td);
-      rows.push(tr);
-    }
-    refs.figures.replaceChildren(...rows);
+    fillTable(refs.figures, rows, "No figures yet");
   }
 
   function renderAlerts(data) {
@@ -163,14 +169,7 @@
       );
       return tr;
     });
-    if (!rows.length) {
-      const tr = document.createElement("tr");
-      const td = cell("No alert raised or cleared in this window", "table-empty");
-      td.colSpan = 4;
-      tr.append(td);
-      rows.push(tr);
-    }
-    refs.changes.replaceChildren(...rows);
+    fillTable(refs.changes, rows, "No alert raised or cleared in this window");
   }
 
   // Charts ------------------------------------------------------------------------------------
