@@ -27,7 +27,7 @@ import copy
 import json
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -365,14 +365,10 @@ def metrics_port_problems(
     one would run without ``/metrics``."""
     problems = []
     taken: dict[int, str] = {}
-    for name, spec in modules.items():
-        host_config = options.get(name, {}).get("HostConfig") or {}
-        if (
-            _command(options.get(name, {})) not in MODULES
-            or host_config.get("NetworkMode") != "host"
-        ):
+    for name in _modules_running(MODULES, modules, options):
+        if (options[name].get("HostConfig") or {}).get("NetworkMode") != "host":
             continue
-        env = spec.get("env") or {}
+        env = modules[name].get("env") or {}
         raw = str((env.get(METRICS_PORT_ENV) or {}).get("value", METRICS_PORT))
         if not raw.isdigit() or int(raw) == 0:  # a ${VAR}, or metrics off
             continue
@@ -458,6 +454,17 @@ def _create_options_problems(settings: dict[str, Any], where: str) -> list[Probl
 def _command(spec: dict[str, Any]) -> str | None:
     cmd = spec.get("Cmd") or []
     return str(cmd[0]) if cmd else None
+
+
+def _modules_running(
+    commands: Collection[str],
+    modules: dict[str, dict[str, Any]],
+    options: dict[str, dict[str, Any]],
+) -> Iterator[str]:
+    """The deployed modules whose container runs one of the mfgvision ``commands``."""
+    for name in modules:
+        if _command(options.get(name, {})) in commands:
+            yield name
 
 
 def route_problems(
@@ -552,9 +559,7 @@ def camera_id_problems(
     line's registers are keyed by it. A twin that does not validate is left to ``twin_problems``."""
     problems = []
     taken: dict[str, str] = {}
-    for name in modules:
-        if _command(options.get(name, {})) != "cis":
-            continue
+    for name in _modules_running({"cis"}, modules, options):
         desired = (content.get(name) or {}).get("properties.desired")
         try:
             settings = parse_settings(CisSettings, desired if isinstance(desired, dict) else {})

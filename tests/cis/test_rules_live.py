@@ -8,8 +8,7 @@ at (700, 400)-(900, 650) (tests/cis/conftest.py).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -17,40 +16,21 @@ from prometheus_client import CollectorRegistry
 
 from mfgvision.cis.service import CisService
 from mfgvision.edge.inprocess import InProcessBroker
-from mfgvision.edge.routes import parse_route
 from mfgvision.metrics.source import VERDICTS
-from mfgvision.runtime import Paths
 from mfgvision.store.database import Database
 from mfgvision.store.records import NG, OK, FiredRule, InferenceRecord
+from tests.cis.conftest import RunningCis
 from tests.factories import recent, wait_for
 
-ROUTES = [parse_route("up", "FROM /messages/modules/cam/outputs/inference INTO $upstream")]
 LEFT = [[0, 0], [640, 0], [640, 720], [0, 720]]
 RIGHT = [[640, 0], [1280, 0], [1280, 720], [640, 720]]
 HOLE_ON_LEFT = {"kind": "defect", "classes": ["hole"], "zones": ["left"]}
 
 
 @pytest.fixture
-def running(tmp_path: Path, models_dir: Path, frames_dir: Path) -> Iterator[tuple[Any, ...]]:
-    paths = Paths(assets=tmp_path, models=models_dir, data=tmp_path / "data")
-    broker = InProcessBroker(ROUTES)
-    db_url = f"sqlite:///{tmp_path / 'data' / 'cis.db'}"
-    desired = {
-        "camera_type": "folder",
-        "camera_uri": str(frames_dir),
-        "camera_id": "cam-r",
-        "camera_fps": 20,
-        "inference_fps": 0,
-        "model_name": "const",
-        "model_version": "1",
-        "retrain_interval_s": 3600,
-    }
-    cis = CisService(broker.hub("cam", desired), paths, Database(db_url), report_every_s=0.2)
-    cis.start()
-    reader = Database(db_url)
-    yield broker, reader, cis
-    cis.stop()
-    reader.close()
+def running(start_cis: Callable[[dict[str, Any]], RunningCis]) -> tuple[Any, ...]:
+    started = start_cis({"camera_id": "cam-r", "inference_fps": 0, "retrain_interval_s": 3600})
+    return started.broker, started.reader, started.cis
 
 
 def judged_with(

@@ -8,9 +8,6 @@
   const refs = {};
   for (const el of root.querySelectorAll("[data-ref]")) refs[el.dataset.ref] = el;
   const pollMs = Number(root.dataset.pollMs) || 10000;
-  let timer = null;
-  let inFlight = false;
-  let windowState = null;
 
   const signed = (text, v) => (v > 0 ? `+${text}` : text);
   const pct = (v) => signed(`${(v * 100).toFixed(1)} %`, v);
@@ -54,6 +51,19 @@
     td.textContent = text;
     if (className) td.className = className;
     return td;
+  }
+
+  // Put ``rows`` in a table body; with none, one row across the table that says ``none``.
+  function fillTable(body, rows, none) {
+    if (rows.length) {
+      body.replaceChildren(...rows);
+      return;
+    }
+    const td = cell(none, "table-empty");
+    td.colSpan = body.parentElement.tHead.rows[0].cells.length;
+    const tr = document.createElement("tr");
+    tr.append(td);
+    body.replaceChildren(tr);
   }
 
   function showFrame(img, none, url, alt) {
@@ -123,14 +133,7 @@
       );
       rows.push(tr);
     }
-    if (!rows.length) {
-      const tr = document.createElement("tr");
-      const td = cell("No figures yet", "table-empty");
-      td.colSpan = 4;
-      tr.append(td);
-      rows.push(tr);
-    }
-    refs.figures.replaceChildren(...rows);
+    fillTable(refs.figures, rows, "No figures yet");
   }
 
   function renderAlerts(data) {
@@ -166,14 +169,7 @@
       );
       return tr;
     });
-    if (!rows.length) {
-      const tr = document.createElement("tr");
-      const td = cell("No alert raised or cleared in this window", "table-empty");
-      td.colSpan = 4;
-      tr.append(td);
-      rows.push(tr);
-    }
-    refs.changes.replaceChildren(...rows);
+    fillTable(refs.changes, rows, "No alert raised or cleared in this window");
   }
 
   // Charts ------------------------------------------------------------------------------------
@@ -274,12 +270,13 @@
   }
 
   // Polling -----------------------------------------------------------------------------------
-  async function poll() {
-    timer = null;
-    if (inFlight) return;
-    inFlight = true;
-    try {
-      const data = await mfg.getJSON(`${root.dataset.api}?${mfg.windowQuery(windowState)}`, 15000);
+  const getWindow = mfg.bindWindowPicker(() => poller.now());
+  mfg.writeWindow(getWindow());
+  const poller = mfg.poll({
+    url: () => `${root.dataset.api}?${mfg.windowQuery(getWindow())}`,
+    everyMs: pollMs,
+    timeoutMs: 15000,
+    render(data) {
       renderState(data);
       renderSetup(data);
       renderFrames(data);
@@ -291,29 +288,6 @@
         root.dataset.chartsReady = "true";
       }
       root.dataset.loaded = "true";
-      mfg.setConnection("live", `Live · ${new Date().toLocaleTimeString()}`);
-    } catch (error) {
-      mfg.setConnection("lost", `Connection lost (${error.message}) · retrying`);
-    } finally {
-      inFlight = false;
-      schedule(pollMs);
-    }
-  }
-
-  function schedule(delay) {
-    if (timer !== null) clearTimeout(timer);
-    timer = setTimeout(poll, delay);
-  }
-
-  document.addEventListener("visibilitychange", () => {
-    if (document.visibilityState === "visible") schedule(0);
+    },
   });
-
-  const getWindow = mfg.bindWindowPicker((state) => {
-    windowState = state;
-    schedule(0);
-  });
-  windowState = getWindow();
-  mfg.writeWindow(windowState);
-  poll();
 })();

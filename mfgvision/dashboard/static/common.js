@@ -1,4 +1,4 @@
-// Helpers shared by the dashboard pages: formatting, fetching, the time-window picker.
+// Helpers shared by the dashboard pages: formatting, fetching and polling, the time-window picker.
 (() => {
   "use strict";
 
@@ -96,6 +96,36 @@
       el.dataset.state = state;
       document.body.classList.toggle("offline", state === "lost");
       el.querySelector(".connection-text").textContent = text;
+    },
+    // Poll a page's JSON API: fetch ``url()``, hand the answer to ``render``, show the connection
+    // state and poll again ``everyMs`` later; poll at once when the page is shown again. Starts at
+    // once; ``now()`` on what it returns polls at once (e.g. when the time window changes).
+    poll({ url, everyMs, timeoutMs, render }) {
+      let timer = null;
+      let inFlight = false;
+      const schedule = (delay) => {
+        if (timer !== null) clearTimeout(timer);
+        timer = setTimeout(tick, delay);
+      };
+      async function tick() {
+        timer = null;
+        if (inFlight) return;
+        inFlight = true;
+        try {
+          render(await mfg.getJSON(url(), timeoutMs));
+          mfg.setConnection("live", `Live · ${new Date().toLocaleTimeString()}`);
+        } catch (error) {
+          mfg.setConnection("lost", `Connection lost (${error.message}) · retrying`);
+        } finally {
+          inFlight = false;
+          schedule(everyMs);
+        }
+      }
+      document.addEventListener("visibilitychange", () => {
+        if (document.visibilityState === "visible") schedule(0);
+      });
+      tick();
+      return { now: () => schedule(0) };
     },
     // The time window: ?window=hour|shift|day|custom&from=&to= in the URL, remembered per browser.
     readWindow() {

@@ -14,10 +14,7 @@
   const staleAfterS = 300;
   const maxDetectionsShown = 6;
   const cards = new Map();
-  let timer = null;
   let statsTimer = null;
-  let inFlight = false;
-  let windowState = null;
 
   const kpi = {};
   for (const el of kpis.querySelectorAll("[data-ref]")) kpi[el.dataset.ref] = el;
@@ -320,7 +317,7 @@
     statsTimer = null;
     try {
       if (typeof Plotly === "undefined") throw new Error("charting library not loaded");
-      const stats = await mfg.getJSON(`${root.dataset.stats}?${mfg.windowQuery(windowState)}`, 15000);
+      const stats = await mfg.getJSON(`${root.dataset.stats}?${mfg.windowQuery(getWindow())}`, 15000);
       await mfg.loadLabelColours(stats.defects.labels);
       drawDefects(stats);
       drawLatency(stats);
@@ -333,42 +330,23 @@
   }
 
   // Polling -----------------------------------------------------------------------------------
-  async function poll() {
-    timer = null;
-    if (inFlight) return;
-    inFlight = true;
-    try {
-      const data = await mfg.getJSON(`${root.dataset.api}?${mfg.windowQuery(windowState)}`, Math.max(pollMs * 2, 5000));
-      renderTotals(data);
-      renderCameras(data);
-      mfg.setConnection("live", `Live · ${new Date().toLocaleTimeString()}`);
-    } catch (error) {
-      mfg.setConnection("lost", `Connection lost (${error.message}) · retrying`);
-    } finally {
-      inFlight = false;
-      schedule(pollMs);
-    }
-  }
-
-  function schedule(delay) {
-    if (timer !== null) clearTimeout(timer);
-    timer = setTimeout(poll, delay);
-  }
-
   document.addEventListener("visibilitychange", () => {
-    if (document.visibilityState === "visible") {
-      schedule(0);
-      refreshStats();
-    }
+    if (document.visibilityState === "visible") refreshStats();
   });
 
-  const getWindow = mfg.bindWindowPicker((state) => {
-    windowState = state;
-    schedule(0);
+  const getWindow = mfg.bindWindowPicker(() => {
+    poller.now();
     refreshStats();
   });
-  windowState = getWindow();
-  mfg.writeWindow(windowState);
-  poll();
+  mfg.writeWindow(getWindow());
+  const poller = mfg.poll({
+    url: () => `${root.dataset.api}?${mfg.windowQuery(getWindow())}`,
+    everyMs: pollMs,
+    timeoutMs: Math.max(pollMs * 2, 5000),
+    render(data) {
+      renderTotals(data);
+      renderCameras(data);
+    },
+  });
   refreshStats();
 })();
