@@ -127,3 +127,38 @@ def test_zones_in_pixels_of_the_zones_frame(page: Any, stack: Stack) -> None:
         page.mouse.click(box["x"] + fx * box["width"], box["y"] + fy * box["height"])
     page.keyboard.press("Enter")
     assert near(zones_of(page)["zone1"], [(480, 270), (1440, 270), (960, 810)], within=3)
+
+
+def test_a_camera_of_a_module_starts_from_the_modules_zones(page: Any, stack: Stack) -> None:
+    module_zones = {"cell": [[0.0, 0.0], [0.5, 0.0], [0.5, 0.5], [0.0, 0.5]]}
+    cameras = [{"camera_id": "line1-top"}, {"camera_id": "line1-top-2"}]
+    stack.broker.patch_desired("CIS1", {"zones": module_zones, "cameras": cameras})
+    try:
+        sign_in(page, stack.twin_url)
+        page.locator("a", has_text="CIS1").first.click()
+        panels = page.locator("[data-camera-frame]")
+        assert panels.count() == 2
+        # Both cameras show the module's zone as theirs until one is given its own.
+        for i in range(2):
+            panels.nth(i).locator("polygon.zone.inherited").wait_for()
+        second = panels.nth(1)
+        stage = second.locator(".frame-stage")
+        second.get_by_role("button", name="New zone").click()
+        second.locator("[data-ref=name]").fill("conveyor")
+        for fx, fy in [(0.6, 0.6), (0.9, 0.6), (0.9, 0.9)]:
+            stage.scroll_into_view_if_needed()
+            box = stage.bounding_box()
+            page.mouse.click(box["x"] + fx * box["width"], box["y"] + fy * box["height"])
+        second.get_by_role("button", name="Finish").click()
+        own = json.loads(page.input_value('[name="cam1.zones"]'))
+        assert list(own) == ["cell", "conveyor"] and own["cell"] == module_zones["cell"]
+        assert near(own["conveyor"], [(0.6, 0.6), (0.9, 0.6), (0.9, 0.9)])
+        assert page.input_value('[name="cam0.zones"]') == ""
+        assert second.locator("polygon.zone.inherited").count() == 0
+        page.click("text=Review changes")
+        page.locator("#diff").wait_for()
+        patch = json.loads(page.locator("input[name=patch]").get_attribute("value") or "")
+        assert patch == {"cameras": [cameras[0], {**cameras[1], "zones": own}]}
+    finally:
+        stack.broker.patch_desired("CIS1", {"zones": None, "cameras": None})
+        assert wait_for(lambda: set(stack.cis.pipelines) == {"line1-top"})
