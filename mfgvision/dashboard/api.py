@@ -18,14 +18,14 @@ from mfgvision.dashboard.context import dashboard_context
 from mfgvision.dashboard.drift import drift_summary, panel_json
 from mfgvision.dashboard.files import resolve_image
 from mfgvision.dashboard.live import ENV_VARS, MIMETYPE
-from mfgvision.dashboard.overview import build_overview, record_json
+from mfgvision.dashboard.overview import build_overview, record_json, zones_json
 from mfgvision.dashboard.stats import WindowError, iso, parse_time, parse_window, stats_json
 from mfgvision.inference.palette import class_colour_hex
 from mfgvision.store import queries
 from mfgvision.store.drift import frame_path, read_history, read_view
 from mfgvision.store.feedback import FeedbackError, feedback_for, parse_feedback, save_feedback
 from mfgvision.store.records import InferenceRecord, verdict_rule
-from mfgvision.store.status import is_safe_id, read_statuses, status_path
+from mfgvision.store.status import is_safe_id, read_status, read_statuses, status_path
 from mfgvision.web.auth import current_user
 
 logger = logging.getLogger(__name__)
@@ -167,17 +167,20 @@ def inferences() -> ResponseReturnValue:
 
 @bp.get("/api/inferences/<unique_id>")
 def inference(unique_id: str) -> ResponseReturnValue:
-    """One stored inference with its detections, image URLs and the verdict rule it was made by."""
+    """One stored inference with its detections, image URLs and the verdict rule it was made by,
+    and the camera's zones as its settings in force have them."""
     _args()
     _match(_UNIQUE_ID, unique_id, "unique_id")
-    record = queries.inference(dashboard_context().db.engine, unique_id)
+    context = dashboard_context()
+    record = queries.inference(context.db.engine, unique_id)
     if record is None:
         return jsonify(error="no such inference"), 404
     item = record_json(record, image_urls(record))
     item["verdict_rule"] = verdict_rule(record.prob_threshold, record.fired_rules)
+    item["zones"] = zones_json(read_status(context.status_dir, record.camera_id))
     item["detail_url"] = url_for("pages.detail", unique_id=record.unique_id)
     item["retrain_reason"] = record.retrain_reason
-    stored = feedback_for(dashboard_context().db.engine, [unique_id]).get(unique_id)
+    stored = feedback_for(context.db.engine, [unique_id]).get(unique_id)
     item["feedback"] = None if stored is None else stored.to_json()
     item["feedback_url"] = url_for("api.post_feedback", unique_id=record.unique_id)
     return jsonify(item)
