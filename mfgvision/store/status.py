@@ -128,9 +128,10 @@ class CameraStatus:
     #: The camera's ``camera_location`` and ``camera_position`` in force ("" when not known).
     location: str = ""
     position: str = ""
-    #: The camera's zones in its settings in force, and the desired twin ``$version`` those
-    #: settings came with (None: not known).
+    #: The camera's zones and the names of its rules in its settings in force, and the desired
+    #: twin ``$version`` those settings came with (None: not known).
     zones: tuple[Zone, ...] = ()
+    rules: tuple[str, ...] = ()
     settings_version: int | None = None
 
     @property
@@ -213,7 +214,7 @@ def _parse(camera_id: str, body: dict[str, Any], now: datetime) -> CameraStatus:
     serving = model.get("serving") or (
         f"{model['name']}/{model['version']}" if model.get("name") else None
     )
-    version = config.get("applied_version")
+    rules, version = settings.get("rules"), config.get("applied_version")
     return CameraStatus(
         camera_id=camera_id,
         module_id=str(body["module_id"]) if body.get("module_id") else None,
@@ -225,6 +226,7 @@ def _parse(camera_id: str, body: dict[str, Any], now: datetime) -> CameraStatus:
         location=_text(settings.get("camera_location")),
         position=_text(settings.get("camera_position")),
         zones=_zones(settings),
+        rules=tuple(str(name) for name in rules) if isinstance(rules, dict) else (),
         settings_version=version if isinstance(version, int) else None,
     )
 
