@@ -18,14 +18,15 @@ from mfgvision.dashboard.context import dashboard_context
 from mfgvision.dashboard.drift import drift_summary, panel_json
 from mfgvision.dashboard.files import resolve_image
 from mfgvision.dashboard.live import ENV_VARS, MIMETYPE
-from mfgvision.dashboard.overview import build_overview, record_json
+from mfgvision.dashboard.overview import build_overview, record_json, zones_json
 from mfgvision.dashboard.stats import WindowError, iso, parse_time, parse_window, stats_json
 from mfgvision.inference.palette import class_colour_hex
+from mfgvision.settings import RULE_NAME
 from mfgvision.store import queries
 from mfgvision.store.drift import frame_path, read_history, read_view
 from mfgvision.store.feedback import FeedbackError, feedback_for, parse_feedback, save_feedback
 from mfgvision.store.records import InferenceRecord, verdict_rule
-from mfgvision.store.status import is_safe_id, read_statuses, status_path
+from mfgvision.store.status import is_safe_id, read_status, read_statuses, status_path
 from mfgvision.web.auth import current_user
 
 logger = logging.getLogger(__name__)
@@ -39,6 +40,7 @@ _CAMERA = re.compile(r"[A-Za-z0-9_.\-]{1,128}")
 _LABEL = re.compile(r"[^\x00-\x1f\x7f]{1,128}")
 _UNIQUE_ID = re.compile(r"[A-Za-z0-9\-]{1,64}")
 _LIMIT = re.compile(r"[1-9][0-9]{0,2}")
+_RULE = re.compile(RULE_NAME)
 
 
 class BadRequest(ValueError):
@@ -123,10 +125,13 @@ def stats() -> ResponseReturnValue:
 @bp.get("/api/inferences")
 def inferences() -> ResponseReturnValue:
     """History: stored inferences, newest first, filtered, one page at a time."""
-    args = _args("camera", "label", "verdict", "from", "to", "limit", "cursor")
+    args = _args("camera", "label", "verdict", "rule", "from", "to", "limit", "cursor")
     verdict = args.get("verdict")
     if verdict is not None and verdict not in ("OK", "NG"):
         raise BadRequest("'verdict' must be OK or NG")
+    rule = args.get("rule")
+    if rule is not None and rule != queries.ANY_RULE and _RULE.fullmatch(rule) is None:
+        raise BadRequest(f"'rule' must be a rule's name or {queries.ANY_RULE} (any rule)")
     start = parse_time(args["from"], "from") if "from" in args else None
     end = parse_time(args["to"], "to") if "to" in args else None
     if start and end and end <= start:
@@ -137,6 +142,7 @@ def inferences() -> ResponseReturnValue:
         verdict=verdict,
         start=start,
         end=end,
+        rule=rule,
     )
     limit = DEFAULT_PAGE_SIZE
     if "limit" in args:
@@ -167,17 +173,20 @@ def inferences() -> ResponseReturnValue:
 
 @bp.get("/api/inferences/<unique_id>")
 def inference(unique_id: str) -> ResponseReturnValue:
-    """One stored inference with its detections, image URLs and the verdict rule it was made by."""
+    """One stored inference with its detections, image URLs and the verdict rule it was made by,
+    and the camera's zones as its settings in force have them."""
     _args()
     _match(_UNIQUE_ID, unique_id, "unique_id")
-    record = queries.inference(dashboard_context().db.engine, unique_id)
+    context = dashboard_context()
+    record = queries.inference(context.db.engine, unique_id)
     if record is None:
         return jsonify(error="no such inference"), 404
     item = record_json(record, image_urls(record))
     item["verdict_rule"] = verdict_rule(record.prob_threshold, record.fired_rules)
+    item["zones"] = zones_json(read_status(context.status_dir, record.camera_id))
     item["detail_url"] = url_for("pages.detail", unique_id=record.unique_id)
     item["retrain_reason"] = record.retrain_reason
-    stored = feedback_for(dashboard_context().db.engine, [unique_id]).get(unique_id)
+    stored = feedback_for(context.db.engine, [unique_id]).get(unique_id)
     item["feedback"] = None if stored is None else stored.to_json()
     item["feedback_url"] = url_for("api.post_feedback", unique_id=record.unique_id)
     return jsonify(item)
@@ -285,6 +294,15 @@ def labels() -> ResponseReturnValue:
     """Every class name with at least one stored detection."""
     _args()
     return jsonify(queries.labels(dashboard_context().db.engine))
+
+
+@bp.get("/api/rules")
+def rules() -> ResponseReturnValue:
+    """Every rule name in the settings in force of a camera with a status file."""
+    _args()
+    statuses = read_statuses(dashboard_context().status_dir).values()
+    names = {name for status in statuses for name in status.rules if _RULE.fullmatch(name)}
+    return jsonify(sorted(names))
 
 
 @bp.get("/api/label-colours")

@@ -50,6 +50,18 @@ def record_json(record: InferenceRecord, urls: dict[str, str | None]) -> dict[st
     }
 
 
+def zones_json(status: CameraStatus | None) -> dict[str, Any]:
+    """A camera's zones as its settings in force have them (not necessarily those an inspection
+    was judged with), normalised 0..1, and the settings version they came with."""
+    return {
+        "settings_version": status.settings_version if status else None,
+        "items": [
+            {"name": zone.name, "points": [list(point) for point in zone.points]}
+            for zone in (status.zones if status else ())
+        ],
+    }
+
+
 def camera_json(
     camera_id: str,
     record: InferenceRecord | None,

@@ -58,6 +58,7 @@ def history() -> ResponseReturnValue:
         api_url=url_for("api.inferences"),
         cameras_url=url_for("api.cameras"),
         labels_url=url_for("api.labels"),
+        rules_url=url_for("api.rules"),
         poll_ms=HISTORY_INTERVAL_MS,
     )
 

@@ -15,12 +15,14 @@ from datetime import datetime, timezone
 from typing import Any
 
 from sqlalchemy import (
+    Boolean,
     Engine,
     Integer,
     and_,
     case,
     exists,
     func,
+    literal,
     or_,
     select,
 )
@@ -36,6 +38,8 @@ from mfgvision.store.schema import detection_data, inference_data
 MAX_PAGE_SIZE = 200
 COUNT_CAP = 1000
 """History totals are counted up to this many matches; more reads as "1000+"."""
+ANY_RULE = "*"
+"""``HistoryFilter.rule`` for inferences on which any rule fired (never a rule's name)."""
 _CURSOR = re.compile(r"([0-9]{1,19})_([0-9]{1,19})")
 
 
@@ -48,6 +52,7 @@ class HistoryFilter:
     verdict: str | None = None  # "OK" or "NG"
     start: datetime | None = None
     end: datetime | None = None
+    rule: str | None = None  # a rule's name, or ANY_RULE
 
     def __post_init__(self) -> None:
         if self.verdict not in (None, OK, NG):
@@ -94,6 +99,54 @@ def _epoch_bucket_mysql(element: _epoch_bucket, compiler: SQLCompiler, **kw: Any
     col, n = compiler.process(column, **kw), compiler.process(size, **kw)
     # TIMESTAMPDIFF is independent of the session time zone (UNIX_TIMESTAMP is not).
     return f"(TIMESTAMPDIFF(SECOND, '1970-01-01 00:00:00', {col}) DIV {n})"
+
+
+class _rule_fired(FunctionElement[bool]):
+    """Whether a ``fired_rules`` JSON list holds a firing of the rule named, matched exactly by the
+    database's JSON functions: never another rule's name, nor a name quoted in a ``detail``."""
+
+    type = Boolean()
+    inherit_cache = True
+    name = "rule_fired"
+
+
+class _any_rule_fired(FunctionElement[bool]):
+    """Whether a ``fired_rules`` JSON list holds any firing (NULL, no rules, and ``[]`` do not)."""
+
+    type = Boolean()
+    inherit_cache = True
+    name = "any_rule_fired"
+
+
+@compiles(_rule_fired, "sqlite")
+def _rule_fired_sqlite(element: _rule_fired, compiler: SQLCompiler, **kw: Any) -> str:
+    column, rule = list(element.clauses)
+    col, name = compiler.process(column, **kw), compiler.process(rule, **kw)
+    return (
+        f"EXISTS (SELECT 1 FROM json_each({col}) AS fired "
+        f"WHERE json_extract(fired.value, '$.rule') = {name})"
+    )
+
+
+@compiles(_rule_fired, "mysql")
+@compiles(_rule_fired, "mariadb")
+def _rule_fired_mysql(element: _rule_fired, compiler: SQLCompiler, **kw: Any) -> str:
+    column, rule = list(element.clauses)
+    col, name = compiler.process(column, **kw), compiler.process(rule, **kw)
+    return f"(JSON_CONTAINS({col}, JSON_OBJECT('rule', {name})) = 1)"
+
+
+@compiles(_any_rule_fired, "sqlite")
+def _any_rule_fired_sqlite(element: _any_rule_fired, compiler: SQLCompiler, **kw: Any) -> str:
+    (column,) = list(element.clauses)
+    return f"(json_array_length({compiler.process(column, **kw)}) > 0)"
+
+
+@compiles(_any_rule_fired, "mysql")
+@compiles(_any_rule_fired, "mariadb")
+def _any_rule_fired_mysql(element: _any_rule_fired, compiler: SQLCompiler, **kw: Any) -> str:
+    (column,) = list(element.clauses)
+    return f"(JSON_LENGTH({compiler.process(column, **kw)}) > 0)"
 
 
 def _bucket(column: ColumnElement[Any], bucket_s: int) -> ColumnElement[int]:
@@ -260,6 +313,13 @@ def _history_conditions(flt: HistoryFilter) -> list[ColumnElement[bool]]:
         # inference (newest first) is cheap, while starting from a class's index sorts them all.
         tag = func.coalesce(d.c.tag_name, d.c.tag_name)
         conditions.append(exists().where(and_(d.c.unique_id == t.c.unique_id, tag == flt.label)))
+    if flt.rule is not None:
+        fired = (
+            _any_rule_fired(t.c.fired_rules)
+            if flt.rule == ANY_RULE
+            else _rule_fired(t.c.fired_rules, literal(flt.rule))
+        )
+        conditions.append(fired)
     return conditions
 
 

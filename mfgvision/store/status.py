@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 import re
 import tempfile
@@ -105,6 +106,15 @@ def remove_status(folder: Path, camera_id: str) -> None:
 
 
 @dataclass(frozen=True)
+class Zone:
+    """A zone of a camera's settings in force: its name and its points normalised 0..1 of the
+    frame (pixel points divided by ``zones_frame``, as the CIS judges them)."""
+
+    name: str
+    points: tuple[tuple[float, float], ...]
+
+
+@dataclass(frozen=True)
 class CameraStatus:
     """What the dashboard shows of one camera's status file."""
 
@@ -118,6 +128,11 @@ class CameraStatus:
     #: The camera's ``camera_location`` and ``camera_position`` in force ("" when not known).
     location: str = ""
     position: str = ""
+    #: The camera's zones and the names of its rules in its settings in force, and the desired
+    #: twin ``$version`` those settings came with (None: not known).
+    zones: tuple[Zone, ...] = ()
+    rules: tuple[str, ...] = ()
+    settings_version: int | None = None
 
     @property
     def label(self) -> str:
@@ -153,20 +168,31 @@ def read_statuses(folder: Path, now: datetime | None = None) -> dict[str, Camera
     except OSError:
         return out
     for path in entries:
-        camera_id = path.stem
-        if path.suffix != ".json" or not is_safe_id(camera_id):
-            continue
-        try:
-            if not path.is_file() or path.is_symlink():
-                continue
-            if path.stat().st_size > MAX_STATUS_BYTES:
-                continue
-            body = json.loads(path.read_bytes())
-        except (OSError, ValueError):
-            continue
-        if isinstance(body, dict):
-            out[camera_id] = _parse(camera_id, body, now)
+        if path.suffix == ".json" and is_safe_id(path.stem):
+            status = _read(path, now)
+            if status is not None:
+                out[path.stem] = status
     return out
+
+
+def read_status(folder: Path, camera_id: str, now: datetime | None = None) -> CameraStatus | None:
+    """One camera's status file as :func:`read_statuses` reads it; None when there is none that
+    can be read (or the id cannot name one)."""
+    if not is_safe_id(camera_id):
+        return None
+    return _read(status_path(folder, camera_id), now or datetime.now(timezone.utc))
+
+
+def _read(path: Path, now: datetime) -> CameraStatus | None:
+    try:
+        if not path.is_file() or path.is_symlink():
+            return None
+        if path.stat().st_size > MAX_STATUS_BYTES:
+            return None
+        body = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return None
+    return _parse(path.stem, body, now) if isinstance(body, dict) else None
 
 
 def _parse(camera_id: str, body: dict[str, Any], now: datetime) -> CameraStatus:
@@ -188,6 +214,7 @@ def _parse(camera_id: str, body: dict[str, Any], now: datetime) -> CameraStatus:
     serving = model.get("serving") or (
         f"{model['name']}/{model['version']}" if model.get("name") else None
     )
+    rules, version = settings.get("rules"), config.get("applied_version")
     return CameraStatus(
         camera_id=camera_id,
         module_id=str(body["module_id"]) if body.get("module_id") else None,
@@ -198,6 +225,39 @@ def _parse(camera_id: str, body: dict[str, Any], now: datetime) -> CameraStatus:
         model=str(serving) if serving else None,
         location=_text(settings.get("camera_location")),
         position=_text(settings.get("camera_position")),
+        zones=_zones(settings),
+        rules=tuple(str(name) for name in rules) if isinstance(rules, dict) else (),
+        settings_version=version if isinstance(version, int) else None,
+    )
+
+
+def _zones(settings: dict[str, Any]) -> tuple[Zone, ...]:
+    """The settings' zones normalised 0..1 (divided by ``zones_frame`` when that is set); a zone
+    that is not a list of at least three finite ``[x, y]`` is left out."""
+    zones = settings.get("zones")
+    if not isinstance(zones, dict):
+        return ()
+    frame = settings.get("zones_frame")
+    width, height = frame if _is_size(frame) else (1, 1)
+    out = []
+    for name, points in zones.items():
+        try:
+            scaled = tuple((float(x) / width, float(y) / height) for x, y in points)
+        except (TypeError, ValueError, OverflowError):
+            continue
+        if len(scaled) >= 3 and all(math.isfinite(v) for point in scaled for v in point):
+            out.append(Zone(str(name), tuple((round(x, 6), round(y, 6)) for x, y in scaled)))
+    return tuple(out)
+
+
+def _is_size(value: Any) -> bool:
+    return (
+        isinstance(value, list)
+        and len(value) == 2
+        and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < math.inf
+            for v in value
+        )
     )
 
 

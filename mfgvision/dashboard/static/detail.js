@@ -1,4 +1,5 @@
-// Detail page: one inference, its image with boxes drawn in the browser, detections and raw JSON.
+// Detail page: one inference, its image with boxes and the camera's zones drawn in the browser,
+// detections and raw JSON.
 (() => {
   "use strict";
 
@@ -36,6 +37,23 @@
     refs.boxes.replaceChildren(...boxes);
   }
 
+  // The camera's zones as its settings have them now, which need not be those the inspection was
+  // judged with: the note says so, with both settings versions when they differ.
+  function drawZones(item) {
+    const zones = item.zones.items;
+    const drawn = mfg.drawZones(refs.zones, zones, item.frame, item.rules);
+    refs.zonesToggle.disabled = drawn === 0;
+    refs.zonesToggle.addEventListener("change", () => refs.zones.classList.toggle("off", !refs.zonesToggle.checked));
+    refs.zonesNote.hidden = drawn === 0;
+    if (!drawn) return;
+    const now = item.zones.settings_version;
+    let note = `Zones as the camera's current settings have them${now === null ? "" : ` (version ${now})`}`;
+    if (now !== null && item.settings_version !== null && now !== item.settings_version) {
+      note += `; this inspection was judged with version ${item.settings_version}`;
+    }
+    refs.zonesNote.textContent = `${note}.`;
+  }
+
   function render(item) {
     const created = new Date(item.created);
     document.title = `${item.camera_name} ${created.toLocaleString()} · ${document.title.split(" · ").pop()}`;
@@ -59,6 +77,7 @@
       refs.image.alt = `${item.camera_name} frame`;
       refs.openImage.href = annotated || raw;
       refs.openImage.hidden = false;
+      drawZones(item);
     } else {
       refs.figure.replaceChildren(Object.assign(document.createElement("p"), { className: "hint", textContent: "No image stored for this inspection." }));
       refs.openImage.hidden = true;

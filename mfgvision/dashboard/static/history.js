@@ -13,7 +13,8 @@
   const newerBtn = root.querySelector('[data-action="newer"]');
   const olderBtn = root.querySelector('[data-action="older"]');
   const pollMs = Number(root.dataset.pollMs) || 5000;
-  const FILTERS = ["camera", "label", "verdict", "from", "to"];
+  const FILTERS = ["camera", "label", "verdict", "rule", "from", "to"];
+  const CHOICES = ["camera", "label", "verdict", "rule"];
   let cursors = [null];  // cursor of each page visited; the last one is shown
   let nextCursor = null;
   let timer = null;
@@ -34,13 +35,14 @@
     form.elements.camera.value = filters.camera || "";
     form.elements.label.value = filters.label || "";
     form.elements.verdict.value = filters.verdict || "";
+    form.elements.rule.value = filters.rule || "";
     form.elements.from.value = filters.from ? mfg.toLocalInput(new Date(filters.from), true) : "";
     form.elements.to.value = filters.to ? mfg.toLocalInput(new Date(filters.to), true) : "";
   }
 
   function formFilters() {
     const out = {};
-    for (const key of ["camera", "label", "verdict"]) {
+    for (const key of CHOICES) {
       if (form.elements[key].value) out[key] = form.elements[key].value;
     }
     const from = mfg.fromLocalInput(form.elements.from.value);
@@ -57,16 +59,18 @@
 
   async function loadChoices(filters) {
     try {
-      const [cameras, labels] = await Promise.all([
-        mfg.getJSON(root.dataset.cameras), mfg.getJSON(root.dataset.labels),
+      const [cameras, labels, rules] = await Promise.all([
+        mfg.getJSON(root.dataset.cameras), mfg.getJSON(root.dataset.labels), mfg.getJSON(root.dataset.rules),
       ]);
       for (const cam of cameras) ensureOption(form.elements.camera, cam.camera_id);
       for (const label of labels) ensureOption(form.elements.label, label);
+      for (const rule of rules) ensureOption(form.elements.rule, rule);
     } catch (error) {
       console.warn("filter choices not loaded:", error.message);
     }
     ensureOption(form.elements.camera, filters.camera);
     ensureOption(form.elements.label, filters.label);
+    ensureOption(form.elements.rule, filters.rule);
     fillForm(filters);
   }
 
@@ -75,6 +79,30 @@
     if (className) td.className = className;
     if (content instanceof Node) td.append(content); else td.textContent = content;
     return td;
+  }
+
+  // One chip per rule that fired (NG or alarm), its firings' details in the tooltip.
+  function ruleChips(rules) {
+    const chips = document.createElement("div");
+    chips.className = "chips";
+    const byRule = new Map();
+    for (const fired of rules || []) {
+      const seen = byRule.get(fired.rule) || { yields: "alarm", details: [] };
+      if (fired.yields === "NG") seen.yields = "NG";
+      seen.details.push(fired.detail);
+      byRule.set(fired.rule, seen);
+    }
+    for (const [rule, seen] of byRule) {
+      const chip = document.createElement("span");
+      chip.className = "chip rule";
+      chip.dataset.rule = rule;
+      chip.dataset.yields = seen.yields;
+      chip.title = seen.details.join("; ");
+      chip.textContent = rule;
+      chips.append(chip);
+    }
+    if (!byRule.size) chips.textContent = "–";
+    return chips;
   }
 
   function row(item, fresh) {
@@ -127,7 +155,7 @@
     }
     if (!counts.size) chips.textContent = "–";
     tr.append(cell(thumb, "col-thumb"), cell(link), cell(camera), cell(pill), cell(chips),
-      cell(`${item.inferencing_time_ms.toFixed(1)} ms`, "num"));
+      cell(ruleChips(item.rules)), cell(`${item.inferencing_time_ms.toFixed(1)} ms`, "num"));
     tr.addEventListener("click", (event) => {
       if (event.target.closest("a")) return;
       window.location.assign(item.detail_url);
@@ -154,6 +182,10 @@
       errorEl.hidden = true;
       const firstLoad = !quiet;
       const nodes = page.items.map((item) => row(item, !firstLoad && !shownIds.has(item.unique_id)));
+      // Rules seen firing are choices too, also those no camera's settings name any more.
+      for (const item of page.items) {
+        for (const fired of item.rules || []) ensureOption(form.elements.rule, fired.rule);
+      }
       rowsEl.replaceChildren(...nodes);
       shownIds = new Set(page.items.map((item) => item.unique_id));
       nextCursor = page.next_cursor;
@@ -198,7 +230,7 @@
     fillForm({});
     applyFilters({});
   });
-  for (const name of ["camera", "label", "verdict"]) {
+  for (const name of CHOICES) {
     form.elements[name].addEventListener("change", () => applyFilters(formFilters()));
   }
   olderBtn.addEventListener("click", () => {
