@@ -24,6 +24,9 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
+from mfgvision.store.database import Database
+from mfgvision.store.schema import metadata
+
 REPO = Path(__file__).resolve().parent.parent
 REQUIRE_ENV = "MFGVISION_REQUIRE_SERVICES"
 DEFAULT_SERVER_URL = "mysql+mysqlconnector://root:@127.0.0.1:3306"
@@ -303,3 +306,29 @@ def mariadb_url() -> Iterator[str]:
         with admin.connect() as conn:
             conn.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
         admin.dispose()
+
+
+@pytest.fixture(name="db", params=["sqlite", pytest.param("mariadb", marks=pytest.mark.mysql)])
+def database_on_each_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+    """``db``: a ``Database`` with its schema created, on each backend; tables dropped afterwards.
+    A test module or conftest takes it by importing this function."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'nested' / 'edge.db'}"
+    else:
+        url = request.getfixturevalue("mariadb_url")
+    database = Database(url)
+    database.create_schema()
+    try:
+        yield database
+    finally:
+        drop_schema(database)
+        database.close()
+
+
+def drop_schema(database: Database) -> None:
+    """Drop the product's tables and Alembic's version table, leaving an empty database."""
+    metadata.drop_all(database.engine)
+    with database.engine.begin() as conn:
+        conn.execute(text("DROP TABLE IF EXISTS detection_data"))
+        conn.execute(text("DROP TABLE IF EXISTS inference_data"))
+        conn.execute(text("DROP TABLE IF EXISTS alembic_version"))

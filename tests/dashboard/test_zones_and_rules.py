@@ -3,7 +3,6 @@ fired, matched exactly on SQLite and on MariaDB."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -14,24 +13,7 @@ from mfgvision.store.database import Database
 from mfgvision.store.records import FiredRule, InferenceRecord
 from mfgvision.store.status import write_status
 from tests.dashboard.conftest import detection, record
-from tests.services import mariadb_url  # noqa: F401  (fixture)
-from tests.store.conftest import drop_schema
-
-
-@pytest.fixture(params=["sqlite", pytest.param("mariadb", marks=pytest.mark.mysql)])
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
-    """The dashboard's database on each backend, its schema created; dropped afterwards."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'edge.db'}"
-    else:
-        url = request.getfixturevalue("mariadb_url")
-    database = Database(url)
-    database.create_schema()
-    try:
-        yield database
-    finally:
-        drop_schema(database)
-        database.close()
+from tests.services import database_on_each_backend, mariadb_url  # noqa: F401  (fixtures)
 
 
 def fired(rule: str, yields: str = "NG", zone: str | None = "board", detail: str = "") -> FiredRule:
