@@ -83,6 +83,7 @@ def camera_json(
         "camera_name": record.camera_name if record else camera_id,
         "latest": latest,
         "status": status.to_json() if status else None,
+        "zones": zones_json(status),
         "counts": counts_json(*counts),
     }
 

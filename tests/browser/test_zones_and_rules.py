@@ -182,3 +182,16 @@ def test_a_camera_without_zones_gets_nothing_drawn(page: Any, line: Line) -> Non
     assert page.locator("#detail svg.zones g.zone").count() == 0
     assert page.locator('#detail [data-ref="zonesToggle"]').is_disabled()
     assert page.locator('#detail [data-ref="zonesNote"]').is_hidden()
+
+
+def test_the_overview_card_draws_the_zones_over_the_latest_frame(page: Any, line: Line) -> None:
+    page.goto(line.url)
+    card = page.locator(f'.card[data-camera="{CAMERA}"]')
+    card.locator("svg.zones g.zone").first.wait_for()
+    zones = card.locator("svg.zones g.zone")
+    assert zones.evaluate_all("gs => gs.map(g => g.dataset.zone)") == ["sealing_face", "cell"]
+    # The latest inspection passed: no zone is highlighted.
+    assert card.locator("svg.zones g.zone.fired").count() == 0
+    other = page.locator('.card[data-camera="line4-top"]')
+    other.locator("img").wait_for()
+    assert other.locator("svg.zones").is_hidden()

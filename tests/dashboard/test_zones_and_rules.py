@@ -132,6 +132,10 @@ def test_the_detail_has_the_camera_zones_normalised_and_the_rules_list_its_rules
         ],
     }
 
+    # The overview's camera card has them too.
+    cards = client.get("/api/overview?window=hour").get_json()["cameras"]
+    assert next(c for c in cards if c["camera_id"] == "cam1")["zones"] == data["zones"]
+
     normalised = {"zones": {"face": [[0.1, 0.2], [0.5, 0.2], [0.3, 0.9]]}, "rules": {"x.y-1": {}}}
     write_camera_status(status_dir, "cam1", normalised, version=15)
     data = client.get(f"/api/inferences/{inspected.unique_id}").get_json()

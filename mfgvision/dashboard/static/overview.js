@@ -197,6 +197,9 @@
     renderHealth(refs.health, cam);
     showImage(card, latest ? latest.image_url : null, latest ? latest.image_kind : null,
       `${refs.name.textContent}: latest frame`);
+    // The camera's zones over its frame (the latest's or the live one), the fired ones highlighted.
+    const drawn = latest ? mfg.drawZones(refs.zones, cam.zones.items, latest.frame, latest.rules) : 0;
+    refs.zones.classList.toggle("off", drawn === 0 || !(card.live || latest.image_url));
   }
 
   function renderCameras(data) {
