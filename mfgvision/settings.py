@@ -684,7 +684,7 @@ class CisSettings(CameraSettings):
     store_all_inferences: bool = Field(
         True,
         title="Store every inference",
-        description="off = only inferences with a detection or an NG verdict are stored",
+        description="off = only inferences with a detection, an NG verdict or an alarm are stored",
         json_schema_extra=form(STORAGE, 60),
     )
     retrain_interval_s: float = Field(
@@ -726,7 +726,7 @@ class CisSettings(CameraSettings):
         le=1,
         title="Alert at probability",
         description="send an alerts message for an inference with a detection at or above this "
-        "probability; 0 = off",
+        "probability; 0 = off (a rule yielding an alarm sends one whatever this is)",
         json_schema_extra=form(ALERTS, 70),
     )
     upload_receipts: bool = Field(
