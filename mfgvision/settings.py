@@ -842,7 +842,7 @@ class CisSettings(CameraSettings):
         gt=0,
         le=1,
         title="NG rate change",
-        description="change of the share of NG inferences, either way",
+        description="change of the share of NG verdicts, either way",
         json_schema_extra=form(DRIFT, 92, advanced=True),
     )
     drift_baseline: int = Field(

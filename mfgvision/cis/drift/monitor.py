@@ -34,6 +34,7 @@ from mfgvision.cis.messages import ALERTS_OUTPUT, iso_utc
 from mfgvision.cis.metrics import PipelineMetrics
 from mfgvision.cis.outcome import Outcome
 from mfgvision.settings import CisSettings
+from mfgvision.store.records import NG
 
 log = logging.getLogger(__name__)
 
@@ -64,10 +65,17 @@ class _Checked:
     messages: list[dict[str, Any]]
 
 
-def behaviour_key(outcome: Outcome) -> tuple[str, str, str, float]:
-    """What a model's answers depend on: camera, model, version and probability threshold."""
+def behaviour_key(outcome: Outcome) -> tuple[str, str, str, float, str]:
+    """What a model's answers and their verdicts depend on: camera, model, version, probability
+    threshold and the camera's zones and rules (their digest)."""
     s = outcome.settings
-    return (s.camera_id, outcome.model_name, outcome.model_version, s.prob_threshold)
+    return (
+        s.camera_id,
+        outcome.model_name,
+        outcome.model_version,
+        s.prob_threshold,
+        outcome.judgement.rulebook,
+    )
 
 
 class DriftMonitor:
@@ -138,14 +146,16 @@ class DriftMonitor:
                 self._next_check = None
 
     def observe(self, outcome: Outcome) -> None:
-        """An inferred frame (inference thread): counted for the model's behaviour, and handed to
-        the drift thread when a check is due or a reference is wanted."""
+        """An inferred frame (inference thread): counted for the model's behaviour (its answers
+        and its verdict), and handed to the drift thread when a check is due or a reference is
+        wanted."""
         s = outcome.settings
         detections = outcome.result.detections
         self.behaviour.observe(
             behaviour_key(outcome),
             max((d.probability for d in detections), default=None),
             frozenset(d.label for d in detections),
+            outcome.judgement.verdict == NG,
         )
         now = time.monotonic()
         with self._lock:
