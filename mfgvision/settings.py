@@ -684,7 +684,7 @@ class CisSettings(CameraSettings):
     store_all_inferences: bool = Field(
         True,
         title="Store every inference",
-        description="off = only inferences with a detection or an NG verdict are stored",
+        description="off = only inferences with a detection, an NG verdict or an alarm are stored",
         json_schema_extra=form(STORAGE, 60),
     )
     retrain_interval_s: float = Field(
@@ -726,7 +726,7 @@ class CisSettings(CameraSettings):
         le=1,
         title="Alert at probability",
         description="send an alerts message for an inference with a detection at or above this "
-        "probability; 0 = off",
+        "probability; 0 = off (a rule yielding an alarm sends one whatever this is)",
         json_schema_extra=form(ALERTS, 70),
     )
     upload_receipts: bool = Field(
@@ -842,7 +842,7 @@ class CisSettings(CameraSettings):
         gt=0,
         le=1,
         title="NG rate change",
-        description="change of the share of NG inferences, either way",
+        description="change of the share of NG verdicts, either way",
         json_schema_extra=form(DRIFT, 92, advanced=True),
     )
     drift_baseline: int = Field(

@@ -10,6 +10,8 @@ some) and the ``rules`` that fired (null when the camera has no rules), what the
 with: ``prob_threshold`` and ``settings_version`` (the desired-twin ``$version`` applied; null when
 unknown), beside ``model_name`` and ``model_version``; an inference made for a ``trigger`` message
 (from LineBridge) carries that message's ``trigger_id``.
+An inference sends at most one ``alerts`` message: for its detections at or above
+``alert_probability`` and for the rules yielding an alarm that fired, whichever it has.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from mfgvision.store.images import blob_name, name_parts
-from mfgvision.store.records import InferenceRecord, fired_json
+from mfgvision.store.records import ALARM, InferenceRecord, fired_json
 
 #: Input whose messages make the camera inspect its next frame (from LineBridge):
 #: ``{"trigger_id": ..., "camera_id": ...}``; the software trigger fires too.
@@ -117,16 +119,20 @@ def upload_message(
 def alert_message(
     record: InferenceRecord, location: str, position: str, threshold: float
 ) -> dict[str, Any] | None:
-    """The body sent on the ``alerts`` output, or None when no detection reaches ``threshold``."""
-    hits = [d for d in record.detections if d.probability >= threshold]
-    if threshold <= 0 or not hits:
+    """The body sent on the ``alerts`` output: the detections at or above ``threshold`` (0: none)
+    and the rules yielding an alarm that fired; None when there are neither."""
+    hits = [d for d in record.detections if d.probability >= threshold] if threshold > 0 else []
+    alarms = [f for f in record.fired_rules or () if f.yields == ALARM]
+    if not hits and not alarms:
         return None
     return {
         "schema": ALERT_SCHEMA,
         **_about(record, location, position),
         "alert_probability": threshold,
-        "max_probability": round(max(d.probability for d in hits), 6),
+        "max_probability": round(max(d.probability for d in hits), 6) if hits else None,
         "labels": sorted({d.label for d in hits}),
         "detected_objects": [d.to_dict() for d in hits],
+        "verdict": record.verdict,
+        "alarms": [f.to_dict() for f in alarms],
         "annotated_image_name": record.annotated_image_name,
     }

@@ -13,7 +13,9 @@ detected; a rule yielding ``alarm`` leaves the verdict as it is.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import hashlib
+import json
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,10 +28,12 @@ from mfgvision.store.records import ALARM, NG, OK, FiredRule, verdict_of
 
 @dataclass(frozen=True)
 class Judgement:
-    """An inference's verdict (OK or NG) and the rules that fired (None: no rules in force)."""
+    """An inference's verdict (OK or NG), the rules that fired (None: no rules in force) and which
+    zones and rules judged it (:attr:`RuleBook.digest`)."""
 
     verdict: str
     fired: tuple[FiredRule, ...] | None
+    rulebook: str
 
     @property
     def alarms(self) -> tuple[FiredRule, ...]:
@@ -103,6 +107,9 @@ class RuleBook:
         self._zones = PolygonSet(polygons) if polygons else None
         zoned = [r.rule.membership for r in self.rules if r.rule.zones]
         self._needs_centre, self._needs_overlap = "centre" in zoned, "overlap" in zoned
+        #: What the verdicts depend on besides the detections, in a few characters: a digest of the
+        #: rules and the zones they look in; empty without rules (the verdict without rules).
+        self.digest = _digest(rules, dict(zip(used, polygons, strict=True))) if rules else ""
 
     def _lookup(self, classes: Sequence[str]) -> np.ndarray:
         lookup = np.zeros(len(self._class_index) + 1, dtype=bool)
@@ -112,10 +119,10 @@ class RuleBook:
     def judge(self, detections: Sequence[Detection]) -> Judgement:
         """The verdict of an inference with these detections (after NMS), and the rules that fired."""
         if not self.rules:
-            return Judgement(verdict_of(detections), None)
+            return Judgement(verdict_of(detections), None, self.digest)
         found = self._arrays(detections)
         fired = tuple(f for rule in self.rules for f in _fire(rule, found))
-        return Judgement(NG if any(f.yields == NG for f in fired) else OK, fired)
+        return Judgement(NG if any(f.yields == NG for f in fired) else OK, fired, self.digest)
 
     def _arrays(self, detections: Sequence[Detection]) -> _Detections:
         n = len(detections)
@@ -133,6 +140,17 @@ class RuleBook:
         return _Detections(
             detections, self._names, classes, boxes, probabilities, centre_in, overlap
         )
+
+
+def _digest(rules: Mapping[str, Rule], zones: Mapping[str, np.ndarray]) -> str:
+    """A short digest of the rules and of the zones they use, normalised (as they judge: the same
+    zones given in pixels or normalised have the same digest)."""
+    judged = {
+        "rules": {name: rule.model_dump(mode="json") for name, rule in rules.items()},
+        "zones": {zone: points.tolist() for zone, points in zones.items()},
+    }
+    text = json.dumps(judged, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _fire(compiled: _Rule, found: _Detections) -> Iterator[FiredRule]:

@@ -8,7 +8,8 @@ For each outcome it draws and encodes the annotated image and writes the image f
 for a whole batch of outcomes at once:
 
 1. **journal**: each inference's row and the messages announcing it (``inference``, ``imageUpload`` and,
-   when a detection reaches ``alert_probability``, ``alerts``) go to the local announcement journal;
+   when a detection reaches ``alert_probability`` or a rule yielding an alarm fired, one ``alerts``)
+   go to the local announcement journal;
 2. **store**: the rows are committed to the database, or, while it is away (or older rows still wait),
    to the outage spool. Only now is an inference durable on the device;
 3. **announce**: the messages are handed to the hub, each carrying the inference's ``unique_id``;
@@ -277,7 +278,9 @@ class OutcomeWriter:
         s = outcome.settings
         metrics = self._metrics(s.camera_id)
         detections = outcome.result.detections
-        passed = not detections and outcome.judgement.verdict == OK  # e.g. no part missing
+        judgement = outcome.judgement
+        # nothing found, and no part missing nor an alarm raised by the rules
+        passed = not detections and judgement.verdict == OK and not judgement.alarms
         if passed and not s.store_all_inferences and outcome.trigger_id is None:
             metrics.count("not_stored")
             if self._watched(outcome):
@@ -296,8 +299,8 @@ class OutcomeWriter:
             detections=detections,
             prob_threshold=s.prob_threshold,
             settings_version=outcome.settings_version,
-            given_verdict=outcome.judgement.verdict,
-            fired_rules=outcome.judgement.fired,
+            given_verdict=judgement.verdict,
+            fired_rules=judgement.fired,
         )
         written, shown = self._write_images(outcome, record, metrics)
         if self._watched(outcome):

@@ -12,6 +12,7 @@ import os
 import signal
 import sys
 import uuid
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,13 @@ def make_outcome(seq: int, camera_id: str = OWNER, **settings: Any) -> Outcome:
         inferred_at=0.0,
         judgement=RuleBook(s).judge(result.detections),
     )
+
+
+def nothing_found(outcome: Outcome) -> Outcome:
+    """``outcome`` as if the model had found nothing in its frame, judged by its rules."""
+    empty = InferenceResult([], W, H, {"model": 1.0})
+    judgement = RuleBook(outcome.settings).judge([])
+    return replace(outcome, image_result=empty, result=empty, judgement=judgement)
 
 
 def main(data_dir: Path, db_url: str, count: int, cameras: list[str]) -> None:

@@ -230,6 +230,65 @@ def test_the_model_baseline_is_kept_across_a_restart_only_once_set_up(monitor, c
     assert ("ng_rate", "raised") in hub.changes()
 
 
+def test_a_baseline_saved_when_ng_meant_any_detection_is_taken_again(
+    monitor, camera, tmp_path
+) -> None:
+    s, hub = settings(drift_baseline=30, drift_window=30), Hub()
+    first = monitor(s, hub)
+    take_reference(first, outcome(camera.frame(), s))
+    _inferences(first, s, _answers(30, 10, "scratch", 0.9))
+    first.stop()
+    state_file = tmp_path / "drift" / CAMERA / "state.json"
+    state = json.loads(state_file.read_text())
+    counts = state["baseline"]["counts"]
+    counts["ng"] = counts.pop("ng_verdicts")  # as the previous release saved it
+    state["baseline"]["key"] = state["baseline"]["key"][:4]
+    state_file.write_text(json.dumps(state))
+    again = monitor(s, hub)
+    assert again.status()["reference"] is not None
+    assert again.status()["baseline"]["inferences"] == 0
+    _inferences(again, s, _answers(30, 10, "scratch", 0.9))
+    assert again.status()["baseline"]["inferences"] == 30
+
+
+SCREW_PRESENT = {"kind": "count", "classes": ["screw"], "min": 1}
+
+
+def test_missing_parts_by_a_count_rule_raise_the_ng_rate(monitor) -> None:
+    s, hub = settings(drift_baseline=40, drift_window=40, rules={"screw": SCREW_PRESENT}), Hub()
+    m = monitor(s, hub)
+    _inferences(m, s, [("screw", 0.9)] * 40)  # every part there: OK
+    _inferences(m, s, _answers(60, 2, "screw", 0.9))  # half of them missing: NG
+    assert ("ng_rate", "raised") in hub.changes()
+    body = next(b for _, b in hub.taken if b["alert"] == "ng_rate")
+    assert body["value"] > 0.1 and body["detail"]["ng_rate"]["baseline"] == 0.0  # a rise
+    assert m.status()["figures"]["ng_rate_change"] == pytest.approx(0.5)  # the window: 1 in 2
+
+
+def test_detections_the_rules_let_pass_leave_the_ng_rate_alone(monitor) -> None:
+    holes = {"kind": "defect", "classes": ["hole"]}
+    s, hub = settings(drift_baseline=40, drift_window=40, rules={"hole": holes}), Hub()
+    m = monitor(s, hub)
+    _inferences(m, s, [None] * 40)
+    _inferences(m, s, _answers(60, 2, "scratch", 0.9))  # scratches, OK by the rules
+    assert ("class_rate", "raised") in hub.changes()
+    assert "ng_rate" not in {alert for alert, _ in hub.changes()}
+    assert m.status()["figures"]["ng_rate_change"] == 0.0
+
+
+def test_other_rules_start_the_baseline_again(monitor) -> None:
+    s, hub = settings(drift_baseline=20, drift_window=20, rules={"screw": SCREW_PRESENT}), Hub()
+    m = monitor(s, hub)
+    _inferences(m, s, [("screw", 0.9)] * 20)
+    assert m.status()["baseline"]["inferences"] == 20
+    same = settings(drift_baseline=20, drift_window=20, rules={"screw": SCREW_PRESENT})
+    _inferences(m, same, [("screw", 0.9)])  # the same rules, settings made again
+    assert m.status()["baseline"]["inferences"] == 20
+    two = settings(drift_baseline=20, drift_window=20, rules={"screw": {**SCREW_PRESENT, "min": 2}})
+    _inferences(m, two, [("screw", 0.9)])
+    assert m.status()["baseline"]["inferences"] == 1
+
+
 def test_set_reference_without_frames_times_out_and_takes_none_later(monitor, camera) -> None:
     s, hub = settings(), Hub()
     m = monitor(s, hub)

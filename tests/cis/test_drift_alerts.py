@@ -90,22 +90,43 @@ def test_psi_is_zero_for_the_same_distribution_and_large_for_a_shift() -> None:
 def test_the_baseline_is_the_first_inferences_and_restarts_with_another_model() -> None:
     window = BehaviourWindow(baseline=20, window=10)
     for i in range(20):
-        window.observe(("m", "1"), 0.9 if i % 2 else None, frozenset({"scratch"} if i % 2 else ()))
+        ng = bool(i % 2)
+        window.observe(("m", "1"), 0.9 if ng else None, frozenset({"scratch"} if ng else ()), ng)
     assert window.progress() == (20, 20) and window.reading() is not None
     for _ in range(10):
-        window.observe(("m", "1"), 0.9, frozenset({"scratch"}))  # every part NG now
+        window.observe(("m", "1"), 0.9, frozenset({"scratch"}), True)  # every part NG now
     figures, detail = window.reading()  # type: ignore[misc]
     assert figures["ng_rate_change"] == pytest.approx(0.5)
     assert figures["class_rate_change"] == pytest.approx(0.5) and detail["class"] == "scratch"
-    window.observe(("m", "2"), None, frozenset())
+    window.observe(("m", "2"), None, frozenset(), False)
     assert window.progress() == (1, 20) and window.reading() is None
 
 
 def test_counts_survive_json() -> None:
     counts = Counts()
-    counts.add(0.93, frozenset({"hole", "spot"}))
-    counts.add(None, frozenset())
+    counts.add(0.93, frozenset({"hole", "spot"}), True)
+    counts.add(None, frozenset(), False)
     again = Counts.from_json(counts.to_json())
     assert again == counts and len(again.bins) == CONFIDENCE_BINS
     with pytest.raises(ValueError):
         Counts.from_json({**counts.to_json(), "bins": [1, 2]})
+    before = {k: v for k, v in counts.to_json().items() if k != "ng_verdicts"} | {"ng": 1}
+    with pytest.raises(KeyError):  # saved when NG meant any detection: taken again
+        Counts.from_json(before)
+
+
+def test_the_ng_rate_is_the_share_of_ng_verdicts_not_of_detections() -> None:
+    window = BehaviourWindow(baseline=10, window=10)
+    for _ in range(10):
+        window.observe(("m", "1"), 0.9, frozenset({"screw"}), False)  # a part, OK
+    for i in range(10):  # half the parts missing: nothing found, NG by a count rule
+        missing = i % 2 == 0
+        window.observe(
+            ("m", "1"),
+            None if missing else 0.9,
+            frozenset(set() if missing else {"screw"}),
+            missing,
+        )
+    figures, detail = window.reading()  # type: ignore[misc]
+    assert figures["ng_rate_change"] == pytest.approx(0.5)
+    assert detail["ng_rate"] == {"baseline": 0.0, "recent": 0.5}

@@ -19,6 +19,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 
 from mfgvision.cis.metrics import PipelineMetrics
+from mfgvision.cis.outcome import Outcome
 from mfgvision.cis.writer import OutcomeWriter
 from mfgvision.edge.hub import HubMessage
 from mfgvision.image_upload.service import parse_request
@@ -27,7 +28,7 @@ from mfgvision.store.database import Database
 from mfgvision.store.journal import Announcement, AnnouncementJournal, journal_path
 from mfgvision.store.schema import inference_data
 from mfgvision.store.spool import RowSpool, record_to_json, row_spool_path
-from tests.cis.outcomes import OWNER, make_outcome
+from tests.cis.outcomes import OWNER, make_outcome, nothing_found
 from tests.factories import make_record, recent, wait_for
 from tests.services import REPO, mariadb_url  # noqa: F401  (fixture)
 
@@ -310,3 +311,113 @@ def test_each_camera_counts_its_own_rows_and_has_its_own_places_in_the_queue(
     assert cam_a.summary()["db_write"]["n"] == cam_b.summary()["db_write"]["n"] == 1
     cameras = {b["unique_id"]: b["camera_id"] for o, b in sent if o == "inference"}
     assert sorted(cameras.values()) == ["a", "a", "b", "gone"]
+
+
+SCRATCH_ALARM = {"kind": "absent", "classes": ["scratch"], "yields": "alarm"}
+SCRATCH_NG = {"kind": "defect", "classes": ["scratch"]}
+
+
+def announced(tmp_path: Path, *outcomes: Outcome) -> tuple[Sent, PipelineMetrics]:
+    """What a writer sends for ``outcomes`` (all acknowledged), and its metrics."""
+    url = f"sqlite:///{tmp_path / 'edge.db'}"
+    Database(url).create_schema()
+    sent: Sent = []
+    metrics = PipelineMetrics()
+    writer = OutcomeWriter(tmp_path / "images", Database(url), acking(sent), metrics, OWNER)
+    for outcome in outcomes:
+        writer.submit(outcome)
+    writer.start()
+    writer.stop()
+    return sent, metrics
+
+
+def alerts(sent: Sent) -> list[dict[str, Any]]:
+    return [b for o, b in sent if o == "alerts"]
+
+
+def test_an_alarm_rule_that_fires_sends_one_alert_naming_it(tmp_path: Path) -> None:
+    outcome = make_outcome(1, rules={"no_scratch": SCRATCH_ALARM})  # alert_probability off
+    sent, metrics = announced(tmp_path, outcome)
+    (alert,) = alerts(sent)
+    assert alert["unique_id"] == outcome.unique_id and alert["schema"] == "mfgvision.alert/1"
+    assert alert["verdict"] == "OK"
+    assert alert["alarms"] == [
+        {
+            "rule": "no_scratch",
+            "kind": "absent",
+            "yields": "alarm",
+            "zone": None,
+            "class": "scratch",
+            "count": 1,
+            "detail": "1 scratch in the frame",
+        }
+    ]
+    assert alert["detected_objects"] == [] and alert["labels"] == []
+    assert alert["max_probability"] is None and alert["alert_probability"] == 0.0
+    assert metrics.counters["alerts"] == 1
+
+
+def test_an_ng_rule_alerts_only_by_the_alert_probability(tmp_path: Path) -> None:
+    quiet = make_outcome(1, rules={"scratch": SCRATCH_NG})
+    loud = make_outcome(2, rules={"scratch": SCRATCH_NG}, alert_probability=0.8)
+    sent, metrics = announced(tmp_path, quiet, loud)
+    (alert,) = alerts(sent)
+    assert alert["unique_id"] == loud.unique_id
+    assert alert["verdict"] == "NG" and alert["alarms"] == []
+    assert alert["labels"] == ["scratch"] and alert["max_probability"] == 0.9
+    assert metrics.counters["alerts"] == 1
+
+
+def test_an_alarm_and_a_detection_at_the_alert_probability_send_one_alert(
+    tmp_path: Path,
+) -> None:
+    rules = {"scratch": SCRATCH_NG, "no_scratch": SCRATCH_ALARM}
+    outcome = make_outcome(1, rules=rules, alert_probability=0.8)
+    sent, metrics = announced(tmp_path, outcome)
+    (alert,) = alerts(sent)
+    assert alert["verdict"] == "NG" and alert["alert_probability"] == 0.8
+    assert [d["label"] for d in alert["detected_objects"]] == ["scratch"]
+    assert [(a["rule"], a["yields"]) for a in alert["alarms"]] == [("no_scratch", "alarm")]
+    assert metrics.counters["alerts"] == 1
+
+
+def test_an_alarm_on_an_empty_frame_is_stored_and_alerted(tmp_path: Path) -> None:
+    rules = {"operator": {"kind": "count", "classes": ["person"], "min": 1, "yields": "alarm"}}
+    empty = nothing_found(make_outcome(1, rules=rules, store_all_inferences=False))
+    calm = nothing_found(make_outcome(2, store_all_inferences=False))
+    sent, metrics = announced(tmp_path, empty, calm)
+    assert {b["unique_id"] for o, b in sent if o == "inference"} == {empty.unique_id}
+    (alert,) = alerts(sent)
+    assert [(a["rule"], a["count"]) for a in alert["alarms"]] == [("operator", 0)]
+    assert metrics.counters["not_stored"] == 1
+
+
+def test_a_replayed_entry_sends_the_same_alert(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'edge.db'}"
+    Database(url).create_schema()
+    images = tmp_path / "data" / "images"
+    refused: Sent = []
+
+    def refuse_alerts(output: str, body: dict[str, Any], on_sent: Callable[[], None]) -> None:
+        if output == "alerts":
+            refused.append((output, body))
+            raise ConnectionError("edgeHub away")
+        on_sent()
+
+    outcome = make_outcome(1, rules={"no_scratch": SCRATCH_ALARM})
+    writer = OutcomeWriter(
+        images, Database(url), refuse_alerts, PipelineMetrics(), OWNER, upload_receipts=False
+    )
+    writer.submit(outcome)
+    writer.start()
+    writer.stop()
+    assert journaled(images) == [outcome.unique_id]
+
+    again: Sent = []
+    writer = OutcomeWriter(
+        images, Database(url), acking(again), PipelineMetrics(), OWNER, upload_receipts=False
+    )
+    writer.start()
+    writer.stop()
+    assert alerts(again) == alerts(refused) and len(alerts(again)) == 1
+    assert journaled(images) == []

@@ -1,19 +1,23 @@
-"""The drift files the dashboard reads: a bounded history that survives a torn line, the view, and
-only the camera's own frames served."""
+"""The drift files: a bounded history that survives a torn line, the view, only the camera's own
+frames served, and the reference and checked frames the CIS keeps."""
 
 from __future__ import annotations
 
 import json
+from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from mfgvision.store.drift import (
     HISTORY_FILE,
+    DriftStore,
     HistoryFile,
     frame_path,
     read_history,
     read_view,
+    reference_name,
     view_path,
 )
 
@@ -100,3 +104,44 @@ def test_the_cameras_frames_are_found(tmp_path: Path) -> None:
         (folder / name).write_bytes(b"frame")
         assert frame_path(tmp_path, CAMERA, name) == folder / name
     assert frame_path(tmp_path, "other", "reference-20260301T070211000000.png") is None
+
+
+def test_a_reference_replaces_the_previous_one_and_is_served(tmp_path: Path) -> None:
+    store = DriftStore(tmp_path, CAMERA)
+    first, second = (
+        reference_name(datetime(2026, 3, 1, 7, m, tzinfo=timezone.utc)) for m in (0, 1)
+    )
+    store.save_reference(b"PNG1", {"image": first})
+    store.save_reference(b"PNG2", {"image": second, "stats": {}})
+    assert store.load_reference(lambda about, png: (about, png)) == (
+        {"image": second, "stats": {}},
+        b"PNG2",
+    )
+    assert sorted(p.name for p in store.folder.glob("*.png")) == [second]
+    assert frame_path(tmp_path, CAMERA, second) == store.folder / second
+
+
+def test_a_reference_that_cannot_be_read_or_decoded_is_none(tmp_path: Path) -> None:
+    store = DriftStore(tmp_path, CAMERA)
+    assert store.load_reference(lambda about, png: png) is None  # none saved
+    name = reference_name(datetime(2026, 3, 1, tzinfo=timezone.utc))
+    store.save_reference(b"PNG", {"image": name})
+
+    def undecodable(about: dict[str, Any], png: bytes) -> bytes:
+        raise ValueError(f"{about['image']} is not an image")
+
+    assert store.load_reference(undecodable) is None
+    (store.folder / name).unlink()
+    assert store.load_reference(lambda about, png: png) is None
+
+
+def test_checked_frames_are_named_by_time_and_only_the_latest_kept(tmp_path: Path) -> None:
+    store = DriftStore(tmp_path, CAMERA)
+    names = [
+        store.save_current(b"JPEG", datetime(2026, 3, 1, 8, 30, s, tzinfo=timezone.utc))
+        for s in (0, 5)
+    ]
+    assert names[1] == "current-20260301T083005000000.jpg"
+    store.drop_current(keep=names[1])
+    assert [p.name for p in store.folder.glob("current-*.jpg")] == [names[1]]
+    assert frame_path(tmp_path, CAMERA, names[1]) == store.folder / names[1]

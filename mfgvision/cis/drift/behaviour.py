@@ -1,7 +1,8 @@
 """Does the model still answer as it did? Its recent answers against a baseline.
 
-Each inference is summed up by its top confidence (None when it reported nothing: an OK part) and
-the classes it reported. The **baseline** is the first ``baseline`` inferences after a reset (the
+Each inference is summed up by its top confidence (None when it reported nothing), the classes it
+reported and whether its verdict was NG (by the camera's rules when it has some: a frame with
+detections may be OK, one without NG). The **baseline** is the first ``baseline`` inferences after a reset (the
 camera set up, the module started, another model, camera or threshold); the **window** the last
 ``window`` inferences. Figures, once both are full:
 
@@ -9,7 +10,7 @@ camera set up, the module started, another model, camera or threshold); the **wi
   "nothing reported", ten of 0.1 over 0..1); 0.1 is a small shift, above 0.25 a large one;
 * ``class_rate_change``: the change of the share of inferences reporting a class, for the class that
   changed most (``0.12``: reported in 12 % more of the inferences);
-* ``ng_rate_change``: the change of the share of inferences with any detection (NG parts).
+* ``ng_rate_change``: the change of the share of NG verdicts.
 """
 
 from __future__ import annotations
@@ -36,20 +37,20 @@ def confidence_bin(top: float | None) -> int:
 
 @dataclass
 class Counts:
-    """What a run of inferences looked like: how many, per confidence bin, per class, NG."""
+    """What a run of inferences looked like: how many, per confidence bin, per class, NG verdicts."""
 
     n: int = 0
     bins: list[int] = field(default_factory=lambda: [0] * CONFIDENCE_BINS)
     classes: Counter[str] = field(default_factory=Counter)
     ng: int = 0
 
-    def add(self, top: float | None, labels: frozenset[str]) -> None:
+    def add(self, top: float | None, labels: frozenset[str], ng: bool) -> None:
         self.n += 1
         self.bins[confidence_bin(top)] += 1
         self.classes.update(labels)
-        self.ng += bool(labels)
+        self.ng += ng
 
-    def remove(self, top: float | None, labels: frozenset[str]) -> None:
+    def remove(self, top: float | None, labels: frozenset[str], ng: bool) -> None:
         """Take back an inference :meth:`add` counted."""
         self.n -= 1
         self.bins[confidence_bin(top)] -= 1
@@ -57,18 +58,22 @@ class Counts:
             self.classes[label] -= 1
             if not self.classes[label]:
                 del self.classes[label]
-        self.ng -= bool(labels)
+        self.ng -= ng
 
     def to_json(self) -> dict[str, Any]:
-        return {"n": self.n, "bins": self.bins, "classes": dict(self.classes), "ng": self.ng}
+        """As saved with the drift state; NG verdicts under ``ng_verdicts``."""
+        classes = dict(self.classes)
+        return {"n": self.n, "bins": self.bins, "classes": classes, "ng_verdicts": self.ng}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Counts:
+        """The inverse of :meth:`to_json`; counts saved before NG meant the verdict (``ng``: any
+        detection) are refused with a KeyError."""
         bins = [int(b) for b in data["bins"]]
         if len(bins) != CONFIDENCE_BINS:
             raise ValueError(f"expected {CONFIDENCE_BINS} confidence bins, got {len(bins)}")
         classes = Counter({str(k): int(v) for k, v in data["classes"].items()})
-        return cls(int(data["n"]), bins, classes, int(data["ng"]))
+        return cls(int(data["n"]), bins, classes, int(data["ng_verdicts"]))
 
 
 def psi(expected: Sequence[int], actual: Sequence[int]) -> float:
@@ -117,23 +122,25 @@ class BehaviourWindow:
     def __init__(self, baseline: int, window: int) -> None:
         self._size = baseline
         self._window = window
-        self._recent: deque[tuple[float | None, frozenset[str]]] = deque()
+        self._recent: deque[tuple[float | None, frozenset[str], bool]] = deque()
         self._recent_counts = Counts()
         self._base = Counts()
         self._key: tuple[Any, ...] | None = None
         self._lock = threading.Lock()
 
-    def observe(self, key: tuple[Any, ...], top: float | None, labels: frozenset[str]) -> None:
-        """One inference; ``key`` names what the answers depend on (camera, model, threshold): when
-        it changes, the baseline starts again."""
+    def observe(
+        self, key: tuple[Any, ...], top: float | None, labels: frozenset[str], ng: bool
+    ) -> None:
+        """One inference, NG or not; ``key`` names what the answers and verdicts depend on (camera,
+        model, threshold, rules): when it changes, the baseline starts again."""
         with self._lock:
             if key != self._key:
                 self._key = key
                 self._start_over()
             if self._base.n < self._size:
-                self._base.add(top, labels)
-            self._recent.append((top, labels))
-            self._recent_counts.add(top, labels)
+                self._base.add(top, labels, ng)
+            self._recent.append((top, labels, ng))
+            self._recent_counts.add(top, labels, ng)
             self._trim()
 
     def reset(self) -> None:

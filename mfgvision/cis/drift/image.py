@@ -1,4 +1,5 @@
-"""The image a drift check looks at, and the statistics that describe its quality.
+"""The image a drift check looks at, the statistics that describe its quality, and the reference
+frame checks compare with, encoded for the drift files (``mfgvision.store.drift``).
 
 Frames are shrunk by a whole factor (averaging pixel blocks, halving first: OpenCV's fastest path)
 so the long side is close to ``ANALYSIS_SIDE``; every figure is computed on that small image, so a check costs a few
@@ -8,10 +9,14 @@ milliseconds whatever the camera's resolution.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
 from typing import Any
 
 import cv2
 import numpy as np
+
+from mfgvision.cis.messages import iso_utc
+from mfgvision.store.drift import reference_name
 
 #: The long side of the analysis image is near this (the frame shrunk by a whole factor).
 ANALYSIS_SIDE = 320
@@ -21,6 +26,8 @@ FLOORS = {"brightness": 10.0, "contrast": 5.0, "saturation": 20.0, "sharpness": 
 #: Sharpness is measured per tile of this grid (rows, columns) and the median taken, so a part
 #: passing by (sharp edges in a few tiles) does not change it.
 TILES = (6, 8)
+#: JPEG quality of the checked frames kept for the dashboard.
+CHECKED_QUALITY = 85
 
 
 def analysis_image(image: np.ndarray, side: int = ANALYSIS_SIDE) -> np.ndarray:
@@ -99,3 +106,62 @@ def quality_figures(reference: ImageStats, now: ImageStats) -> dict[str, float |
         was, is_ = getattr(reference, name), getattr(now, name)
         figures[f"{name}_change"] = round((is_ - was) / max(was, floor), 4)
     return figures
+
+
+@dataclass(frozen=True)
+class Reference:
+    """The frame a camera is compared with: its analysis image (BGR), its statistics, the size of
+    the frame it came from and when it was taken (UTC)."""
+
+    image: np.ndarray
+    stats: ImageStats
+    frame_width: int
+    frame_height: int
+    taken_at: datetime
+
+    @property
+    def image_name(self) -> str:
+        return reference_name(self.taken_at)
+
+    def to_json(self) -> dict[str, Any]:
+        """What the reference JSON (and the dashboard's view) says of it."""
+        h, w = self.image.shape[:2]
+        return {
+            "taken_at": iso_utc(self.taken_at),
+            "frame": {"width": self.frame_width, "height": self.frame_height},
+            "image": self.image_name,
+            "image_size": {"width": w, "height": h},
+            "stats": self.stats.to_json(),
+        }
+
+    def png(self) -> bytes:
+        """The image as PNG; ValueError when it cannot be encoded."""
+        ok, png = cv2.imencode(".png", self.image)
+        if not ok:
+            raise ValueError("the reference frame could not be encoded as PNG")
+        return png.tobytes()
+
+    @classmethod
+    def from_saved(cls, about: dict[str, Any], png: bytes) -> Reference:
+        """The inverse of :meth:`to_json` and :meth:`png`; ValueError, KeyError or TypeError when
+        they do not make a reference."""
+        image = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)
+        if image is None:
+            raise ValueError(f"{about['image']} is not an image")
+        return cls(
+            image=image,
+            stats=ImageStats.from_json(about["stats"]),
+            frame_width=int(about["frame"]["width"]),
+            frame_height=int(about["frame"]["height"]),
+            taken_at=datetime.fromisoformat(about["taken_at"].replace("Z", "+00:00")).astimezone(
+                timezone.utc
+            ),
+        )
+
+
+def checked_jpeg(image: np.ndarray) -> bytes:
+    """The analysis image of a recorded check as JPEG; ValueError when it cannot be encoded."""
+    ok, jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, CHECKED_QUALITY])
+    if not ok:
+        raise ValueError("the checked frame could not be encoded as JPEG")
+    return jpeg.tobytes()

@@ -27,13 +27,21 @@ from mfgvision.cis.delivery import Send
 from mfgvision.cis.drift.alerts import RULES, Hysteresis, Rule, Verdict, judge, limits_json
 from mfgvision.cis.drift.behaviour import BehaviourWindow, Counts
 from mfgvision.cis.drift.geometry import ReferenceFeatures, camera_figures
-from mfgvision.cis.drift.image import analysis_image, grey, image_stats, quality_figures
+from mfgvision.cis.drift.image import (
+    Reference,
+    analysis_image,
+    checked_jpeg,
+    grey,
+    image_stats,
+    quality_figures,
+)
 from mfgvision.cis.drift.messages import drift_message
-from mfgvision.cis.drift.store import DriftStore, Reference
 from mfgvision.cis.messages import ALERTS_OUTPUT, iso_utc
 from mfgvision.cis.metrics import PipelineMetrics
 from mfgvision.cis.outcome import Outcome
 from mfgvision.settings import CisSettings
+from mfgvision.store.drift import DriftStore
+from mfgvision.store.records import NG
 
 log = logging.getLogger(__name__)
 
@@ -64,10 +72,17 @@ class _Checked:
     messages: list[dict[str, Any]]
 
 
-def behaviour_key(outcome: Outcome) -> tuple[str, str, str, float]:
-    """What a model's answers depend on: camera, model, version and probability threshold."""
+def behaviour_key(outcome: Outcome) -> tuple[str, str, str, float, str]:
+    """What a model's answers and their verdicts depend on: camera, model, version, probability
+    threshold and the camera's zones and rules (their digest)."""
     s = outcome.settings
-    return (s.camera_id, outcome.model_name, outcome.model_version, s.prob_threshold)
+    return (
+        s.camera_id,
+        outcome.model_name,
+        outcome.model_version,
+        s.prob_threshold,
+        outcome.judgement.rulebook,
+    )
 
 
 class DriftMonitor:
@@ -138,14 +153,16 @@ class DriftMonitor:
                 self._next_check = None
 
     def observe(self, outcome: Outcome) -> None:
-        """An inferred frame (inference thread): counted for the model's behaviour, and handed to
-        the drift thread when a check is due or a reference is wanted."""
+        """An inferred frame (inference thread): counted for the model's behaviour (its answers
+        and its verdict), and handed to the drift thread when a check is due or a reference is
+        wanted."""
         s = outcome.settings
         detections = outcome.result.detections
         self.behaviour.observe(
             behaviour_key(outcome),
             max((d.probability for d in detections), default=None),
             frozenset(d.label for d in detections),
+            outcome.judgement.verdict == NG,
         )
         now = time.monotonic()
         with self._lock:
@@ -235,7 +252,9 @@ class DriftMonitor:
         except ValueError as exc:
             self._store = None
             log.error("drift detection off", extra={"camera_id": camera_id, "error": str(exc)})
-        self._use_reference(self._store.load_reference() if self._store else None)
+        self._use_reference(
+            self._store.load_reference(Reference.from_saved) if self._store else None
+        )
         state = self._store.load_state() if self._store else {}
         known = {rule.alert for rule in RULES}
         self._raised = {k: v for k, v in (state.get("alerts") or {}).items() if k in known}
@@ -275,7 +294,7 @@ class DriftMonitor:
         try:
             if self._store is None:
                 raise ValueError(f"camera id {s.camera_id!r} cannot name a file")
-            self._store.save_reference(reference)
+            self._store.save_reference(reference.png(), reference.to_json())
         except (OSError, ValueError) as exc:
             log.error(
                 "drift reference not saved", extra={"camera_id": s.camera_id, "error": str(exc)}
@@ -505,7 +524,7 @@ class DriftMonitor:
         assert self._store is not None
         if checked is not None:
             self._current = {
-                "image": self._store.save_current(checked.image, now),
+                "image": self._store.save_current(checked_jpeg(checked.image), now),
                 "checked_at": iso_utc(now),
             }
         self._store.write_view(
