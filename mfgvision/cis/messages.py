@@ -32,7 +32,7 @@ IMAGE_UPLOAD_OUTPUT = "imageUpload"
 ALERTS_OUTPUT = "alerts"
 #: Every output the CIS module sends on (the deployment checks hold routes to these).
 OUTPUTS = (INFERENCE_OUTPUT, IMAGE_UPLOAD_OUTPUT, ALERTS_OUTPUT)
-ALERT_SCHEMA = "mfgvision.alert/1"
+ALERT_SCHEMA = "mfgvision.alert/2"
 SCHEMA = "mfgvision.inference/1"
 
 CONTAINERS = {

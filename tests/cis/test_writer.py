@@ -339,7 +339,7 @@ def test_an_alarm_rule_that_fires_sends_one_alert_naming_it(tmp_path: Path) -> N
     outcome = make_outcome(1, rules={"no_scratch": SCRATCH_ALARM})  # alert_probability off
     sent, metrics = announced(tmp_path, outcome)
     (alert,) = alerts(sent)
-    assert alert["unique_id"] == outcome.unique_id and alert["schema"] == "mfgvision.alert/1"
+    assert alert["unique_id"] == outcome.unique_id and alert["schema"] == "mfgvision.alert/2"
     assert alert["verdict"] == "OK"
     assert alert["alarms"] == [
         {

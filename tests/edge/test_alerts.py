@@ -85,7 +85,7 @@ def test_the_cis_sends_alerts_upstream_when_enabled(tmp_path):
 
         assert wait_until(lambda: len(outputs("alerts")) >= 2, 120)
         alert = outputs("alerts")[0].json()
-        assert alert["schema"] == "mfgvision.alert/1"
+        assert alert["schema"] == "mfgvision.alert/2"
         assert [d["label"] for d in alert["detected_objects"]] == ["scratch"]
         assert len(outputs("inference")) >= len(outputs("alerts"))
         version = broker.patch_desired("cam", {"alert_probability": 0})
