@@ -6,6 +6,9 @@ lighting, vignetting, specular highlights, shadows, defocus, sensor noise and JP
 Defects are thin scratches (straight or curved), drilled-looking holes with a rim and irregular
 stains. Labels are in ``CLASS_NAMES`` order.
 
+``draw_parts`` draws round parts with defects at given places instead, for checks that need to
+know where each defect is (e.g. inside or outside a zone).
+
 Only numpy and OpenCV are used, so the product can create sample data without a training stack.
 Every image depends only on the random generator it is given: the same seed gives the same
 pixels and boxes.
@@ -20,7 +23,7 @@ import argparse
 import itertools
 import json
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,6 +66,63 @@ def generate_sample(
         _paint_part(rng, img, part, light, scale)
         if rng.random() < 0.78:
             boxes.extend(_add_defects(rng, img, part, light, scale, boxes))
+    img = img * _illumination(rng, w, h)
+    return _camera(rng, img, scale), boxes
+
+
+@dataclass(frozen=True)
+class PlacedDefect:
+    """A defect drawn where it is asked for: a hole or a spot centred on ``at``, a scratch as a
+    straight line from ``at`` to ``to`` (pixels)."""
+
+    cls: int
+    at: tuple[float, float]
+    to: tuple[float, float] | None = None
+
+
+def draw_parts(
+    rng: np.random.Generator,
+    size: tuple[int, int],
+    discs: Sequence[tuple[float, float, float]],
+    defects: Sequence[PlacedDefect],
+) -> tuple[np.ndarray, list[LabelBox]]:
+    """Draw round parts ``(cx, cy, radius)`` (pixels) with ``defects`` at known places, as
+    :func:`generate_sample` draws its scenes; return the BGR uint8 image and the defects' boxes,
+    in the order given.
+
+    The belt, the parts' surfaces, the light, the camera and a spot's size and look come from
+    ``rng``; a scratch is dark and 2 px wide, a hole round and 5 px in radius (at base scale).
+    Defects should lie on a part.
+    """
+    w, h = size
+    scale = max(w, h) / BASE_SIZE
+    light = rng.uniform(0.0, 2.0 * math.pi)
+    img = _conveyor(rng, w, h, scale)
+    for cx, cy, r in discs:
+        x0, y0, x1, y1 = _part_roi(w, h, cx, cy, r)
+        mask = np.zeros((y1 - y0, x1 - x0), np.uint8)
+        _fill_circle(mask, (cx - x0, cy - y0), r, 255)
+        part = Part(mask=mask, x0=x0, y0=y0, radius=r)
+        _cast_shadow(rng, img, part, light, scale)
+        _paint_part(rng, img, part, light, scale)
+    boxes: list[LabelBox] = []
+    for defect in defects:
+        if defect.cls == SCRATCH:
+            if defect.to is None:
+                raise ValueError("a scratch needs an end (to)")
+            dx, dy = defect.to[0] - defect.at[0], defect.to[1] - defect.at[1]
+            length, angle = math.hypot(dx, dy), math.atan2(dy, dx)
+            drawn = _stroke(defect.at, length, angle, 0.0, 2.0 * scale, 0.9, -80.0)
+        elif defect.cls == HOLE:
+            r = 5.0 * scale
+            drawn = _pit(defect.at, light, r, 0.4 * r, 1.0, 0.0, 115.0, 40.0)
+        else:
+            drawn = _spot(rng, defect.at, scale)
+        alpha, x0, y0, paint = drawn
+        box = _alpha_box(alpha, x0, y0, scale, size)
+        assert box is not None
+        _blend(img, alpha, x0, y0, paint)
+        boxes.append((defect.cls, *box))
     img = img * _illumination(rng, w, h)
     return _camera(rng, img, scale), boxes
 
@@ -116,8 +176,7 @@ def _part_mask(
     rng: np.random.Generator, w: int, h: int, cx: float, cy: float, r: float, scale: float
 ) -> Part | None:
     """Rasterise a disc, a rounded plate or a casting outline into an ROI mask."""
-    x0, y0 = max(int(cx - 1.3 * r), 0), max(int(cy - 1.3 * r), 0)
-    x1, y1 = min(int(cx + 1.3 * r) + 1, w), min(int(cy + 1.3 * r) + 1, h)
+    x0, y0, x1, y1 = _part_roi(w, h, cx, cy, r)
     mask = np.zeros((y1 - y0, x1 - x0), np.uint8)
     c = (cx - x0, cy - y0)
     kind = rng.choice(3, p=[0.4, 0.3, 0.3])
@@ -142,6 +201,13 @@ def _part_mask(
     if cv2.countNonZero(mask) < 0.5 * math.pi * r * r * 0.3:
         return None
     return Part(mask=mask, x0=x0, y0=y0, radius=r)
+
+
+def _part_roi(w: int, h: int, cx: float, cy: float, r: float) -> tuple[int, int, int, int]:
+    """The region (x0, y0, x1, y1) of the frame a part of radius ``r`` at (cx, cy) and its shadow
+    are drawn in."""
+    x0, y0 = max(int(cx - 1.3 * r), 0), max(int(cy - 1.3 * r), 0)
+    return x0, y0, min(int(cx + 1.3 * r) + 1, w), min(int(cy + 1.3 * r) + 1, h)
 
 
 def _fill_circle(mask: np.ndarray, centre: tuple[float, float], r: float, value: int) -> None:
@@ -292,13 +358,30 @@ def _scratch(
     """A straight or gently curved line 1-3 px wide (at base scale), darker or brighter."""
     length = max(12.0 * scale, rng.uniform(0.3, 1.4) * radius)
     a = rng.uniform(0, 2 * math.pi)
-    p0 = np.array(anchor)
-    p2 = p0 + length * np.array([math.cos(a), math.sin(a)])
     bend = 0.0 if rng.random() < 0.45 else rng.uniform(-0.35, 0.35) * length
-    p1 = (p0 + p2) / 2 + bend * np.array([-math.sin(a), math.cos(a)])
+    width = math.exp(rng.uniform(0.0, math.log(3.0))) * scale
+    strength = rng.uniform(0.6, 1.0)
+    tone = rng.uniform(-95.0, -40.0) if rng.random() < 0.6 else rng.uniform(40.0, 85.0)
+    return _stroke(anchor, length, a, bend, width, strength, tone)
+
+
+def _stroke(
+    start: tuple[float, float],
+    length: float,
+    angle: float,
+    bend: float,
+    width: float,
+    strength: float,
+    tone: float,
+) -> tuple[np.ndarray, int, int, np.ndarray]:
+    """A scratch from ``start``, ``length`` pixels at ``angle`` (radians), bowed sideways by
+    ``bend`` pixels, ``width`` pixels wide, tapering at both ends, of opacity ``strength`` (0..1)
+    and grey offset ``tone``."""
+    p0 = np.array(start)
+    p2 = p0 + length * np.array([math.cos(angle), math.sin(angle)])
+    p1 = (p0 + p2) / 2 + bend * np.array([-math.sin(angle), math.cos(angle)])
     t = np.linspace(0.0, 1.0, max(8, int(length / 2)))[:, None]
     pts = (1 - t) ** 2 * p0 + 2 * (1 - t) * t * p1 + t**2 * p2
-    width = math.exp(rng.uniform(0.0, math.log(3.0))) * scale
     pad = math.ceil(width) + 2
     x0, y0 = int(pts[:, 0].min()) - pad, int(pts[:, 1].min()) - pad
     pw = int(pts[:, 0].max()) + pad + 1 - x0
@@ -309,9 +392,8 @@ def _scratch(
     thick = max(1, int(width))
     for (a, b), k in zip(itertools.pairwise(local), taper[:-1], strict=False):
         cv2.line(canvas, tuple(a), tuple(b), int(80 + 175 * k), thick, cv2.LINE_AA, shift=4)
-    fade = min(width / thick, 1.0) * rng.uniform(0.6, 1.0)
+    fade = min(width / thick, 1.0) * strength
     alpha = canvas.astype(np.float32) / 255.0 * fade
-    tone = rng.uniform(-95.0, -40.0) if rng.random() < 0.6 else rng.uniform(40.0, 85.0)
     return alpha, x0, y0, np.array([tone, tone, tone], np.float32)
 
 
@@ -323,6 +405,24 @@ def _hole(
     rim = max(1.0, rng.uniform(0.25, 0.5) * r)
     ratio = rng.uniform(0.8, 1.0)
     tilt = rng.uniform(0, math.pi)
+    depth = rng.uniform(90.0, 140.0)
+    glint = rng.uniform(25.0, 60.0)
+    return _pit(anchor, light, r, rim, ratio, tilt, depth, glint)
+
+
+def _pit(
+    anchor: tuple[float, float],
+    light: float,
+    r: float,
+    rim: float,
+    ratio: float,
+    tilt: float,
+    depth: float,
+    glint: float,
+) -> tuple[np.ndarray, int, int, np.ndarray]:
+    """A pit of radius ``r`` centred on ``anchor``, squeezed to ``ratio`` across ``tilt``
+    (radians), ``depth`` grey levels dark, its rim ``rim`` pixels wide and up to ``glint`` grey
+    levels bright where it faces the light."""
     half = math.ceil(r + rim) + 2
     ss = 4
     n = (2 * half + 1) * ss
@@ -331,8 +431,8 @@ def _hole(
     v = (-xx * math.sin(tilt) + yy * math.cos(tilt)) / ratio
     d = np.hypot(u, v)
     facing = (xx * math.cos(light) + yy * math.sin(light)) / np.maximum(d, 1e-3)
-    pit = (d <= r).astype(np.float32) * (-rng.uniform(90.0, 140.0) + 20.0 * facing)
-    ring = ((d > r) & (d <= r + rim)).astype(np.float32) * (facing * rng.uniform(25.0, 60.0) + 10)
+    pit = (d <= r).astype(np.float32) * (-depth + 20.0 * facing)
+    ring = ((d > r) & (d <= r + rim)).astype(np.float32) * (facing * glint + 10)
     shade = cv2.resize(pit + ring, (2 * half + 1, 2 * half + 1), interpolation=cv2.INTER_AREA)
     cover = cv2.resize(
         (d <= r + rim).astype(np.float32), shade.shape[::-1], interpolation=cv2.INTER_AREA

@@ -13,7 +13,11 @@ from mfgvision import synthetic
 from mfgvision.datasets import read_yolo_labels
 from mfgvision.synthetic import (
     CLASS_NAMES,
+    HOLE,
+    SCRATCH,
     SPLIT_SEEDS,
+    PlacedDefect,
+    draw_parts,
     generate_sample,
     sample_rng,
     write_yolo_dataset,
@@ -132,3 +136,22 @@ def test_samples_with_an_ok_share_spread_defect_free_frames_evenly():
     assert "".join("x" if ng else "." for ng in picked) not in ("xxxx......", "......xxxx")
     unfiltered = [bool(b) for _, b in pick_samples(10, seed=4404, size=(160, 90))]
     assert len(unfiltered) == 10
+
+
+def test_placed_defects_are_drawn_where_asked() -> None:
+    defects = [PlacedDefect(HOLE, (120.0, 100.0)), PlacedDefect(SCRATCH, (150, 150), (200, 170))]
+    img, boxes = draw_parts(np.random.default_rng(1), (320, 240), [(160.0, 120.0, 90.0)], defects)
+    again, same = draw_parts(np.random.default_rng(1), (320, 240), [(160.0, 120.0, 90.0)], defects)
+    assert img.shape == (240, 320, 3) and np.array_equal(img, again) and boxes == same
+    (hole, *hole_box), (scratch, *scratch_box) = boxes
+    assert (hole, scratch) == (HOLE, SCRATCH)
+    assert (hole_box[0] + hole_box[2]) / 2 == pytest.approx(120, abs=1)
+    assert (hole_box[1] + hole_box[3]) / 2 == pytest.approx(100, abs=1)
+    assert 8 <= hole_box[2] - hole_box[0] <= 20  # 5 px in radius with its rim
+    assert scratch_box[0] <= 150 and scratch_box[2] >= 200
+    assert scratch_box[1] <= 150 and scratch_box[3] >= 170
+    plain, _ = draw_parts(np.random.default_rng(1), (320, 240), [(160.0, 120.0, 90.0)], [])
+    x1, y1, x2, y2 = (round(v) for v in hole_box)
+    assert np.abs(img[y1:y2, x1:x2].astype(int) - plain[y1:y2, x1:x2]).max() > 40
+    with pytest.raises(ValueError, match="needs an end"):
+        draw_parts(np.random.default_rng(1), (320, 240), [], [PlacedDefect(SCRATCH, (1, 1))])
