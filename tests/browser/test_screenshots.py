@@ -130,3 +130,13 @@ def test_twin_tool_screenshot(shot: Any, stack: Stack) -> None:
     shot.locator("#module[data-outcome='applied']").wait_for(state="attached", timeout=30000)
     assert re.search(r"Applied version \d+", shot.locator("#ack").inner_text())
     shot.take("twin-config-module.png")
+    # A zone drawn on the camera's frame, selected: its points and mid-edge points show.
+    stage = shot.locator("#frame .frame-stage")
+    stage.scroll_into_view_if_needed()
+    box = stage.bounding_box()
+    shot.locator("#frame").get_by_role("button", name="New zone").click()
+    shot.locator("#frame [data-ref=name]").fill("sealing_face")
+    for fx, fy in [(0.3, 0.25), (0.72, 0.2), (0.8, 0.62), (0.55, 0.85), (0.28, 0.7)]:
+        shot.mouse.click(box["x"] + fx * box["width"], box["y"] + fy * box["height"])
+    shot.locator("#frame").get_by_role("button", name="Finish").click()
+    shot.take("twin-config-zones.png")
