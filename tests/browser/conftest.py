@@ -173,6 +173,15 @@ def stack(tmp_path_factory: pytest.TempPathFactory, browser: Any) -> Iterator[St
 SECRET_NAME = "secret.jpg"
 
 
+def sign_in(page: Any, url: str) -> None:
+    """Open ``url`` of the twin tool, signing in first when it asks."""
+    page.goto(url)
+    if "/login" in page.url:
+        page.fill("input[name=user]", USER)
+        page.fill("input[name=password]", PASSWORD)
+        page.click("button[type=submit]")
+
+
 @pytest.fixture
 def page(browser: Any) -> Iterator[Any]:
     """A fresh browser page; a script error on it fails the test."""

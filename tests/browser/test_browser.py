@@ -13,7 +13,7 @@ import pytest
 
 from mfgvision.dashboard.live import LiveConfig
 from mfgvision.store.live import LIVE_FOLDER, live_frame_path
-from tests.browser.conftest import PASSWORD, SECRET, SECRET_NAME, USER, Stack, wait_for
+from tests.browser.conftest import PASSWORD, SECRET, SECRET_NAME, USER, Stack, sign_in, wait_for
 from tests.browser.seed import write_running_status
 
 pytestmark = pytest.mark.slow
@@ -175,11 +175,7 @@ def test_twin_tool_changes_a_running_camera(page: Any, stack: Stack) -> None:
 
 
 def test_twin_tool_adds_a_second_camera_to_a_module(page: Any, stack: Stack) -> None:
-    page.goto(stack.twin_url)
-    if "/login" in page.url:
-        page.fill("input[name=user]", USER)
-        page.fill("input[name=password]", PASSWORD)
-        page.click("button[type=submit]")
+    sign_in(page, stack.twin_url)
     page.locator("a", has_text="CIS1").first.click()
     page.click("text=Add a camera to this module")
     second = page.locator('fieldset[data-camera="line1-top-2"]')

@@ -7,16 +7,8 @@ import json
 import os
 from typing import Any
 
-from tests.browser.conftest import PASSWORD, USER, Stack, wait_for
+from tests.browser.conftest import Stack, sign_in, wait_for
 from tests.cis.conftest import LABELS
-
-
-def sign_in(page: Any, url: str) -> None:
-    page.goto(url)
-    if "/login" in page.url:
-        page.fill("input[name=user]", USER)
-        page.fill("input[name=password]", PASSWORD)
-        page.click("button[type=submit]")
 
 
 def zones_of(page: Any) -> dict[str, list[list[float]]]:
